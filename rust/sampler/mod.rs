@@ -1,0 +1,4 @@
+//! sampler kernels (pure Rust).
+
+#[cfg(feature = "python")]
+pub mod python;

@@ -1,0 +1,4 @@
+//! tissue kernels (pure Rust).
+
+#[cfg(feature = "python")]
+pub mod python;
