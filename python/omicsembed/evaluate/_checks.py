@@ -1,0 +1,41 @@
+"""Shared argument checks of the evaluate modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from omicsembed.exceptions import InvalidInputError
+
+
+def as_matrix(x: Any, what: str, *, allow_nan: bool = False, hint: str = "") -> NDArray[Any]:
+    """Return ``x`` as a float64 2-D array, rejecting infinite (and, optionally, NaN) values."""
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{what} must be a numeric matrix: {exc}") from exc
+    if arr.ndim != 2:
+        raise InvalidInputError(
+            f"{what} must be 2-D (n_samples, n_features), got shape {arr.shape}"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InvalidInputError(f"{what} is empty (shape {arr.shape})")
+    if np.isinf(arr).any():
+        raise InvalidInputError(f"{what} contains infinite values")
+    if not allow_nan and np.isnan(arr).any():
+        row = int(np.flatnonzero(np.isnan(arr).any(axis=1))[0])
+        raise InvalidInputError(
+            f"{what} contains NaN (first in row {row}){'; ' + hint if hint else ''}"
+        )
+    return arr
+
+
+def seed_to_int(seed: int | np.random.Generator) -> int:
+    """Return an int seed for scikit-learn from an int or a numpy Generator."""
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, 2**31 - 1))
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise InvalidInputError(f"seed must be an int or a numpy Generator, got {seed!r}")
+    return int(seed)
