@@ -1,0 +1,298 @@
+"""Plots (matplotlib). Every function takes ``ax=`` and returns the Figure.
+
+Without ``ax`` a new :class:`matplotlib.figure.Figure` is created directly, not through
+``pyplot``: no global figure state, no GUI backend and no ``matplotlib.use`` call, so the
+functions are safe in scripts, servers and tests alike. Save with ``fig.savefig(...)`` or
+:func:`omicsembed.io.save_figure`. In Jupyter the returned Figure displays inline. With ``ax``
+the plot is drawn into that Axes (e.g. one panel of ``plt.subplots``) and its Figure is
+returned. Nothing here calls ``plt.show()``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from numpy.typing import ArrayLike
+
+__all__ = ["embedding", "reconstruction", "tau_histogram"]
+
+_MISSING_COLOR = "#b0b0b0"
+_MAX_LEGEND = 40
+
+
+def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    from matplotlib.figure import Figure
+
+    if ax is not None:
+        try:
+            root: Any = ax.get_figure(root=True)  # matplotlib >= 3.10
+        except TypeError:  # pragma: no cover - older matplotlib: .figure is the root
+            root = ax.figure
+        if not isinstance(root, Figure):
+            raise InvalidInputError("ax is not attached to a Figure")
+        return root, ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _categories(labels: Any, n: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Category names (in display order), integer code per sample (-1 = missing), mask."""
+    if isinstance(labels, pd.Series):
+        labels = labels.array
+    if isinstance(labels, pd.Categorical):
+        cat = labels
+    else:
+        arr = np.asarray(labels, dtype=object)
+        if arr.ndim != 1:
+            raise ShapeMismatchError(f"labels must be 1-D, got shape {arr.shape}")
+        missing = pd.isna(arr)
+        cat = pd.Categorical([None if m else str(v) for v, m in zip(arr, missing, strict=True)])
+    if len(cat) != n:
+        raise ShapeMismatchError(f"labels has {len(cat)} entries but Z has {n} rows")
+    cat = cat.remove_unused_categories()
+    codes = np.asarray(cat.codes, dtype=np.int64)
+    return [str(c) for c in cat.categories], codes, codes < 0
+
+
+def _palette(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return [colormaps["tab10"](i) for i in range(n)]
+    if n <= 20:
+        return [colormaps["tab20"](i) for i in range(n)]
+    cmap = colormaps["turbo"]
+    return [cmap(v) for v in np.linspace(0.05, 0.95, n)]
+
+
+def embedding(
+    Z: ArrayLike,
+    labels: ArrayLike | pd.Categorical | None,
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    dims: tuple[int, int] = (0, 1),
+    point_size: float | None = None,
+) -> Figure:
+    """Scatter plot of an embedding, one colour per label, with a legend.
+
+    Parameters
+    ----------
+    Z
+        float (n_samples, k >= 2) embedding; columns ``dims`` are plotted (pass a 2-D
+        projection such as PCA/UMAP of a larger embedding to see more than two coordinates).
+    labels
+        (n_samples,) categorical labels (compared as strings; pandas categoricals keep their
+        category order), or None for one colour. Missing labels (NaN/None) are drawn in grey as
+        "missing", beneath the others. Up to 10 classes use ``tab10``, up to 20 ``tab20``,
+        more a sampled ``turbo``; the legend is shown for up to 40 classes.
+    ax
+        Axes to draw into; a new Figure when None.
+    title
+        Axes title.
+    dims
+        The two columns of ``Z`` to plot.
+    point_size
+        Marker area (points^2); by default it shrinks with the number of samples.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The Figure holding the plot.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``Z`` is not a finite 2-D array with at least two columns, or ``dims`` is invalid.
+    ShapeMismatchError
+        If ``labels`` does not have one entry per row of ``Z``.
+
+    """
+    z = np.asarray(Z, dtype=np.float64)
+    if z.ndim != 2 or z.shape[1] < 2:
+        raise InvalidInputError(f"Z must be 2-D with at least 2 columns, got shape {z.shape}")
+    if not np.isfinite(z).all():
+        raise InvalidInputError("Z contains NaN or infinite values")
+    d0, d1 = (int(d) for d in dims)
+    if d0 == d1 or not (0 <= d0 < z.shape[1] and 0 <= d1 < z.shape[1]):
+        raise InvalidInputError(f"dims must be two different columns of Z (0..{z.shape[1] - 1})")
+    n = z.shape[0]
+    size = point_size if point_size is not None else float(np.clip(3000 / max(n, 1), 2, 40))
+
+    fig, ax = _new_axes(ax, (7.5, 5.0))
+    if labels is None:
+        ax.scatter(z[:, d0], z[:, d1], s=size, linewidths=0)
+        n_cat = 0
+    else:
+        names, codes, missing = _categories(labels, n)
+        n_cat = len(names)
+        if missing.any():
+            ax.scatter(
+                z[missing, d0],
+                z[missing, d1],
+                s=size,
+                c=_MISSING_COLOR,
+                linewidths=0,
+                label=f"missing ({int(missing.sum())})",
+            )
+        for code, (name, color) in enumerate(zip(names, _palette(n_cat), strict=True)):
+            sel = codes == code
+            ax.scatter(z[sel, d0], z[sel, d1], s=size, color=color, linewidths=0, label=name)
+        if n_cat + int(missing.any()) > 0 and n_cat <= _MAX_LEGEND:
+            ax.legend(
+                loc="center left",
+                bbox_to_anchor=(1.01, 0.5),
+                frameon=False,
+                fontsize="small",
+                markerscale=max(1.0, 30 / size) ** 0.5,
+                ncols=1 if n_cat <= 20 else 2,
+            )
+    ax.set_xlabel(f"dim {d0 + 1}")
+    ax.set_ylabel(f"dim {d1 + 1}")
+    if title is not None:
+        ax.set_title(title)
+    elif n_cat > _MAX_LEGEND:
+        ax.set_title(f"{n_cat} classes (too many for a legend)")
+    return fig
+
+
+def reconstruction(
+    observed: ArrayLike,
+    reconstructed: ArrayLike,
+    *,
+    ax: Axes | None = None,
+    max_points: int = 50_000,
+    seed: int | np.random.Generator = 0,
+) -> Figure:
+    """Reconstructed against observed values, with the line y = x and Pearson r in the title.
+
+    Pearson r is computed on every entry where ``observed`` is not NaN; at most
+    ``max_points`` of those entries (a seeded uniform sample) are drawn, as a scatter for up
+    to 5000 points and as a log-count hexbin above.
+
+    Parameters
+    ----------
+    observed
+        float array (any shape, e.g. samples x genes); NaN marks missing entries.
+    reconstructed
+        float array of the same shape, finite.
+    ax
+        Axes to draw into; a new Figure when None.
+    max_points
+        Maximum number of drawn points (>= 1).
+    seed
+        Seed (int or numpy Generator) of the subsample.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The Figure holding the plot.
+
+    Raises
+    ------
+    ShapeMismatchError
+        If the shapes differ.
+    InvalidInputError
+        If ``reconstructed`` has NaN/infinite values, ``observed`` infinite values, fewer than
+        2 entries are observed, or ``max_points < 1``.
+
+    """
+    obs = np.asarray(observed, dtype=np.float64)
+    rec = np.asarray(reconstructed, dtype=np.float64)
+    if obs.shape != rec.shape:
+        raise ShapeMismatchError(
+            f"observed has shape {obs.shape} but reconstructed has shape {rec.shape}"
+        )
+    if not np.isfinite(rec).all():
+        raise InvalidInputError("reconstructed contains NaN or infinite values")
+    if np.isinf(obs).any():
+        raise InvalidInputError("observed contains infinite values")
+    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
+        raise InvalidInputError(f"max_points must be an integer >= 1, got {max_points!r}")
+    mask = ~np.isnan(obs)
+    x, y = obs[mask], rec[mask]
+    if x.size < 2:
+        raise InvalidInputError(f"need at least 2 observed entries, got {x.size}")
+    if np.ptp(x) > 0 and np.ptp(y) > 0:
+        xc, yc = x - x.mean(), y - y.mean()
+        r = float(np.dot(xc, yc) / np.sqrt(np.dot(xc, xc) * np.dot(yc, yc)))
+        r_text = f"Pearson r = {r:.3f}"
+    else:
+        r_text = "Pearson r undefined (constant values)"
+    if x.size > max_points:
+        pick = np.random.default_rng(seed).choice(x.size, size=max_points, replace=False)
+        xs, ys = x[pick], y[pick]
+    else:
+        xs, ys = x, y
+
+    fig, ax = _new_axes(ax, (5.5, 5.0))
+    if xs.size > 5000:
+        hb = ax.hexbin(xs, ys, gridsize=80, bins="log", mincnt=1, cmap="viridis")
+        fig.colorbar(hb, ax=ax, label="values per bin")
+    else:
+        ax.scatter(xs, ys, s=4, alpha=0.5, linewidths=0)
+    lo = float(min(xs.min(), ys.min()))
+    hi = float(max(xs.max(), ys.max()))
+    ax.plot([lo, hi], [lo, hi], color="black", linewidth=1, linestyle="--", label="y = x")
+    ax.set_xlabel("observed")
+    ax.set_ylabel("reconstructed")
+    shown = "" if xs.size == x.size else f", {xs.size:,} shown"
+    ax.set_title(f"{r_text} (n = {x.size:,} values{shown})")
+    ax.legend(loc="upper left", frameon=False)
+    return fig
+
+
+def tau_histogram(tau: ArrayLike, *, ax: Axes | None = None, bins: int = 50) -> Figure:
+    """Histogram of the tissue-specificity index tau of genes (values in [0, 1]).
+
+    NaN values (genes whose tau is undefined, e.g. not expressed anywhere) are ignored and
+    counted in the title.
+
+    Parameters
+    ----------
+    tau
+        (n_genes,) tau values in [0, 1] or NaN.
+    ax
+        Axes to draw into; a new Figure when None.
+    bins
+        Number of equal-width bins over [0, 1].
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The Figure holding the plot.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``tau`` is not 1-D, has values outside [0, 1] or infinite values, or ``bins < 1``.
+
+    """
+    t = np.asarray(tau, dtype=np.float64)
+    if t.ndim != 1:
+        raise InvalidInputError(f"tau must be 1-D (one value per gene), got shape {t.shape}")
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise InvalidInputError(f"bins must be an integer >= 1, got {bins!r}")
+    nan = np.isnan(t)
+    values = t[~nan]
+    tol = 1e-9
+    if values.size and (values.min() < -tol or values.max() > 1 + tol):
+        raise InvalidInputError(
+            f"tau values must lie in [0, 1]; got range [{values.min()}, {values.max()}]"
+        )
+    values = np.clip(values, 0.0, 1.0)
+    fig, ax = _new_axes(ax, (5.5, 4.0))
+    ax.hist(values, bins=bins, range=(0.0, 1.0), color="#4c72b0")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("tissue specificity τ")
+    ax.set_ylabel("genes")
+    ax.set_title(f"τ of {values.size:,} genes ({int(nan.sum()):,} NaN ignored)")
+    return fig
