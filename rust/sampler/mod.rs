@@ -51,7 +51,9 @@ const BLOCK_BITS: u64 = 64 * BLOCK_WORDS as u64;
 /// Ranks resolved together by [`RankSelect::select_many`].
 const SELECT_GROUP: usize = 256;
 /// One select hint every 2^HINT_SHIFT included entries.
-const HINT_SHIFT: u32 = 10;
+const HINT_SHIFT: u32 = 9;
+/// Blocks per search range loaded ahead by [`RankSelect::select_many`].
+const TOUCH_BLOCKS: usize = 3;
 /// Batches at least this long are filled with rayon (when parallelism is allowed).
 const PARALLEL_MIN: usize = 16_384;
 /// Entries per rayon task when filling a batch.
@@ -357,38 +359,62 @@ impl RankSelect {
     /// hints and block counts of the whole group are loaded (independent loads whose cache
     /// misses overlap), then the branchy in-block search runs on cached lines.
     fn select_many(&self, ranks: &mut [i64]) {
-        let mut lo = [0usize; SELECT_GROUP];
+        let mut bounds = [(0usize, 0usize); SELECT_GROUP];
         for group in ranks.chunks_mut(SELECT_GROUP) {
-            for (l, &r) in lo.iter_mut().zip(group.iter()) {
-                *l = self
-                    .hints
-                    .get((r as u64 >> HINT_SHIFT) as usize)
-                    .copied()
-                    .unwrap_or(0) as usize;
+            for (bound, &r) in bounds.iter_mut().zip(group.iter()) {
+                *bound = self.search_range(r as u64);
             }
+            // Touch the first lines of every search range: independent loads, misses overlap.
             let mut touch = 0u64;
-            for &l in &lo[..group.len()] {
-                touch = touch.wrapping_add(self.blocks.get(l).map_or(0, |b| b.rank));
+            for &(lo, hi) in &bounds[..group.len()] {
+                for blk in self
+                    .blocks
+                    .get(lo..hi.min(lo + TOUCH_BLOCKS))
+                    .unwrap_or(&[])
+                {
+                    touch = touch.wrapping_add(blk.rank);
+                }
             }
             std::hint::black_box(touch);
-            for r in group.iter_mut() {
-                *r = self.select(*r as u64) as i64;
+            for (r, &(lo, hi)) in group.iter_mut().zip(bounds.iter()) {
+                *r = self.select_in(*r as u64, lo, hi) as i64;
             }
         }
     }
 
-    /// Position of the one with rank `r` (0-based); `r` must be below the total.
+    /// Blocks [lo, hi) that must hold the one with rank `r` (from the select hints).
     #[inline]
-    fn select(&self, r: u64) -> u64 {
+    fn search_range(&self, r: u64) -> (usize, usize) {
         let k = (r >> HINT_SHIFT) as usize;
         let lo = self.hints.get(k).copied().unwrap_or(0) as usize;
         let hi = self
             .hints
             .get(k + 1)
             .map_or(self.blocks.len(), |&h| h as usize + 1);
+        (lo, hi)
+    }
+
+    /// Position of the one with rank `r` (0-based); `r` must be below the total.
+    #[cfg(test)]
+    fn select(&self, r: u64) -> u64 {
+        let (lo, hi) = self.search_range(r);
+        self.select_in(r, lo, hi)
+    }
+
+    /// Position of the one with rank `r`, knowing its block is in [lo, hi).
+    #[inline]
+    fn select_in(&self, r: u64, lo: usize, hi: usize) -> u64 {
         // The block holding rank r is the last one in [lo, hi) whose rank is <= r.
-        let range = self.blocks.get(lo..hi).unwrap_or(&[]);
-        let b = lo + range.partition_point(|blk| blk.rank <= r).saturating_sub(1);
+        let b = if hi - lo <= 2 * TOUCH_BLOCKS {
+            let mut b = lo;
+            while b + 1 < hi && self.blocks.get(b + 1).is_some_and(|blk| blk.rank <= r) {
+                b += 1;
+            }
+            b
+        } else {
+            let range = self.blocks.get(lo..hi).unwrap_or(&[]);
+            lo + range.partition_point(|blk| blk.rank <= r).saturating_sub(1)
+        };
         let Some(block) = self.blocks.get(b) else {
             return u64::MAX;
         };

@@ -188,8 +188,9 @@ class NarrowFormatSampler:
     ----------
     X
         Dense (n, m) array of samples × genes. float32 and float64 arrays (any memory layout) are
-        referenced without a copy — do not modify X while sampling; other real dtypes are copied
-        once to float32. NaN marks a missing entry (excluded); ±inf is an error.
+        referenced without a copy (read-only arrays and ``np.load(..., mmap_mode="r")`` memory
+        maps work too) — do not modify X while sampling; other real dtypes are copied once to
+        float32. NaN marks a missing entry (excluded); ±inf is an error.
     batch_size
         Entries per batch, ≥ 1 (the last batch of an epoch may be smaller unless ``drop_last``).
     seed
