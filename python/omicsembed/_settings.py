@@ -23,6 +23,7 @@ class Settings:
         is set.
     num_threads
         Threads for torch on CPU; ``None`` keeps torch's default.
+
     """
 
     seed: int = 0

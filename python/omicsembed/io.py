@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "atomic_path",
     "ResultFolder",
     "read_anndata",
     "save_figure",
@@ -222,7 +223,7 @@ def _table_to_anndata(df: pl.DataFrame, p: Path, groupby: str | None) -> ad.AnnD
 # atomic writing
 # --------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path in the folder of ``path``; move it onto ``path`` on success."""
     dest = Path(path)
     if not dest.parent.is_dir():
@@ -289,9 +290,9 @@ def write_table(
     table = _to_polars(df)
     base = Path(folder)
     pq_path, csv_path = base / f"{name}.parquet", base / f"{name}.csv"
-    with _atomic_path(pq_path) as tmp:
+    with atomic_path(pq_path) as tmp:
         table.write_parquet(tmp)
-    with _atomic_path(csv_path) as tmp:
+    with atomic_path(csv_path) as tmp:
         table.write_csv(tmp)
     return pq_path, csv_path
 
@@ -344,7 +345,7 @@ def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
     """
     text = json.dumps(_jsonable(obj), indent=2, allow_nan=False, sort_keys=False) + "\n"
     dest = Path(path)
-    with _atomic_path(dest) as tmp:
+    with atomic_path(dest) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return dest
 
@@ -372,7 +373,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 150) ->
             f"cannot save a figure as {str(dest)!r}: extension {fmt!r} is not one of "
             f"{sorted(supported)}"
         )
-    with _atomic_path(dest) as tmp:
+    with atomic_path(dest) as tmp:
         fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
     return dest
 
@@ -394,7 +395,7 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike[str]) -> Path:
     dest = Path(path)
     if dest.suffix.lower() != ".h5ad":
         raise InvalidInputError(f"write_h5ad needs a path ending in .h5ad, got {str(dest)!r}")
-    with _atomic_path(dest) as tmp:
+    with atomic_path(dest) as tmp:
         adata.write_h5ad(tmp)
     return dest
 

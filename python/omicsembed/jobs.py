@@ -1,0 +1,366 @@
+"""The user jobs behind the command line.
+
+Each job takes data, runs a method end to end and fills one result folder (tables as Parquet +
+CSV, PNG figures, ``summary.json``).
+
+- :func:`tissue_specificity_job` — Tau index and tissue-specific Wasserstein distance per gene
+  (Trofimov et al. 2020, §3.2).
+- :func:`factorized_embedding_job` — factorized embeddings, reconstruction quality and a
+  k-nearest-neighbour benchmark of the sample embedding against PCA of the same dimension
+  (Trofimov et al. 2020, §2.1, §3).
+- :func:`demo` — both jobs on the embedded NCI60 data.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from matplotlib.figure import Figure
+
+from omicsembed import evaluate, pl, stats
+from omicsembed._core import __version__
+from omicsembed.exceptions import InvalidInputError
+from omicsembed.io import ResultFolder
+from omicsembed.models import FactorizedEmbedding
+from omicsembed.models._data import dense_matrix
+
+__all__ = [
+    "DemoSettings",
+    "demo",
+    "factorized_embedding_job",
+    "tissue_specificity_job",
+]
+
+
+def _labelled(adata: AnnData, groupby: str) -> AnnData:
+    if groupby not in adata.obs.columns:
+        raise InvalidInputError(
+            f"column {groupby!r} not in the sample annotations; available: "
+            f"{list(adata.obs.columns)}"
+        )
+    keep = adata.obs[groupby].notna().to_numpy()
+    if not keep.any():
+        raise InvalidInputError(f"column {groupby!r} has no non-missing labels")
+    return adata[keep].copy() if not keep.all() else adata
+
+
+def _versions() -> dict[str, str]:
+    import sklearn
+    import torch
+
+    return {
+        "omicsembed": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def tissue_specificity_job(
+    adata: AnnData,
+    out: ResultFolder,
+    *,
+    groupby: str,
+    layer: str | None = None,
+    unlog_base: float | None = None,
+    percentile: float = 65.0,
+) -> dict[str, Any]:
+    """Tau index and tissue-specific Wasserstein distance of every gene; writes the results.
+
+    Parameters
+    ----------
+    adata
+        Samples × genes; samples with a missing ``groupby`` label are left out.
+    out
+        Result folder; receives ``tissue_specificity`` (one row per gene: tau, top group,
+        largest Wasserstein distance), ``tissue_wasserstein`` (genes × groups),
+        ``specific_genes`` (genes above the ``percentile``-th Wasserstein percentile within each
+        group) and ``tau_histogram.png``.
+    groupby
+        ``.obs`` column with the tissue / cancer type of each sample.
+    layer
+        Use this layer instead of ``.X``.
+    unlog_base
+        When the values are logarithms (e.g. log2 ratios) give the base: Tau, which needs
+        non-negative expression, is then computed on ``unlog_base ** x``. The Wasserstein
+        distances always use the values as given.
+    percentile
+        Within-group percentile of the Wasserstein distance above which a gene counts as
+        specific to that group (the paper uses 65).
+
+    Returns
+    -------
+    dict
+        Headline figures (numbers of genes, NaN Tau, specific genes per group).
+
+    Raises
+    ------
+    InvalidInputError
+        Missing column, negative values for Tau without ``unlog_base``, or bad groups.
+
+    """
+    adata = _labelled(adata, groupby)
+    matrix = dense_matrix(adata, layer=layer)
+    groups = adata.obs[groupby].to_numpy()
+    expression = np.power(unlog_base, matrix, dtype=np.float64) if unlog_base else matrix
+    tau = stats.tau_index(expression, groups)
+    wasserstein = stats.tissue_wasserstein(matrix, groups)
+    genes = adata.var_names.astype(str)
+    distances = wasserstein.to_frame(gene_names=list(genes))
+    specific = wasserstein.specific_genes(percentile)
+    table = pd.DataFrame(
+        {
+            "gene": genes,
+            "tau": tau,
+            "top_group": wasserstein.top_group().astype(str),
+            "max_wasserstein": wasserstein.distances.max(axis=1),
+        }
+    )
+    rows, columns = np.nonzero(specific)
+    specific_table = pd.DataFrame(
+        {
+            "group": np.asarray(wasserstein.groups, dtype=str)[columns],
+            "gene": genes[rows],
+            "wasserstein": wasserstein.distances[rows, columns],
+        }
+    ).sort_values(["group", "wasserstein"], ascending=[True, False])
+    out.write_table(table, "tissue_specificity")
+    out.write_table(distances.reset_index(names="gene"), "tissue_wasserstein")
+    out.write_table(specific_table, "specific_genes")
+    out.save_figure(pl.tau_histogram(tau), "tau_histogram")
+    return {
+        "n_genes": len(genes),
+        "n_groups": len(wasserstein.groups),
+        "tau_nan": int(np.isnan(tau).sum()),
+        "tau_median": float(np.nanmedian(tau)),
+        "tau_above_0.8": int(np.sum(tau > 0.8)),
+        "specific_percentile": percentile,
+        "specific_genes_per_group": {
+            str(g): int(n) for g, n in zip(wasserstein.groups, specific.sum(axis=0), strict=True)
+        },
+    }
+
+
+def _embedding_figure(fe: np.ndarray, pca: np.ndarray, labels: np.ndarray, k: int) -> Figure:
+    figure = Figure(figsize=(12, 5), layout="constrained")
+    left, right = figure.subplots(1, 2)
+    projected = evaluate.pca_embedding(fe, 2) if fe.shape[1] > 2 else fe
+    pl.embedding(projected, labels, ax=left, title=f"Factorized embedding (k={k}; first 2 PCs)")
+    pl.embedding(pca[:, :2], labels, ax=right, title="PCA of the expression (PC1, PC2)")
+    return figure
+
+
+def factorized_embedding_job(
+    adata: AnnData,
+    out: ResultFolder,
+    *,
+    groupby: str | None = None,
+    layer: str | None = None,
+    model: FactorizedEmbedding | None = None,
+    n_neighbors: int = 5,
+    n_repeats: int = 20,
+    seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Fit factorized embeddings, measure reconstruction, benchmark against PCA; write results.
+
+    Parameters
+    ----------
+    adata
+        Samples × genes of continuous values (e.g. log10(TPM+1)); NaN marks missing values.
+    out
+        Result folder; receives ``sample_embeddings``, ``gene_embeddings``, ``history``,
+        ``reconstruction_per_sample``, ``knn_scores`` (when ``groupby`` is given), figures
+        ``sample_embedding.png``, ``reconstruction.png``, ``training.png`` and the model in
+        ``model/``.
+    groupby
+        ``.obs`` column with sample labels for the kNN benchmark (80/20 stratified splits,
+        ``n_repeats`` times); samples without a label are left out of the benchmark only.
+    layer
+        Use this layer instead of ``.X``.
+    model
+        An unfitted :class:`FactorizedEmbedding` with the settings to use (default settings
+        when None).
+    n_neighbors, n_repeats, seed
+        kNN benchmark settings.
+    checkpoint_dir, resume
+        Checkpoint folder of the training and whether to resume from it.
+
+    Returns
+    -------
+    dict
+        Headline metrics: mean per-sample Pearson r of the reconstruction, distance
+        preservation, kNN accuracy (mean ± sd) of the embedding and of PCA with the same
+        number of dimensions.
+
+    """
+    model = model or FactorizedEmbedding(seed=seed)
+    matrix = dense_matrix(adata, layer=layer)
+    started = time.perf_counter()
+    model.fit(adata, layer=layer, checkpoint_dir=checkpoint_dir, resume=resume)
+    fit_seconds = time.perf_counter() - started
+    embeddings = model.sample_embeddings_
+    k = embeddings.shape[1]
+    reconstructed = model.reconstruct()
+    per_sample = evaluate.per_sample_pearson(matrix, reconstructed)
+    samples = adata.obs_names.astype(str)
+    labels = adata.obs[groupby].to_numpy() if groupby is not None else None
+    sample_table = pd.DataFrame(embeddings, columns=[f"fe_{i + 1}" for i in range(k)])
+    sample_table.insert(0, "sample", samples)
+    if labels is not None and groupby is not None:
+        sample_table.insert(1, groupby, pd.Series(labels).astype("string"))
+    gene_table = pd.DataFrame(
+        model.gene_embeddings_,
+        columns=[f"fe_{i + 1}" for i in range(model.gene_embeddings_.shape[1])],
+    )
+    gene_table.insert(0, "gene", adata.var_names.astype(str))
+    out.write_table(sample_table, "sample_embeddings")
+    out.write_table(gene_table, "gene_embeddings")
+    out.write_table(model.history_, "history")
+    out.write_table(
+        pd.DataFrame({"sample": samples, "pearson_r": per_sample}), "reconstruction_per_sample"
+    )
+    model.save(out.file("model"))
+
+    observed = np.isfinite(matrix)
+    metrics: dict[str, Any] = {
+        "fit_seconds": round(fit_seconds, 2),
+        "epochs": len(model.history_),
+        "final_train_loss": float(model.history_["train_loss"].iloc[-1]),
+        "reconstruction_pearson_all_entries": float(
+            np.corrcoef(matrix[observed], reconstructed[observed])[0, 1]
+        ),
+        "reconstruction_pearson_per_sample_mean": float(np.nanmean(per_sample)),
+    }
+    if "validation_loss" in model.history_:
+        metrics["best_validation_loss"] = float(model.history_["validation_loss"].min())
+    complete = bool(observed.all())
+    n_components = min(k, matrix.shape[0] - 1, matrix.shape[1])
+    pca = evaluate.pca_embedding(matrix, n_components, seed) if complete else None
+    if pca is not None:
+        metrics["distance_preservation"] = {
+            "factorized_embedding": evaluate.distance_preservation(matrix, embeddings, seed=seed),
+            f"pca_{n_components}": evaluate.distance_preservation(matrix, pca, seed=seed),
+        }
+    if labels is not None and pca is not None:
+        scores = {
+            "factorized_embedding": evaluate.knn_classification(
+                embeddings, labels, n_neighbors=n_neighbors, n_repeats=n_repeats, seed=seed
+            ),
+            f"pca_{n_components}": evaluate.knn_classification(
+                pca, labels, n_neighbors=n_neighbors, n_repeats=n_repeats, seed=seed
+            ),
+        }
+        out.write_table(
+            pd.DataFrame(
+                [
+                    {"method": name, "split": split, "accuracy": accuracy}
+                    for name, score in scores.items()
+                    for split, accuracy in enumerate(score.accuracies)
+                ]
+            ),
+            "knn_scores",
+        )
+        metrics["knn_accuracy"] = {
+            name: {"mean": score.mean, "sd": score.sd} for name, score in scores.items()
+        }
+        metrics["knn_chance"] = scores["factorized_embedding"].chance
+        out.save_figure(_embedding_figure(embeddings, pca, labels, k), "sample_embedding")
+    out.save_figure(pl.reconstruction(matrix, reconstructed), "reconstruction")
+    out.save_figure(_history_figure(model.history_), "training")
+    return metrics
+
+
+def _history_figure(history: pd.DataFrame) -> Figure:
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axes = figure.subplots()
+    for column in ("train_loss", "validation_loss"):
+        if column in history:
+            axes.plot(history["epoch"], history[column], label=column.replace("_", " "))
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("mean squared error")
+    axes.set_yscale("log")
+    axes.legend()
+    return figure
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Settings of :func:`demo`; ``quick`` trades accuracy for a run of well under a minute."""
+
+    quick: bool = False
+    seed: int = 0
+    max_epochs: int | None = None
+
+    @property
+    def n_genes(self) -> int:
+        """Most variable genes used for the embedding (all 2000 shipped, 500 when quick)."""
+        return 500 if self.quick else 2000
+
+    @property
+    def epochs(self) -> int:
+        """Training epochs."""
+        if self.max_epochs is not None:
+            return self.max_epochs
+        return 40 if self.quick else 300
+
+    @property
+    def n_repeats(self) -> int:
+        """Random 80/20 splits of the kNN benchmark."""
+        return 10 if self.quick else 50
+
+
+def demo(
+    out: str | Path, settings: DemoSettings | None = None, *, progress: bool | None = None
+) -> dict[str, Any]:
+    """Run the main job on the embedded NCI60 data (64 cell lines, 9 cancer types).
+
+    Tissue specificity (Tau on linear-scale ratios ``2**x``, Wasserstein distances on the log2
+    ratios) of all 2000 shipped genes per cancer type, then factorized embeddings of the cell
+    lines benchmarked with 5-nearest-neighbour classification of cancer type against PCA of the
+    same dimension. Writes everything into ``out`` and returns the summary.
+    """
+    from omicsembed.datasets import nci60
+
+    settings = settings or DemoSettings()
+    started = time.perf_counter()
+    folder = ResultFolder(out)
+    adata = _labelled(nci60(), "cancer_type")
+    tissue = tissue_specificity_job(adata, folder, groupby="cancer_type", unlog_base=2.0)
+    variances = np.asarray(adata.X).var(axis=0)
+    genes = np.sort(np.argsort(variances)[::-1][: settings.n_genes])
+    subset = adata[:, genes].copy()
+    model = FactorizedEmbedding(max_epochs=settings.epochs, seed=settings.seed, progress=progress)
+    embedding = factorized_embedding_job(
+        subset,
+        folder,
+        groupby="cancer_type",
+        model=model,
+        n_repeats=settings.n_repeats,
+        seed=settings.seed,
+    )
+    summary = {
+        "job": "demo",
+        "dataset": "NCI60 (ISLP 0.6.0): 63 labelled cell lines x 2000 genes, 9 cancer types",
+        "settings": {
+            "quick": settings.quick,
+            "seed": settings.seed,
+            "genes_for_embedding": settings.n_genes,
+            "model": model.settings.__dict__,
+        },
+        "tissue_specificity": tissue,
+        "factorized_embedding": embedding,
+        "versions": _versions(),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    folder.write_json(summary, "summary")
+    return summary

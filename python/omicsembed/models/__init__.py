@@ -1,0 +1,5 @@
+"""User-facing estimators: fit / transform / save / load, AnnData aware."""
+
+from omicsembed.models.factorized_embedding import FactorizedEmbedding
+
+__all__ = ["FactorizedEmbedding"]

@@ -1,0 +1,5 @@
+"""Pure torch ``nn.Module``s, one file per model family (no AnnData in here)."""
+
+from omicsembed.nn.factorized import FactorizedEmbeddingNetwork
+
+__all__ = ["FactorizedEmbeddingNetwork"]
