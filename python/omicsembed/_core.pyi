@@ -4,6 +4,19 @@ __version__: str
 
 # --- tissue (Tau index, tissue-specific Wasserstein distance) ---
 
+# (`_np` / `_NDArray` are imported once, below; stubs allow forward references.)
+
+def tau_index(
+    x: _NDArray[_np.float32] | _NDArray[_np.float64],
+    codes: _NDArray[_np.int64],
+    n_groups: int,
+) -> _NDArray[_np.float64]: ...
+def tissue_wasserstein(
+    x: _NDArray[_np.float32] | _NDArray[_np.float64],
+    codes: _NDArray[_np.int64],
+    n_groups: int,
+) -> _NDArray[_np.float64]: ...
+
 # --- sampler (narrow-format minibatch sampler) ---
 
 # These imports serve the whole stub (the tissue section above uses `_np` / `_NDArray` as
