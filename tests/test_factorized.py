@@ -55,7 +55,7 @@ def test_sample_embeddings_separate_planted_groups_and_anndata_is_written() -> N
     X, groups = planted()
     adata = AnnData(X)
     adata.obs["group"] = groups
-    FactorizedEmbedding(**SMALL, max_epochs=80, seed=0).fit(adata)
+    FactorizedEmbedding(**SMALL, max_epochs=150, validation_fraction=0.0, seed=0).fit(adata)
     Z = adata.obsm["X_fe"]
     assert Z.shape == (60, 4)
     assert adata.varm["fe"].shape == (40, 4)
