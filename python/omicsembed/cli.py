@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from omicsembed.exceptions import OmicsEmbedError
 
@@ -42,7 +43,8 @@ def _reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except OmicsEmbedError as error:
-            _console.print(f"[bold red]error:[/] {error}")
+            # the message is plain text (it may hold brackets); never wrap it
+            _console.print("[bold red]error:[/]", Text(str(error)), soft_wrap=True)
             raise typer.Exit(code=2) from error
 
     return run  # type: ignore[return-value]

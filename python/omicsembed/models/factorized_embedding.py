@@ -247,6 +247,8 @@ class FactorizedEmbedding:
 
         """
         matrix = dense_matrix(data, layer=layer)
+        if np.isnan(matrix).all():
+            raise InvalidInputError("every value is missing (NaN); there is nothing to fit")
         codes, names, levels = descriptor_codes(data, descriptors)
         s = self.settings
         torch.manual_seed(s.seed)
@@ -258,7 +260,9 @@ class FactorizedEmbedding:
             hidden_sizes=s.hidden_sizes,
             descriptor_levels=[len(level) for level in levels],
             descriptor_embedding_size=s.descriptor_embedding_size,
-        ).to(self.device)
+        )
+        network.set_output_scale(float(np.nanmean(matrix)), float(np.nanstd(matrix)))
+        network = network.to(self.device)
         common: dict[str, Any] = {
             "batch_size": s.batch_size,
             "seed": s.seed,

@@ -81,6 +81,20 @@ class FactorizedEmbeddingNetwork(nn.Module):
             layers += [nn.Linear(width_in, width_out), nn.Tanh()]
         layers.append(nn.Linear(hidden_sizes[-1], 1))
         self.mlp = nn.Sequential(*layers)
+        self.register_buffer("output_mean", torch.zeros(()))
+        self.register_buffer("output_scale", torch.ones(()))
+
+    def set_output_scale(self, mean: float, scale: float) -> None:
+        """Express outputs as ``mean + scale * mlp(...)`` (targets' mean and standard deviation).
+
+        The MLP then works on standardised values whatever the scale of the data, which keeps
+        the tanh units out of saturation and the learning rate meaningful across datasets.
+        """
+        self.output_mean.fill_(float(mean))
+        self.output_scale.fill_(float(scale) if scale > 0 else 1.0)
+
+    def _output(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.output_mean + self.output_scale * self.mlp(hidden).squeeze(-1)
 
     def sample_features(
         self, sample_embeddings: torch.Tensor, descriptors: torch.Tensor | None
@@ -119,7 +133,7 @@ class FactorizedEmbeddingNetwork(nn.Module):
         """
         features = self.sample_features(self.sample_embedding(samples), descriptors)
         hidden = self.sample_projection(features) + self.gene_projection(self.gene_embedding(genes))
-        return self.mlp(hidden).squeeze(-1)
+        return self._output(hidden)
 
     def decode_grid(
         self,
@@ -152,7 +166,7 @@ class FactorizedEmbeddingNetwork(nn.Module):
         n_genes = gene_part.shape[0]
         rows = max(1, chunk_size // max(n_genes, 1))
         outputs = [
-            self.mlp(sample_part[start : start + rows, None, :] + gene_part[None, :, :]).squeeze(-1)
+            self._output(sample_part[start : start + rows, None, :] + gene_part[None, :, :])
             for start in range(0, sample_part.shape[0], rows)
         ]
         return torch.cat(outputs, dim=0)

@@ -303,6 +303,8 @@ def train(
         the interrupted epoch is then run again from the weights at the interruption.
 
     """
+    if settings.num_threads is not None:
+        torch.set_num_threads(settings.num_threads)
     params = list(parameters) if parameters is not None else list(module.parameters())
     optimizer = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     folder = Path(config.checkpoint_dir) if config.checkpoint_dir is not None else None

@@ -1,0 +1,92 @@
+"""The command line: jobs write complete result folders; bad input exits 2 with a clear message."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from omicsembed.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def table(tmp_path):
+    rng = np.random.default_rng(0)
+    groups = np.repeat(["liver", "brain", "lung"], 8)
+    values = rng.gamma(2.0, 1.0, size=(24, 15))
+    values[groups == "liver", 0] += 20.0  # a liver-specific gene
+    frame = pd.DataFrame(values, columns=[f"g{i}" for i in range(15)])
+    frame.insert(0, "sample", [f"s{i}" for i in range(24)])
+    frame.insert(1, "tissue", groups)
+    path = tmp_path / "expression.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_tissue_specificity_writes_tables_and_finds_the_planted_gene(table, tmp_path) -> None:
+    out = tmp_path / "tissue"
+    result = runner.invoke(
+        app, ["tissue-specificity", str(table), "--groupby", "tissue", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    genes = pd.read_parquet(out / "tissue_specificity.parquet")
+    assert genes.loc[genes["tau"].idxmax(), "gene"] == "g0"
+    assert genes.set_index("gene").loc["g0", "top_group"] == "liver"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_groups"] == 3 and summary["n_genes"] == 15
+    assert (out / "tau_histogram.png").stat().st_size > 0
+
+
+def test_fe_fit_writes_embeddings_and_benchmark(table, tmp_path) -> None:
+    out = tmp_path / "fe"
+    args = ["fe", "fit", str(table), "--groupby", "tissue", "--out", str(out)]
+    result = runner.invoke(
+        app, [*args, "--epochs", "2", "--embedding-size", "3", "--log-transform"]
+    )
+    assert result.exit_code == 0, result.output
+    embeddings = pd.read_parquet(out / "sample_embeddings.parquet")
+    assert list(embeddings.columns) == ["sample", "tissue", "fe_1", "fe_2", "fe_3"]
+    assert len(embeddings) == 24
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["metrics"]["knn_accuracy"]) == {"factorized_embedding", "pca_3"}
+    assert (out / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["tissue-specificity", "{missing}", "--groupby", "tissue"], "does not exist"),
+        (["tissue-specificity", "{table}", "--groupby", "organ"], "organ"),
+        (["fe", "fit", "{table}", "--groupby", "nope"], "nope"),
+        (["tissue-specificity", "{text}", "--groupby", "tissue"], "g1"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(table, tmp_path, arguments, message) -> None:
+    text = tmp_path / "text.csv"
+    frame = pd.read_csv(table)
+    frame["g1"] = frame["g1"].astype(str)
+    frame.loc[3, "g1"] = "high"
+    frame.to_csv(text, index=False)
+    paths = {"missing": tmp_path / "absent.csv", "table": table, "text": text}
+    filled = [argument.format(**paths) for argument in arguments]
+    result = runner.invoke(app, [*filled, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_demo_quick_runs_end_to_end(tmp_path) -> None:
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    accuracy = summary["factorized_embedding"]["knn_accuracy"]["factorized_embedding"]["mean"]
+    assert accuracy > 2 * summary["factorized_embedding"]["knn_chance"]
+    for figure in ("sample_embedding.png", "reconstruction.png", "tau_histogram.png"):
+        assert (out / figure).stat().st_size > 0
