@@ -9,6 +9,7 @@
 //! matrix.
 
 mod emd;
+mod sort;
 
 #[cfg(feature = "python")]
 pub mod python;
@@ -27,25 +28,25 @@ const TAU_BLOCK: usize = 256;
 
 /// An expression value type the kernels accept (`f32`, `f64`).
 pub trait Expr: Copy + Send + Sync + 'static {
-    /// A value packed with its group code, sortable by value.
-    type Packed: Copy + Send;
     /// The value as `f64` (exact).
     fn to_f64(self) -> f64;
     /// An unsigned key whose integer order is the numeric order of finite values.
     fn order_key(self) -> u64;
     /// The value (as `f64`) of a key made by [`Expr::order_key`].
     fn from_key(key: u64) -> f64;
-    /// Pack a finite value with its group code.
-    fn pack(self, group: u32) -> Self::Packed;
-    /// The value (as `f64`) and group code of a packed pair.
-    fn unpack(packed: Self::Packed) -> (f64, u32);
-    /// Sort packed pairs by value (unstable: the order of equal values is unspecified).
-    fn sort_packed(packed: &mut [Self::Packed]);
+    /// Sort a column of finite values: write the sorted values (as `f64`) into `xs` and the
+    /// group code of each into `groups`; `packed` is scratch. Equal values come in an
+    /// unspecified order.
+    fn sort_column(
+        col: &[Self],
+        codes: &[u32],
+        packed: &mut Vec<u64>,
+        xs: &mut [f64],
+        groups: &mut [u32],
+    );
 }
 
 impl Expr for f32 {
-    /// `order_key << 32 | group`.
-    type Packed = u64;
     #[inline(always)]
     fn to_f64(self) -> f64 {
         f64::from(self)
@@ -70,23 +71,18 @@ impl Expr for f32 {
         };
         f64::from(f32::from_bits(bits))
     }
-    #[inline(always)]
-    fn pack(self, group: u32) -> u64 {
-        (self.order_key() << 32) | u64::from(group)
-    }
-    #[inline(always)]
-    fn unpack(packed: u64) -> (f64, u32) {
-        (Self::from_key(packed >> 32), packed as u32)
-    }
-    fn sort_packed(packed: &mut [u64]) {
-        // By the value only, so that runs of equal values (zeros) are recognised as such.
-        packed.sort_unstable_by_key(|&p| (p >> 32) as u32);
+    fn sort_column(
+        col: &[Self],
+        codes: &[u32],
+        packed: &mut Vec<u64>,
+        xs: &mut [f64],
+        groups: &mut [u32],
+    ) {
+        sort::sort_f32(col, codes, packed, xs, groups);
     }
 }
 
 impl Expr for f64 {
-    /// `(order_key, group)`.
-    type Packed = (u64, u32);
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
@@ -109,16 +105,14 @@ impl Expr for f64 {
         };
         f64::from_bits(bits)
     }
-    #[inline(always)]
-    fn pack(self, group: u32) -> (u64, u32) {
-        (self.order_key(), group)
-    }
-    #[inline(always)]
-    fn unpack(packed: (u64, u32)) -> (f64, u32) {
-        (Self::from_key(packed.0), packed.1)
-    }
-    fn sort_packed(packed: &mut [(u64, u32)]) {
-        packed.sort_unstable_by_key(|p| p.0);
+    fn sort_column(
+        col: &[Self],
+        codes: &[u32],
+        packed: &mut Vec<u64>,
+        xs: &mut [f64],
+        groups: &mut [u32],
+    ) {
+        sort::sort_f64(col, codes, packed, xs, groups);
     }
 }
 
