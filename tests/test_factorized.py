@@ -22,12 +22,12 @@ SMALL = {
 }
 
 
-def planted(n: int = 60, m: int = 40, seed: int = 0, noise: float = 0.05):
+def planted(n: int = 60, m: int = 40, seed: int = 0, noise: float = 0.05, shift: float = 2.0):
     """Two sample groups on a rank-2 structure: X = U V^T + noise, groups differ in U."""
     rng = np.random.default_rng(seed)
     groups = np.repeat(["A", "B"], n // 2)
     U = rng.normal(size=(n, 2)) * 0.5
-    U[groups == "B", 0] += 2.0
+    U[groups == "B", 0] += shift
     V = rng.normal(size=(m, 2))
     X = (U @ V.T + noise * rng.normal(size=(n, m))).astype(np.float32)
     return X, groups
@@ -127,13 +127,13 @@ def test_interrupted_training_leaves_a_checkpoint_to_resume(tmp_path) -> None:
 
 
 def test_embed_new_samples_with_frozen_network() -> None:
-    X, groups = planted(n=80, seed=0)
+    X, groups = planted(n=80, seed=0, shift=3.0)
     train_rows = np.r_[0:30, 40:70]
     new_rows = np.r_[30:40, 70:80]
     model = FactorizedEmbedding(**SMALL, max_epochs=150, validation_fraction=0.0, seed=0)
     model.fit(X[train_rows])
     weights_before = {k: v.clone() for k, v in model.network_.state_dict().items()}
-    Z_new = model.embed_new_samples(X[new_rows], max_epochs=300)
+    Z_new = model.embed_new_samples(X[new_rows])
     for key, value in model.network_.state_dict().items():
         assert torch.equal(value, weights_before[key]), f"{key} changed"
     decoded = model.impute(np.full((len(new_rows), X.shape[1]), np.nan), sample_embeddings=Z_new)
@@ -143,6 +143,17 @@ def test_embed_new_samples_with_frozen_network() -> None:
     centroids = np.stack([Z[groups[train_rows] == g].mean(0) for g in ("A", "B")])
     nearest = np.argmin(((Z_new[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
     assert (np.array(["A", "B"])[nearest] == groups[new_rows]).mean() >= 0.9
+
+
+def test_re_embedding_fitted_samples_fits_them_as_well_as_training() -> None:
+    X, _ = planted(n=40, seed=2)
+    model = FactorizedEmbedding(**SMALL, max_epochs=150, validation_fraction=0.0, seed=0).fit(X)
+    # embeddings are not identifiable (4 dimensions for rank-2 data), their fit is: embedding
+    # the fitted samples again must fit them as well as training did
+    Z_again = model.embed_new_samples(X)
+    fitted_error = np.mean((model.reconstruct() - X) ** 2)
+    again = model.impute(np.full_like(X, np.nan), sample_embeddings=Z_again)
+    assert np.mean((again - X) ** 2) <= 1.1 * fitted_error
 
 
 def test_transfer_moves_samples_towards_the_target_group() -> None:
