@@ -30,8 +30,9 @@ pub(crate) fn sort_f32(
 }
 
 /// Sort an `f64` column: words `order_key` with its low `b` bits replaced by the row index
-/// (`2^b ≥ n`), sorted by the truncated key; then runs of equal truncated keys are put in exact
-/// order (they are rare apart from runs of identical values, which are checked in linear time).
+/// (`2^b ≥ n`), sorted by the truncated key. Values whose keys differ only in those low bits may
+/// then be out of order (rare: it needs two values within `2^b` ulps of each other); that is
+/// detected while unpacking and repaired by sorting such runs by their exact keys.
 pub(crate) fn sort_f64(
     col: &[f64],
     codes: &[u32],
@@ -53,27 +54,44 @@ pub(crate) fn sort_f64(
             .map(|(i, &v)| (v.order_key() & !index_mask) | i as u64),
     );
     packed.sort_unstable_by_key(|&p| p & !index_mask);
-    let exact = |p: u64| col[(p & index_mask) as usize].order_key();
-    let mut start = 0;
-    while start < n {
-        let truncated = packed[start] & !index_mask;
-        let mut end = start + 1;
-        while end < n && packed[end] & !index_mask == truncated {
-            end += 1;
-        }
-        if end - start > 1 {
-            let first = exact(packed[start]);
-            if packed[start + 1..end].iter().any(|&p| exact(p) != first) {
+    if !unpack_f64(col, codes, packed, index_mask, xs, groups) {
+        let exact = |p: u64| col[(p & index_mask) as usize].order_key();
+        let mut start = 0;
+        while start < n {
+            let truncated = packed[start] & !index_mask;
+            let mut end = start + 1;
+            while end < n && packed[end] & !index_mask == truncated {
+                end += 1;
+            }
+            if end - start > 1 {
                 packed[start..end].sort_unstable_by_key(|&p| exact(p));
             }
+            start = end;
         }
-        start = end;
+        unpack_f64(col, codes, packed, index_mask, xs, groups);
     }
+}
+
+/// Write values and group codes in the order of `packed`; returns whether the values are sorted.
+fn unpack_f64(
+    col: &[f64],
+    codes: &[u32],
+    packed: &[u64],
+    index_mask: u64,
+    xs: &mut [f64],
+    groups: &mut [u32],
+) -> bool {
+    let mut sorted = true;
+    let mut previous = f64::NEG_INFINITY;
     for ((&p, x), g) in packed.iter().zip(xs.iter_mut()).zip(groups.iter_mut()) {
         let i = (p & index_mask) as usize;
-        *x = col[i];
+        let v = col[i];
+        sorted &= previous <= v;
+        previous = v;
+        *x = v;
         *g = codes[i];
     }
+    sorted
 }
 
 #[cfg(test)]
