@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
-    "atomic_path",
     "ResultFolder",
+    "atomic_path",
     "read_anndata",
     "save_figure",
     "write_h5ad",

@@ -50,6 +50,9 @@ class FactorizedEmbeddingNetwork(nn.Module):
 
     """
 
+    output_mean: torch.Tensor
+    output_scale: torch.Tensor
+
     def __init__(
         self,
         n_samples: int,
