@@ -33,8 +33,9 @@
 //! close to a large `x_(p)`). `S` is always accumulated in double-double precision (TwoSum), so
 //! the difference of two prefix sums is accurate to one rounding of the difference itself. The
 //! fast path then evaluates each inner sum in plain `f64`; its absolute error is at most
-//! `4 ε m max|x|` for a piece of `m` terms, and since a group's pieces cover at most `n` terms,
-//! the error of `Σ |e_k| Δ_k` is at most `4 ε n_c n max|x|`. When this bound exceeds
+//! `5 ε m M` for a piece of `m` terms whose values (anchor included) are at most `M` in
+//! magnitude, so the error of `Σ |e_k| Δ_k` is at most `5 ε n_c Σ_pieces m M` (≤ `5 ε n_c n
+//! max|x|`; the sweep accumulates the sum of `m M` over the segments). When this bound exceeds
 //! [`REL_TOL`] times the computed sum (a group distance tiny relative to the values' magnitude),
 //! that group is recomputed on the exact path: `(q − p) x_(p)` is formed exactly from a Veltkamp
 //! split of `x_(p)` and the whole inner sum is kept in double-double, so every piece is accurate
@@ -276,9 +277,6 @@ impl<T: Expr> Scratch<T> {
             self.ranks[*f] = k as u32;
             *f += 1;
         }
-        // Fast-path error bound of Σ |e_k| Δ_k per group member: 4 ε n max|x| (see module doc),
-        // with a margin for the second-order terms.
-        let bound_per_member = 5.0 * f64::EPSILON * n as f64 * x_min.abs().max(x_max.abs());
         let n_total = n as f64;
         let mut split_done = false;
         for (g, o) in out.iter_mut().enumerate() {
@@ -290,13 +288,15 @@ impl<T: Expr> Scratch<T> {
                 xl,
                 n_total,
             };
-            let mut acc = sorted(&[], &[]).group_sum::<false>(ranks);
-            if bound_per_member * nc > self.rel_tol * acc {
+            let (mut acc, weight) = sorted(&[], &[]).group_sum::<false>(ranks);
+            // Fast-path error bound (module documentation): 5 ε n_c Σ_pieces m max|x|, with the
+            // segment weights from `group_sum` bounding Σ_pieces m max|x|.
+            if 5.0 * f64::EPSILON * nc * weight > self.rel_tol * acc {
                 if !split_done {
                     split(&self.xs, &mut self.xh, &mut self.xl);
                     split_done = true;
                 }
-                acc = sorted(&self.xh, &self.xl).group_sum::<true>(ranks);
+                acc = sorted(&self.xh, &self.xl).group_sum::<true>(ranks).0;
             }
             *o = acc / (nc * (n_total - nc));
         }
@@ -344,26 +344,32 @@ struct Sorted<'a> {
 }
 
 impl Sorted<'_> {
-    /// `Σ_k |e_k| Δ_k` of the group whose members have the sorted ranks `ranks` (ascending).
+    /// `Σ_k |e_k| Δ_k` of the group whose members have the sorted ranks `ranks` (ascending),
+    /// and (fast path) `Σ_segments (hi − lo + 1) max(|x_(lo)|, |x_(hi+1)|)`, which bounds the
+    /// rounding error of the sum (see [`Scratch::sweep`]).
     #[inline(always)]
-    fn group_sum<const EXACT: bool>(&self, ranks: &[u32]) -> f64 {
+    fn group_sum<const EXACT: bool>(&self, ranks: &[u32]) -> (f64, f64) {
         let last = self.recs.len() as i64 - 3; // n − 2
         let nc = ranks.len() as f64;
         let inv_nc = 1.0 / nc;
         // Segment j (count j) runs from the j-th member's rank to the next member's rank − 1.
-        let (mut acc, mut lo, mut j) = (0.0f64, 0i64, 0.0f64);
+        let (mut acc, mut err, mut lo, mut j) = (0.0f64, 0.0f64, 0i64, 0.0f64);
         for &r in ranks {
             let r = i64::from(r);
             if r > lo {
-                acc += self.segment::<EXACT>(nc, inv_nc, j, lo, r - 1);
+                let (value, weight) = self.segment::<EXACT>(nc, inv_nc, j, lo, r - 1);
+                acc += value;
+                err += weight;
             }
             j += 1.0;
             lo = r;
         }
         if last >= lo {
-            acc += self.segment::<EXACT>(nc, inv_nc, j, lo, last);
+            let (value, weight) = self.segment::<EXACT>(nc, inv_nc, j, lo, last);
+            acc += value;
+            err += weight;
         }
-        acc
+        (acc, err)
     }
 
     /// `Σ_{k=lo}^{hi} |e_k| Δ_k` for a group of size `nc` (`inv_nc = 1 / nc`) whose count is `j`
@@ -377,7 +383,14 @@ impl Sorted<'_> {
     /// ```
     /// with `s = split`, `e_q = alpha − s nc`, `e_s = e_q − nc`.
     #[inline(always)]
-    fn segment<const EXACT: bool>(&self, nc: f64, inv_nc: f64, j: f64, lo: i64, hi: i64) -> f64 {
+    fn segment<const EXACT: bool>(
+        &self,
+        nc: f64,
+        inv_nc: f64,
+        j: f64,
+        lo: i64,
+        hi: i64,
+    ) -> (f64, f64) {
         let alpha = j * self.n_total;
         // The first k with e_k = alpha − (k+1) nc < 0 is ⌊alpha / nc⌋. alpha / nc is at least
         // 1/nc away from an integer unless it is one, far more than the rounding error of the
@@ -413,7 +426,14 @@ impl Sorted<'_> {
         };
         let pos = e_q * (r_s1.x - r_lo.x) + nc * inner_pos.max(0.0);
         let neg = -e_s * (x_end - r_s1.x) + nc * inner_neg.max(0.0);
-        keep_if(pos, split > lo) + keep_if(neg, split <= hi)
+        let value = keep_if(pos, split > lo) + keep_if(neg, split <= hi);
+        // Both pieces' values lie in [x_(lo), x_(hi+1)] and they have at most hi − lo terms.
+        let weight = if EXACT {
+            0.0
+        } else {
+            (hi_f - lo_f + 1.0) * r_lo.x.abs().max(x_end.abs())
+        };
+        (value, weight)
     }
 }
 
