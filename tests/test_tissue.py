@@ -275,6 +275,18 @@ def test_errors(func):
         func(X.astype(str), groups)
 
 
+@pytest.mark.parametrize("func", [stats.tau_index, stats.tissue_wasserstein])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bad_value_located_in_any_layout(func, order, dtype):
+    X = np.ones((300, 100), dtype=dtype, order=order)
+    X[211, 77] = np.nan
+    X[250, 99] = np.inf
+    groups = np.arange(300) % 3
+    with _raises(InvalidInputError, "NaN at row 211, column 77"):
+        func(X, groups)
+
+
 def test_tau_rejects_negative_values():
     X = np.ones((4, 3))
     X[2, 1] = -0.5
