@@ -362,3 +362,27 @@ def test_anndata_sparse_input():
     np.testing.assert_array_equal(
         adata.varm["tissue_wasserstein"], stats.tissue_wasserstein(X, labels).distances
     )
+
+
+def test_sparse_input_is_densified_by_gene_chunks(monkeypatch):
+    sparse = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(11)
+    X = rng.lognormal(size=(50, 23)) * (rng.random((50, 23)) < 0.3)
+    labels = rng.choice(["p", "q", "r"], size=50)
+    labels[:3] = ["p", "q", "r"]
+    monkeypatch.setattr(stats, "_SPARSE_CHUNK_VALUES", 50 * 4)  # 4 genes per chunk
+    for fmt in (sparse.csr_matrix, sparse.csc_matrix, sparse.coo_matrix):
+        got = stats.tissue_wasserstein(fmt(X), labels).distances
+        np.testing.assert_array_equal(got, stats.tissue_wasserstein(X, labels).distances)
+        np.testing.assert_array_equal(
+            stats.tau_index(fmt(X.astype(np.float32)), labels),
+            stats.tau_index(X.astype(np.float32), labels),
+        )
+    bad = X.copy()
+    bad[7, 13] = np.nan
+    with _raises(InvalidInputError, "NaN at row 7, column 13"):
+        stats.tissue_wasserstein(sparse.csr_matrix(bad), labels)
+    bad[7, 13] = -2.0
+    with _raises(InvalidInputError, r"negative value \(-2.0\) at row 7, column 13"):
+        stats.tau_index(sparse.csr_matrix(bad), labels)
+    stats.tissue_wasserstein(sparse.csr_matrix(bad), labels)  # negatives are fine for the EMD

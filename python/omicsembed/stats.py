@@ -18,11 +18,13 @@ The kernels run in Rust (parallel over genes, without the GIL) and read ``float3
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 from omicsembed import _core
@@ -104,11 +106,28 @@ def group_codes(groups: ArrayLike) -> tuple[NDArray[np.int64], NDArray[Any]]:
     return codes, names
 
 
-def _as_matrix(X: Any) -> NDArray[np.float32] | NDArray[np.float64]:
-    """Validate the shape of ``X`` and return it as a contiguous float32/float64 array."""
-    if hasattr(X, "toarray") and not isinstance(X, np.ndarray):
-        # scipy.sparse: the kernels need dense columns; this densifies the whole matrix.
-        X = X.toarray()
+#: Dense values materialised at once when the input is a scipy sparse matrix (genes are
+#: densified in chunks of about this many values: 2**25 values = 256 MiB of float64).
+_SPARSE_CHUNK_VALUES = 2**25
+
+_Dense = NDArray[np.float32] | NDArray[np.float64]
+
+
+def _as_matrix(X: Any) -> Any:
+    """Validate the shape of ``X``; return a contiguous float32/float64 array or a sparse matrix.
+
+    scipy sparse matrices are returned as CSC (densified by gene chunks in :func:`_apply`).
+    """
+    if sp.issparse(X):
+        if X.ndim != 2:
+            raise ShapeMismatchError(f"X must be a 2-D samples × genes matrix, got {X.shape}")
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise InvalidInputError(
+                f"X is empty (shape {X.shape}); pass at least one sample and one gene"
+            )
+        if X.dtype.kind not in "biuf":
+            raise InvalidInputError(f"X must be numeric, got dtype {X.dtype}")
+        return sp.csc_matrix(X)
     array = np.asarray(X)
     if array.ndim != 2:
         raise ShapeMismatchError(
@@ -127,6 +146,50 @@ def _as_matrix(X: Any) -> NDArray[np.float32] | NDArray[np.float64]:
     return array
 
 
+def _check_sparse_values(matrix: sp.csc_matrix, *, nonnegative: bool) -> None:
+    """Raise like the Rust kernels for a NaN/inf (or negative) stored value of a CSC matrix."""
+    data = matrix.data
+    bad = ~np.isfinite(data)
+    if nonnegative:
+        bad |= data < 0
+    if not bad.any():
+        return
+    k = int(np.flatnonzero(bad)[0])
+    column = int(np.searchsorted(matrix.indptr, k, side="right") - 1)
+    row, value = int(matrix.indices[k]), data[k]
+    if np.isfinite(value):
+        raise InvalidInputError(
+            f"X has a negative value ({value}) at row {row}, column {column}; Tau is defined for "
+            "non-negative expression: transform to a non-negative scale first (e.g. "
+            "2**log_ratio, or log1p of counts)"
+        )
+    what = "NaN" if np.isnan(value) else "an infinite value"
+    raise InvalidInputError(
+        f"X contains {what} at row {row}, column {column}; remove or impute non-finite values first"
+    )
+
+
+def _apply(
+    kernel: Callable[[_Dense, NDArray[np.int64], int], NDArray[np.float64]],
+    matrix: Any,
+    codes: NDArray[np.int64],
+    n_groups: int,
+    *,
+    nonnegative: bool,
+) -> NDArray[np.float64]:
+    """Run a per-gene kernel on a dense array, or on a CSC matrix densified by gene chunks."""
+    if not sp.issparse(matrix):
+        return kernel(matrix, codes, n_groups)
+    _check_sparse_values(matrix, nonnegative=nonnegative)
+    n, m = matrix.shape
+    width = max(1, _SPARSE_CHUNK_VALUES // n)
+    parts = [
+        kernel(_as_matrix(matrix[:, j0 : j0 + width].toarray(order="F")), codes, n_groups)
+        for j0 in range(0, m, width)
+    ]
+    return np.concatenate(parts, axis=0)
+
+
 def _is_anndata(X: object) -> bool:
     # No AnnData can exist unless anndata was imported: avoid importing it (slow) for arrays.
     anndata = sys.modules.get("anndata")
@@ -135,7 +198,7 @@ def _is_anndata(X: object) -> bool:
 
 def _prepare(
     X: Any, groups: ArrayLike | str, layer: str | None
-) -> tuple[NDArray[np.float32] | NDArray[np.float64], NDArray[np.int64], NDArray[Any], str]:
+) -> tuple[Any, NDArray[np.int64], NDArray[Any], str]:
     """Resolve (matrix, codes, names, groupby description) for arrays and AnnData."""
     if _is_anndata(X):
         if isinstance(groups, str):
@@ -222,7 +285,8 @@ def tau_index(
         ``(n, m)`` samples × genes expression on a **non-negative** scale (e.g. ``log1p`` of
         counts, or ``2**x`` of log-ratios), float32 or float64 (other numeric dtypes are
         converted to float64; float32/float64 C- or Fortran-ordered arrays are read in place).
-        Or an AnnData (``.X`` or ``layer``; sparse matrices are densified).
+        A scipy sparse matrix is densified gene chunk by gene chunk (about 256 MiB at a time).
+        Or an AnnData (``.X`` or ``layer``, dense or sparse).
     groups
         ``(n,)`` group label of every sample (any labels, see :func:`group_codes`), or with an
         AnnData the name of an ``.obs`` column.
@@ -249,7 +313,7 @@ def tau_index(
 
     """
     array, codes, names, groupby = _prepare(X, groups, layer)
-    tau = _core.tau_index(array, codes, len(names))
+    tau = _apply(_core.tau_index, array, codes, len(names), nonnegative=True)
     if not _is_anndata(X):
         return tau
     adata = cast("AnnData", X)
@@ -371,7 +435,8 @@ def tissue_wasserstein(
     X
         ``(n, m)`` samples × genes expression (any real values), float32 or float64 (other
         numeric dtypes are converted to float64; float32/float64 C- or Fortran-ordered arrays are
-        read in place). Or an AnnData (``.X`` or ``layer``; sparse matrices are densified).
+        read in place). A scipy sparse matrix is densified gene chunk by gene chunk (about
+        256 MiB at a time). Or an AnnData (``.X`` or ``layer``, dense or sparse).
     groups
         ``(n,)`` group label of every sample (any labels, see :func:`group_codes`), or with an
         AnnData the name of an ``.obs`` column.
@@ -400,7 +465,8 @@ def tissue_wasserstein(
     """
     array, codes, names, groupby = _prepare(X, groups, layer)
     result = TissueWasserstein(
-        distances=_core.tissue_wasserstein(array, codes, len(names)), groups=names
+        distances=_apply(_core.tissue_wasserstein, array, codes, len(names), nonnegative=False),
+        groups=names,
     )
     if not _is_anndata(X):
         return result
