@@ -59,7 +59,7 @@
 use rayon::prelude::*;
 
 use super::{bad_value, validate_groups, Expr, Layout, Matrix, MAX_ABS};
-use crate::error::CoreResult;
+use crate::error::{CoreError, CoreResult};
 
 /// Bytes of a row gathered per block of genes (a row-major row contributes this many contiguous
 /// bytes: 64 `f32` or 32 `f64` genes; four cache lines per row amortise the strided access).
@@ -107,6 +107,12 @@ pub(crate) fn tissue_wasserstein_impl<T: Expr>(
     let groups = validate_groups(codes, n_groups, x.n_rows())?;
     let c = n_groups;
     let n = x.n_rows();
+    if n > u32::MAX as usize {
+        return Err(CoreError::invalid(format!(
+            "tissue_wasserstein supports up to {} samples, got {n}",
+            u32::MAX
+        )));
+    }
     let mut out = vec![0.0f64; x.n_cols() * c];
     let block = (BLOCK_BYTES / std::mem::size_of::<T>()).max(1);
     let results: Vec<CoreResult<()>> = out

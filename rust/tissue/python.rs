@@ -55,6 +55,12 @@ fn not_contiguous() -> PyErr {
     ))
 }
 
+fn codes_not_contiguous() -> PyErr {
+    to_py_err(CoreError::invalid(
+        "codes must be a contiguous int64 array; pass np.ascontiguousarray(codes)",
+    ))
+}
+
 /// A kernel over one matrix type: `(x, codes, n_groups) -> values`.
 type Kernel<T> = fn(&Matrix<'_, T>, &[i64], usize) -> CoreResult<Vec<f64>>;
 
@@ -74,7 +80,7 @@ fn tau_index<'py>(
     codes: PyReadonlyArray1<'py, i64>,
     n_groups: usize,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let codes = codes.as_slice().map_err(|_| not_contiguous())?;
+    let codes = codes.as_slice().map_err(|_| codes_not_contiguous())?;
     let tau = dispatch(
         py,
         x,
@@ -92,7 +98,7 @@ fn tissue_wasserstein<'py>(
     codes: PyReadonlyArray1<'py, i64>,
     n_groups: usize,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let codes = codes.as_slice().map_err(|_| not_contiguous())?;
+    let codes = codes.as_slice().map_err(|_| codes_not_contiguous())?;
     let distances = dispatch(
         py,
         x,
