@@ -1,10 +1,20 @@
 """Typed stub of the Rust extension ``omicsembed._core`` (checked by ``mypy.stubtest``)."""
 
+from typing import final as _final
+
+import numpy as _np
+from numpy.typing import NDArray as _NDArray
+
 __version__: str
+__all__ = [
+    "NarrowSampler",
+    "__version__",
+    "_sampler_parallelism_allowed",
+    "tau_index",
+    "tissue_wasserstein",
+]
 
 # --- tissue (Tau index, tissue-specific Wasserstein distance) ---
-
-# (`_np` / `_NDArray` are imported once, below; stubs allow forward references.)
 
 def tau_index(
     x: _NDArray[_np.float32] | _NDArray[_np.float64],
@@ -18,13 +28,6 @@ def tissue_wasserstein(
 ) -> _NDArray[_np.float64]: ...
 
 # --- sampler (narrow-format minibatch sampler) ---
-
-# These imports serve the whole stub (the tissue section above uses `_np` / `_NDArray` as
-# forward references); E402 because a section precedes them. Better: hoist them to the header.
-from typing import final as _final  # noqa: E402
-
-import numpy as _np  # noqa: E402
-from numpy.typing import NDArray as _NDArray  # noqa: E402
 
 @_final
 class NarrowSampler:
