@@ -138,6 +138,7 @@ class FactorizedEmbeddingNetwork(nn.Module):
         The first layer is evaluated once per distinct sample and gene of the batch and then
         gathered (a minibatch of 10,000 entries holds at most a few thousand distinct samples
         or genes), which saves about a third of the arithmetic of a forward pass.
+
         """
         unique_samples, sample_rows = torch.unique(samples, return_inverse=True)
         unique_genes, gene_rows = torch.unique(genes, return_inverse=True)
