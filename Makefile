@@ -21,6 +21,7 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --no-default-features -- -D warnings
 	$(PYTHON) -m ruff check python tests benches
+	$(PYTHON) -m ruff format --check python tests benches
 	$(PYTHON) -m mypy.stubtest omicsembed._core
 	$(PYTHON) -m mypy python/omicsembed
 
