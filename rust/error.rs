@@ -29,13 +29,22 @@ impl fmt::Display for CoreError {
 
 impl CoreError {
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::InvalidInput, message: message.into() }
+        Self {
+            kind: ErrorKind::InvalidInput,
+            message: message.into(),
+        }
     }
     pub fn shape(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::ShapeMismatch, message: message.into() }
+        Self {
+            kind: ErrorKind::ShapeMismatch,
+            message: message.into(),
+        }
     }
     pub fn convergence(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Convergence, message: message.into() }
+        Self {
+            kind: ErrorKind::Convergence,
+            message: message.into(),
+        }
     }
 }
 

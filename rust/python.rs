@@ -35,5 +35,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     crate::tissue::python::register(m)?;
     crate::sampler::python::register(m)?;
+    crate::loglinear::python::register(m)?;
+    crate::boltzmann::python::register(m)?;
     Ok(())
 }

@@ -27,6 +27,10 @@ def tissue_wasserstein(
     n_groups: int,
 ) -> _NDArray[_np.float64]: ...
 
+# --- loglinear (contingency tables, G², IPF, stepwise selection, patterns) ---
+
+# --- boltzmann (Bernoulli RBM / DBM: PCD, mean field, Gibbs sampling, AIS) ---
+
 # --- sampler (narrow-format minibatch sampler) ---
 
 @_final

@@ -1,0 +1,4 @@
+//! boltzmann kernels (pure Rust).
+
+#[cfg(feature = "python")]
+pub mod python;

@@ -1,0 +1,4 @@
+//! loglinear kernels (pure Rust).
+
+#[cfg(feature = "python")]
+pub mod python;
