@@ -138,3 +138,18 @@ def test_no_pyplot_and_no_backend_change():
         "assert dict.__getitem__(matplotlib.rcParams, 'backend') == backend\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_selection_heatmap_and_pattern_map() -> None:
+    table = pd.DataFrame({"epoch": [10, 10, 20, 20], "step": [1, 2, 1, 2], "feature": [3, 5, 3, 7]})
+    fig = pl.selection_heatmap(table)
+    assert isinstance(fig, Figure)
+    image = fig.axes[0].images[0].get_array()
+    assert image.shape == (3, 2)  # features 3, 5, 7 x epochs 10, 20
+    assert image.mask.sum() == 2  # 5 not selected at 20, 7 not at 10
+    with pytest.raises(InvalidInputError):
+        pl.selection_heatmap(table.drop(columns="step"))
+    fig = pl.pattern_map(np.array([[0.0, 0.0], [1.0, 0.5]]), [10, 3], ["01", "11"])
+    assert isinstance(fig, Figure)
+    with pytest.raises(ShapeMismatchError):
+        pl.pattern_map(np.zeros((2, 3)), [1, 2])

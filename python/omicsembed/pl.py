@@ -10,6 +10,7 @@ returned. Nothing here calls ``plt.show()``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from numpy.typing import ArrayLike
 
-__all__ = ["embedding", "reconstruction", "tau_histogram"]
+__all__ = ["embedding", "pattern_map", "reconstruction", "selection_heatmap", "tau_histogram"]
 
 _MISSING_COLOR = "#b0b0b0"
 _MAX_LEGEND = 40
@@ -295,4 +296,103 @@ def tau_histogram(tau: ArrayLike, *, ax: Axes | None = None, bins: int = 50) -> 
     ax.set_xlabel("tissue specificity τ")
     ax.set_ylabel("genes")
     ax.set_title(f"τ of {values.size:,} genes ({int(nan.sum()):,} NaN ignored)")
+    return fig
+
+
+def selection_heatmap(table: pd.DataFrame, *, ax: Axes | None = None) -> Figure:
+    """Heat map of log-linear selections over training epochs (Hess et al. 2020, Figs. 3 and 5).
+
+    Parameters
+    ----------
+    table
+        Tidy table with columns ``epoch``, ``step`` (1-based or 0-based order of selection),
+        ``feature`` and optionally ``feature_name`` — e.g. ``SelectionMonitor.table()``.
+    ax
+        Axes to draw into; a new Figure when None.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Rows: features ever selected; columns: epochs; colour: the step at which the feature
+        was selected (blank: not selected at that epoch).
+
+    Raises
+    ------
+    InvalidInputError
+        If columns are missing or the table is empty.
+
+    """
+    missing = {"epoch", "step", "feature"} - set(table.columns)
+    if missing:
+        raise InvalidInputError(f"table lacks columns {sorted(missing)}")
+    if table.empty:
+        raise InvalidInputError("the selection table is empty: no epoch was monitored")
+    label = "feature_name" if "feature_name" in table.columns else "feature"
+    grid = table.pivot_table(index=label, columns="epoch", values="step", aggfunc="min")
+    grid = grid.loc[grid.min(axis=1).sort_values().index]
+    fig, ax = _new_axes(ax, (1.2 + 0.35 * grid.shape[1], 1.2 + 0.3 * grid.shape[0]))
+    image = ax.imshow(
+        np.ma.masked_invalid(grid.to_numpy(dtype=float)), aspect="auto", cmap="viridis_r"
+    )
+    ax.set_xticks(range(grid.shape[1]), [str(c) for c in grid.columns], rotation=90)
+    ax.set_yticks(range(grid.shape[0]), [str(i) for i in grid.index])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("selected feature")
+    fig.colorbar(image, ax=ax, label="selection step")
+    return fig
+
+
+def pattern_map(
+    coordinates: ArrayLike,
+    counts: ArrayLike,
+    labels: Sequence[str] | None = None,
+    *,
+    empty: ArrayLike | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Pattern map: MDS coordinates of patterns, area proportional to frequency (Fig. 4).
+
+    Parameters
+    ----------
+    coordinates
+        (n_patterns, 2) classical-MDS coordinates of the Jensen–Shannon distances.
+    counts
+        (n_patterns,) pattern frequencies (point area).
+    labels
+        Pattern strings (e.g. ``"101100"``) written next to the points.
+    empty
+        (n_patterns,) flags of patterns without samples (drawn as hollow grey markers).
+    ax
+        Axes to draw into; a new Figure when None.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The Figure holding the plot.
+
+    Raises
+    ------
+    ShapeMismatchError
+        If the inputs disagree in length or ``coordinates`` is not (n, 2).
+
+    """
+    xy = np.asarray(coordinates, dtype=np.float64)
+    sizes = np.asarray(counts, dtype=np.float64)
+    if xy.ndim != 2 or xy.shape[1] != 2 or sizes.shape != (xy.shape[0],):
+        raise ShapeMismatchError(
+            f"need (n, 2) coordinates and (n,) counts, got {xy.shape} and {sizes.shape}"
+        )
+    flags = np.zeros(xy.shape[0], bool) if empty is None else np.asarray(empty, dtype=bool)
+    fig, ax = _new_axes(ax, (5.5, 5.0))
+    area = 30 + 600 * sizes / max(sizes.max(), 1.0)
+    filled = ~flags & np.isfinite(xy).all(axis=1)
+    ax.scatter(xy[filled, 0], xy[filled, 1], s=area[filled], alpha=0.6, color="#4c72b0")
+    ax.scatter(xy[flags, 0], xy[flags, 1], s=60, facecolors="none", edgecolors=_MISSING_COLOR)
+    if labels is not None:
+        for (x, y), text in zip(xy, labels, strict=True):
+            if np.isfinite([x, y]).all():
+                ax.annotate(text, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("MDS 1")
+    ax.set_ylabel("MDS 2")
+    ax.set_title("patterns by Jensen–Shannon distance of latent configurations")
     return fig
