@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,137 @@ def test_matches_source_exactly(adata):
     np.testing.assert_array_equal(adata.var["source_column"].to_numpy(), top)
     np.testing.assert_array_equal(adata.X, x[:, top].astype(np.float32))
     np.testing.assert_array_equal(adata.obs["label"].to_numpy(), labels)
+
+
+# ----------------------------------------------------------------------------- pbmc68k_reduced
+PBMC_SOURCE = Path(
+    os.environ.get(
+        "OMICSEMBED_SCANPY_PBMC68K", "/tmp/scanpy/scanpy/datasets/10x_pbmc68k_reduced.h5ad"
+    )
+)
+BULK_LABEL_COUNTS = {
+    "Dendritic": 240,
+    "CD14+ Monocyte": 129,
+    "CD19+ B": 95,
+    "CD4+/CD25 T Reg": 68,
+    "CD8+ Cytotoxic T": 54,
+    "CD8+/CD45RA+ Naive Cytotoxic": 43,
+    "CD56+ NK": 31,
+    "CD4+/CD45RO+ Memory": 19,
+    "CD34+": 13,
+    "CD4+/CD45RA+/CD25- Naive T": 8,
+}
+
+
+@pytest.fixture(scope="module")
+def pbmc():
+    from omicsembed.datasets import pbmc68k_reduced
+
+    return pbmc68k_reduced()
+
+
+@pytest.fixture(scope="module")
+def pbmc_npz():
+    resource = importlib.resources.files("omicsembed.datasets").joinpath("pbmc68k_reduced.npz")
+    with importlib.resources.as_file(resource) as path, np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}, path.stat().st_size
+
+
+def test_pbmc_counts_are_sparse_non_negative_integers(pbmc):
+    import scipy.sparse as sp
+
+    assert pbmc.shape == (700, 400)
+    assert sp.issparse(pbmc.X) and pbmc.X.format == "csr"
+    assert pbmc.X.dtype == np.float32
+    data = pbmc.X.data
+    assert (data > 0).all()  # explicit entries are the non-zero counts
+    np.testing.assert_array_equal(data, np.round(data))
+    assert data.max() == 259
+    # the smallest non-zero count of every cell is 1 (UMI counts, not normalised values)
+    row_min = np.array([pbmc.X[i].data.min() for i in range(pbmc.n_obs)])
+    assert (row_min == 1).all()
+    # 400 of the original genes cannot hold more than the cell's total count
+    totals = np.asarray(pbmc.X.sum(axis=1)).ravel()
+    n_counts = pbmc.obs["n_counts"].to_numpy()
+    assert (totals < n_counts).all() and 0.05 < np.median(totals / n_counts) < 0.5
+    assert ((pbmc.X > 0).sum(axis=1).A1 <= pbmc.obs["n_genes"].to_numpy()).all()
+    assert (np.asarray((pbmc.X > 0).sum(axis=0)).ravel() > 0).all()  # no empty gene
+
+
+def test_pbmc_file_is_small_and_plain(pbmc_npz):
+    arrays, size = pbmc_npz
+    assert size < 1_000_000
+    assert all(a.dtype != object for a in arrays.values())
+    assert arrays["data"].dtype == np.uint16 and arrays["indices"].dtype == np.uint16
+
+
+def test_pbmc_labels(pbmc):
+    bulk = pbmc.obs["bulk_labels"]
+    assert isinstance(bulk.dtype, pd.CategoricalDtype)
+    assert bulk.value_counts().to_dict() == BULK_LABEL_COUNTS
+    louvain = pbmc.obs["louvain"]
+    assert isinstance(louvain.dtype, pd.CategoricalDtype)
+    assert list(louvain.cat.categories) == [str(i) for i in range(11)]
+    assert louvain.notna().all() and bulk.notna().all()
+    assert set(pbmc.obs["phase"].cat.categories) == {"G1", "G2M", "S"}
+    # labels carry signal in the counts: monocytes express CD14 and LYZ more than B cells
+    for gene in ("LYZ", "CD14"):
+        if gene in pbmc.var_names:
+            column = pbmc[:, gene].X.toarray().ravel()
+            assert column[bulk == "CD14+ Monocyte"].mean() > column[bulk == "CD19+ B"].mean()
+
+
+def test_pbmc_names_and_selection(pbmc, pbmc_npz):
+    arrays, _ = pbmc_npz
+    assert pbmc.obs_names.is_unique and pbmc.var_names.is_unique
+    assert all(re.fullmatch(r"[ACGT]{14}-\d", name) for name in pbmc.obs_names)
+    src = pbmc.var["source_column"].to_numpy()
+    assert np.all(np.diff(src) > 0) and src.min() >= 0 and src.max() < 765
+    log_counts = np.log1p(pbmc.X.toarray().astype(np.float64))
+    assert log_counts.var(axis=0, ddof=1).min() > float(arrays["max_dropped_variance"])
+
+
+def test_pbmc_fresh_object_each_call(pbmc):
+    from omicsembed.datasets import pbmc68k_reduced
+
+    a = pbmc68k_reduced()
+    a.X.data[:] = 0
+    a.obs["bulk_labels"] = "x"
+    b = pbmc68k_reduced()
+    assert b.X.sum() == pbmc.X.sum() > 0
+    assert b.obs["bulk_labels"].value_counts()["Dendritic"] == 240
+
+
+def test_pbmc_notice():
+    text = importlib.resources.files("omicsembed.datasets").joinpath("NOTICE").read_text()
+    for needle in (
+        "scanpy 1.11.5",
+        "10x Genomics",
+        "Zheng",
+        "BSD 3-Clause License",
+        "Copyright (c) 2017 F. Alexander Wolf, P. Angerer, Theis Lab",
+        "round(expm1(raw.X) * n_counts / 1e4)",
+        "400 genes of largest",
+    ):
+        assert needle in text
+
+
+@pytest.mark.skipif(not PBMC_SOURCE.is_file(), reason="scanpy's 10x_pbmc68k_reduced.h5ad absent")
+def test_pbmc_reproduces_the_source_normalisation(pbmc):
+    import warnings
+
+    import anndata as ad
+
+    with warnings.catch_warnings():  # the 2017 file predates anndata's encoding metadata
+        warnings.simplefilter("ignore")
+        source = ad.read_h5ad(PBMC_SOURCE)
+    cols = pbmc.var["source_column"].to_numpy()
+    assert list(source.raw.var_names[cols]) == list(pbmc.var_names)
+    assert list(source.obs_names) == list(pbmc.obs_names)
+    raw = source.raw.X[:, cols].toarray().astype(np.float64)
+    n_counts = pbmc.obs["n_counts"].to_numpy(dtype=np.float64)
+    np.testing.assert_array_equal(n_counts, source.obs["n_counts"].to_numpy())
+    back = np.log1p(pbmc.X.toarray().astype(np.float64) / n_counts[:, None] * 1e4)
+    assert np.abs(back - raw).max() <= 5.01e-4  # the source's 3-decimal rounding
+    for key in ("bulk_labels", "louvain"):
+        assert list(pbmc.obs[key].astype(str)) == list(source.obs[key].astype(str))
