@@ -1,4 +1,4 @@
-"""Preprocessing: log transform, highly variable genes, standardization."""
+"""Preprocessing: log transform, variable genes, standardization, size factors, dichotomize."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from omicsembed.exceptions import InvalidInputError
-from omicsembed.pp import highly_variable, log_transform, standardize
+from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
+from omicsembed.pp import (
+    dichotomize,
+    highly_variable,
+    log_transform,
+    normalize_size_factors,
+    size_factors,
+    standardize,
+)
 
 
 @pytest.fixture
@@ -182,3 +189,173 @@ def test_standardize_errors():
         standardize(np.array([[np.inf, 1.0], [0.0, 1.0]]))
     with pytest.raises(InvalidInputError, match="ddof"):
         standardize(np.eye(3), ddof=-1)
+
+
+# ----------------------------------------------------------------------------- size factors
+def _size_factors_oracle(counts: np.ndarray) -> np.ndarray:
+    """Anders & Huber (2010) eq. 5 written as plain loops (independent of the vectorised code)."""
+    import math
+    import statistics
+
+    n, m = counts.shape
+    genes = [g for g in range(m) if all(counts[i, g] > 0 for i in range(n))]
+    geo = {g: math.exp(sum(math.log(counts[i, g]) for i in range(n)) / n) for g in genes}
+    # DESeq2 takes the median on the log scale (even counts: geometric mean of the middle two)
+    return np.array(
+        [
+            math.exp(statistics.median(math.log(counts[i, g] / geo[g]) for g in genes))
+            for i in range(n)
+        ]
+    )
+
+
+def test_size_factors_hand_example():
+    counts = np.array([[2, 0, 8, 1], [8, 3, 2, 4]])
+    # gene 1 has a zero -> excluded; geometric means 4, 4, 2; ratios (0.5, 2, 0.5), (2, 0.5, 2)
+    np.testing.assert_allclose(size_factors(counts), [0.5, 2.0], rtol=1e-15)
+
+
+@pytest.mark.parametrize("scales", [[0.5, 1.0, 2.0], [1.0, 3.0, 7.0, 0.25]])
+def test_size_factors_of_rescaled_copies_are_the_scales(scales):
+    rng = np.random.default_rng(3)
+    base = rng.poisson(20, size=50).astype(float)
+    base[:5] = 0  # excluded genes do not matter
+    counts = np.outer(scales, base)
+    expected = np.array(scales) / np.exp(np.mean(np.log(scales)))
+    np.testing.assert_allclose(size_factors(counts), expected, rtol=1e-12)
+
+
+def test_size_factors_match_loop_oracle_and_sparse():
+    rng = np.random.default_rng(4)
+    depth = rng.uniform(0.3, 3.0, size=(12, 1))
+    counts = rng.poisson(depth * rng.gamma(2.0, 10.0, size=(1, 80))).astype(float)
+    counts[0, :7] = 0
+    assert (counts == 0).sum() > 0
+    expected = _size_factors_oracle(counts)
+    np.testing.assert_allclose(size_factors(counts), expected, rtol=1e-12)
+    np.testing.assert_allclose(size_factors(sp.csr_matrix(counts)), expected, rtol=1e-12)
+    np.testing.assert_allclose(size_factors(counts.astype(np.int64)), expected, rtol=1e-12)
+    # scale-equivariant per sample, invariant to gene order
+    perm = rng.permutation(80)
+    np.testing.assert_allclose(size_factors(counts[:, perm]), expected, rtol=1e-12)
+    # the factors track the planted sequencing depths
+    assert np.corrcoef(np.log(expected), np.log(depth.ravel()))[0, 1] > 0.95
+
+
+def test_size_factors_anndata_and_normalize():
+    rng = np.random.default_rng(5)
+    counts = rng.poisson(rng.uniform(1, 4, (8, 1)) * 30, size=(8, 40)).astype(np.float32)
+    factors = size_factors(counts)
+    a = ad.AnnData(sp.csr_matrix(counts), layers={"counts": counts.copy()})
+    assert size_factors(a) is None
+    np.testing.assert_allclose(a.obs["size_factors"], factors, rtol=1e-12)
+    assert a.uns["size_factors"]["params"] == {"layer": None, "n_genes_used": 40}
+    c = size_factors(
+        ad.AnnData(np.ones((8, 40)), layers={"counts": counts}), layer="counts", copy=True
+    )
+    np.testing.assert_allclose(c.obs["size_factors"], factors, rtol=1e-12)
+    # normalisation divides rows by the factors (computed, or given)
+    normalized = normalize_size_factors(counts)
+    np.testing.assert_allclose(normalized, counts / factors[:, None], rtol=1e-12)
+    again = size_factors(normalized)  # normalised samples all get the same factor
+    np.testing.assert_allclose(again, np.full(8, again[0]), rtol=1e-12)
+    given = normalize_size_factors(sp.csr_matrix(counts), factors=np.full(8, 2.0))
+    assert sp.issparse(given)
+    np.testing.assert_allclose(given.toarray(), counts / 2.0)
+    normalize_size_factors(a, layer="counts")
+    np.testing.assert_allclose(a.layers["counts"], counts / factors[:, None], rtol=1e-6)
+
+
+def test_size_factor_errors():
+    with pytest.raises(InvalidInputError, match="no gene of data is positive in every sample"):
+        size_factors(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    with pytest.raises(InvalidInputError, match="positive in every sample"):
+        size_factors(np.array([[1.0, 2.0], [0.0, 0.0]]))  # an empty sample
+    with pytest.raises(InvalidInputError, match="negative"):
+        size_factors(np.array([[1.0, -2.0], [1.0, 1.0]]))
+    with pytest.raises(InvalidInputError, match="NaN"):
+        size_factors(np.array([[1.0, np.nan], [1.0, 1.0]]))
+    with pytest.raises(InvalidInputError, match="layer"):
+        size_factors(ad.AnnData(np.ones((2, 2))), layer="missing")
+    with pytest.raises(ShapeMismatchError, match="one value per sample"):
+        normalize_size_factors(np.ones((3, 2)), factors=[1.0, 2.0])
+    with pytest.raises(InvalidInputError, match="sample 1"):
+        normalize_size_factors(np.ones((3, 2)), factors=[1.0, 0.0, 2.0])
+
+
+# ----------------------------------------------------------------------------- dichotomize
+def _type7_quantile(column: np.ndarray, q: float) -> float:
+    ordered = sorted(column.tolist())
+    h = (len(ordered) - 1) * q
+    low = int(np.floor(h))
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (h - low) * (ordered[high] - ordered[low])
+
+
+def test_dichotomize_median_and_ties():
+    x = np.array([[0, 1, 0, 7], [1, 1, 0, 7], [5, 1, 0, 7], [2, 1, 3, 7]])
+    out = dichotomize(x)
+    assert out.dtype == np.uint8
+    # column 0: median 1.5; column 1 constant -> all 0; column 2: median 0, ties -> 0
+    expected = np.array([[0, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0], [1, 0, 1, 0]])
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("q", [0.5, 0.7, 0.0, 0.33])
+def test_dichotomize_matches_type7_quantile_oracle(q):
+    rng = np.random.default_rng(6)
+    x = np.round(rng.gamma(1.0, 3.0, size=(37, 9)), 1)  # some ties
+    out = dichotomize(x, quantile=q)
+    for g in range(x.shape[1]):
+        threshold = _type7_quantile(x[:, g], q)
+        np.testing.assert_array_equal(out[:, g], (x[:, g] > threshold).astype(np.uint8))
+    # 0..99: the 0.7 quantile is 69.3 (type 7), leaving 70..99 as ones
+    distinct = rng.permutation(100).reshape(100, 1).astype(float)
+    assert dichotomize(distinct, quantile=0.7).sum() == 30
+    assert dichotomize(distinct).sum() == 50
+
+
+def test_dichotomize_sparse_and_anndata():
+    rng = np.random.default_rng(7)
+    counts = rng.poisson(0.8, size=(30, 12)).astype(np.float32)
+    dense = dichotomize(counts, quantile=0.7)
+    sparse = dichotomize(sp.csr_matrix(counts), quantile=0.7)
+    assert sp.issparse(sparse) and sparse.dtype == np.uint8
+    np.testing.assert_array_equal(sparse.toarray(), dense)
+    negative = sp.csr_matrix(counts - 1.0)
+    np.testing.assert_array_equal(dichotomize(negative), dichotomize(counts - 1.0))
+    a = ad.AnnData(sp.csr_matrix(counts), layers={"raw": counts.copy()})
+    b = dichotomize(a, quantile=0.7, copy=True)
+    assert sp.issparse(a.X) and a.X.dtype == np.float32  # untouched
+    np.testing.assert_array_equal(b.X.toarray(), dense)
+    np.testing.assert_allclose(
+        b.var["dichotomize_threshold"], np.quantile(counts.astype(float), 0.7, axis=0), rtol=1e-15
+    )
+    assert b.uns["dichotomize"]["params"] == {"quantile": 0.7, "layer": None}
+    assert dichotomize(a, layer="raw") is None
+    np.testing.assert_array_equal(a.layers["raw"], dichotomize(counts))
+
+
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.float64, (8, 3), elements=st.floats(-5, 5, allow_nan=False)))
+def test_dichotomize_is_monotone_in_the_quantile(x):
+    low, high = dichotomize(x, quantile=0.3), dichotomize(x, quantile=0.8)
+    assert np.all(low >= high)
+    assert np.all(dichotomize(x, quantile=1.0) == 0)
+    # ones are exactly the values above the threshold: every 1 exceeds every 0 of its gene
+    for g in range(3):
+        ones, zeros = x[high[:, g] == 1, g], x[high[:, g] == 0, g]
+        if ones.size and zeros.size:
+            assert ones.min() > zeros.max()
+
+
+def test_dichotomize_errors():
+    x = np.ones((3, 2))
+    x[2, 1] = np.nan
+    with pytest.raises(InvalidInputError, match="row 2, column 1"):
+        dichotomize(x)
+    for bad in (-0.1, 1.5, True, "median"):
+        with pytest.raises(InvalidInputError, match="quantile"):
+            dichotomize(np.ones((3, 2)), quantile=bad)
+    with pytest.raises(InvalidInputError, match="layer"):
+        dichotomize(np.ones((3, 2)), layer="x")
