@@ -253,16 +253,22 @@ def rank_against_random_gene_sets(
     gene_index = np.asarray(genes, dtype=np.int64).ravel()
     n_genes = np.asarray(observed).shape[1]
     components = principal_components_joint(observed, synthetic)
-    common = {"components": components, "n_transfer_seeds": n_transfer_seeds, "seed": seed}
-    selected = label_transfer_davies_bouldin(observed, labels, synthetic, gene_index, **common)
+
+    def score(gene_set: NDArray[np.int64]) -> float:
+        return label_transfer_davies_bouldin(
+            observed,
+            labels,
+            synthetic,
+            gene_set,
+            components=components,
+            n_transfer_seeds=n_transfer_seeds,
+            seed=seed,
+        )
+
+    selected = score(gene_index)
     rng = np.random.default_rng(seed)
     random_sets = [rng.choice(n_genes, gene_index.size, replace=False) for _ in range(n_random)]
-    random_indices = np.array(
-        [
-            label_transfer_davies_bouldin(observed, labels, synthetic, s, **common)
-            for s in random_sets
-        ]
-    )
+    random_indices = np.array([score(gene_set) for gene_set in random_sets])
     return LabelTransferRanking(
         selected_index=selected,
         random_indices=random_indices,
