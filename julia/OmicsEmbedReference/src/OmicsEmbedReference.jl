@@ -1,0 +1,129 @@
+"""
+Reference implementations for omicsembed, in Julia: the deep Boltzmann machine of
+BoltzmannMachines.jl (Lenz et al.) and a Bernoulli VAE in Flux, with the same inputs and
+outputs as omicsembed's own `DeepBoltzmannMachine` and `BernoulliVAE`, so that results can be
+compared across languages (Hess, Hackenberg & Binder 2020 used these Julia packages).
+
+Called from Python through `omicsembed.julia` (juliacall). Data are cells × genes matrices of
+0.0/1.0 values.
+"""
+module OmicsEmbedReference
+
+import BoltzmannMachines
+import Flux
+import Random
+
+export fit_dbm, sample_dbm, fit_bernoulli_vae, generate_bernoulli_vae
+
+"""
+    fit_dbm(x; hidden_sizes, epochs, epochs_pretraining, learning_rate,
+            learning_rate_pretraining, batch_size_pretraining, n_particles, seed)
+
+Train a DBM with `BoltzmannMachines.fitdbm` (layer-wise pretraining by stacked RBMs, then joint
+fine-tuning with mean-field positive phase and persistent Gibbs particles).
+"""
+function fit_dbm(x::AbstractMatrix{<:Real};
+        hidden_sizes::AbstractVector{<:Integer} = [100, 20, 10],
+        epochs::Integer = 30,
+        epochs_pretraining::Integer = epochs,
+        learning_rate::Real = 0.005,
+        learning_rate_pretraining::Real = learning_rate,
+        batch_size_pretraining::Integer = 1,
+        n_particles::Integer = 100,
+        seed::Integer = 0)
+    Random.seed!(seed)
+    return BoltzmannMachines.fitdbm(Matrix{Float64}(x);
+        nhiddens = Vector{Int}(hidden_sizes),
+        epochs = Int(epochs),
+        epochspretraining = Int(epochs_pretraining),
+        learningrate = Float64(learning_rate),
+        learningratepretraining = Float64(learning_rate_pretraining),
+        batchsizepretraining = Int(batch_size_pretraining),
+        nparticles = Int(n_particles))
+end
+
+"""
+    sample_dbm(dbm, n_samples; burn_in, seed) -> Vector{Matrix{Float64}}
+
+Gibbs samples of all layers (visible first) after `burn_in` sweeps from fresh particles
+(`initparticles` + `gibbssample!`).
+"""
+function sample_dbm(dbm, n_samples::Integer; burn_in::Integer = 50, seed::Integer = 0)
+    Random.seed!(seed)
+    particles = BoltzmannMachines.initparticles(dbm, Int(n_samples))
+    BoltzmannMachines.gibbssample!(particles, dbm, Int(burn_in))
+    return [Matrix{Float64}(layer) for layer in particles]
+end
+
+struct BernoulliVAE
+    encoder
+    mean
+    log_sd
+    decoder
+end
+Flux.@layer BernoulliVAE
+
+function _encode(vae::BernoulliVAE, x)
+    hidden = vae.encoder(x)
+    return vae.mean(hidden), vae.log_sd(hidden)
+end
+
+function _negative_elbo(vae::BernoulliVAE, x)
+    mu, log_sd = _encode(vae, x)
+    z = mu .+ exp.(log_sd) .* randn(Float32, size(mu))
+    logits = vae.decoder(z)
+    reconstruction = sum(Flux.Losses.logitbinarycrossentropy(logits, x; agg = identity))
+    kl = 0.5f0 * sum(exp.(2 .* log_sd) .+ mu .^ 2 .- 1 .- 2 .* log_sd)
+    return (reconstruction + kl) / size(x, 2)
+end
+
+"""
+    fit_bernoulli_vae(x; n_latent, hidden_sizes, epochs, batch_size, learning_rate, seed)
+
+Bernoulli VAE as in Hess et al. 2020 §2.4: tanh encoder and decoder, sigmoid Bernoulli output,
+standard normal prior, Adam. `x` is cells × genes.
+"""
+function fit_bernoulli_vae(x::AbstractMatrix{<:Real};
+        n_latent::Integer = 10,
+        hidden_sizes::AbstractVector{<:Integer} = [64],
+        epochs::Integer = 100,
+        batch_size::Integer = 128,
+        learning_rate::Real = 1e-4,
+        seed::Integer = 0)
+    Random.seed!(seed)
+    data = Matrix{Float32}(permutedims(x))  # Flux: features × observations
+    p = size(data, 1)
+    widths = [p; Vector{Int}(hidden_sizes)]
+    encoder = Flux.Chain([Flux.Dense(widths[i] => widths[i + 1], tanh) for i in 1:(length(widths) - 1)]...)
+    reversed = reverse(widths)
+    decoder = Flux.Chain(Flux.Dense(Int(n_latent) => reversed[1], tanh),
+        [Flux.Dense(reversed[i] => reversed[i + 1], i + 1 == length(reversed) ? identity : tanh)
+         for i in 1:(length(reversed) - 1)]...)
+    vae = BernoulliVAE(encoder, Flux.Dense(widths[end] => Int(n_latent)),
+        Flux.Dense(widths[end] => Int(n_latent)), decoder)
+    state = Flux.setup(Flux.Adam(Float64(learning_rate)), vae)
+    loader = Flux.DataLoader(data; batchsize = Int(batch_size), shuffle = true)
+    for _ in 1:epochs
+        for batch in loader
+            gradients = Flux.gradient(model -> _negative_elbo(model, batch), vae)
+            Flux.update!(state, vae, gradients[1])
+        end
+    end
+    return vae
+end
+
+"""
+    generate_bernoulli_vae(vae, n_samples; seed) -> (features, latent)
+
+Synthetic binary cells (Bernoulli draws from the decoder mean for z from the prior) and their
+latent codes dichotomised at zero, both samples × units.
+"""
+function generate_bernoulli_vae(vae::BernoulliVAE, n_samples::Integer; seed::Integer = 0)
+    Random.seed!(seed)
+    z = randn(Float32, size(vae.mean.weight, 1), Int(n_samples))
+    means = Flux.sigmoid.(vae.decoder(z))
+    features = Float64.(rand(Float32, size(means)) .< means)
+    return permutedims(features), permutedims(Float64.(z .> 0))
+end
+
+end # module

@@ -1,0 +1,41 @@
+"""The optional Julia reference path: clear errors without Julia; real runs only with Julia."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from omicsembed import julia
+
+os.environ.setdefault("PYTHON_JULIAPKG_OFFLINE", "yes")
+
+
+def test_project_is_found_in_the_source_tree() -> None:
+    assert (julia.julia_project() / "src" / "OmicsEmbedReference.jl").is_file()
+
+
+def test_missing_project_is_a_clear_error(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("OMICSEMBED_JULIA_PROJECT", str(tmp_path))
+    with pytest.raises(julia.JuliaUnavailableError, match="OMICSEMBED_JULIA_PROJECT"):
+        julia.julia_project()
+
+
+@pytest.mark.skipif(julia.julia_available(), reason="juliacall is installed here")
+def test_without_julia_the_error_says_how_to_get_it() -> None:
+    julia._reference.cache_clear()
+    with pytest.raises(julia.JuliaUnavailableError, match=r"omicsembed\[julia\]"):
+        julia.fit_dbm(np.zeros((4, 3)))
+
+
+@pytest.mark.skipif(
+    not julia.julia_available(), reason="no Julia here (juliacall is not installed)"
+)
+def test_julia_dbm_samples_have_the_layer_shapes() -> None:  # pragma: no cover - needs Julia
+    rng = np.random.default_rng(0)
+    X = (rng.random((200, 12)) < 0.3).astype(float)
+    dbm = julia.fit_dbm(X, hidden_sizes=[6, 3], epochs=2, seed=0)
+    layers = julia.sample_dbm(dbm, 50, burn_in=5)
+    assert [layer.shape for layer in layers] == [(50, 12), (50, 6), (50, 3)]
+    assert all(np.isin(layer, (0.0, 1.0)).all() for layer in layers)
