@@ -103,13 +103,13 @@ def main(source: str) -> None:
         "n_counts": n_counts.astype(np.int32),
         "n_genes": adata.obs["n_genes"].to_numpy().astype(np.int32),
         "percent_mito": adata.obs["percent_mito"].to_numpy().astype(np.float32),
-        "max_dropped_variance": np.float64(max_dropped),
+        "max_dropped_variance": np.asarray(max_dropped, dtype=np.float64),
     }
     for key in CATEGORICAL:
         column = adata.obs[key]
         arrays[f"{key}_codes"] = column.cat.codes.to_numpy().astype(np.int8)
         arrays[f"{key}_categories"] = np.asarray(column.cat.categories.astype(str), dtype=str)
-    np.savez_compressed(OUT, **arrays)  # type: ignore[arg-type]
+    np.savez_compressed(OUT, allow_pickle=False, **arrays)
 
     print(f"wrote {OUT} ({OUT.stat().st_size} bytes), {matrix.shape}, nnz {matrix.nnz}")
     print(f"sha256 source   {_sha256(path)}")

@@ -1,0 +1,244 @@
+"""Bernoulli VAE (Hess et al. 2020, §2.4): planted prototypes, ELBO, generation, persistence."""
+
+from __future__ import annotations
+
+import json
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.neighbors import KNeighborsClassifier
+
+from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
+from omicsembed.models.bernoulli_vae import BernoulliVAE
+from omicsembed.nn.bernoulli_vae import BernoulliVAENetwork
+
+N_FEATURES, N_CELLS, FLIP = 30, 600, 0.1
+FAST = {"hidden_sizes": (32,), "learning_rate": 1e-3, "batch_size": 32, "progress": False}
+
+
+def prototype_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three random binary prototypes, each cell a copy with 10 % of the bits flipped."""
+    rng = np.random.default_rng(seed)
+    prototypes = (rng.random((3, N_FEATURES)) < 0.5).astype(np.uint8)
+    label = np.arange(N_CELLS) % 3
+    flips = (rng.random((N_CELLS, N_FEATURES)) < FLIP).astype(np.uint8)
+    return prototypes[label] ^ flips, label, prototypes
+
+
+@pytest.fixture(scope="module")
+def data():
+    return prototype_data()
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    x, _, _ = data
+    return BernoulliVAE(n_latent=2, max_epochs=40, device="cpu", seed=0, **FAST).fit(x)
+
+
+def independent_log_likelihood(x: np.ndarray) -> float:
+    """Mean log-likelihood per cell of the best model with independent features."""
+    freq = x.mean(axis=0).clip(1e-12, 1 - 1e-12)
+    return float((x * np.log(freq) + (1 - x) * np.log1p(-freq)).sum(axis=1).mean())
+
+
+def test_latent_space_separates_the_prototypes(fitted, data):
+    x, label, _ = data
+    z = fitted.transform(x)
+    assert z.shape == (N_CELLS, 2) and z.dtype == np.float32
+    # nearest neighbours in the 2-D latent space recover the prototype of held-out cells
+    knn = KNeighborsClassifier(5).fit(z[::2], label[::2])
+    assert knn.score(z[1::2], label[1::2]) > 0.97
+    np.testing.assert_array_equal(fitted.get_latent_representation(x), z)
+
+
+def test_elbo_improves_and_beats_independent_features(fitted, data):
+    x, _, _ = data
+    history = fitted.history_
+    assert list(history.columns) == ["epoch", "train_loss", "validation_loss"]
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0] - 3.0
+    untrained = BernoulliVAE(n_latent=2, max_epochs=1, device="cpu", seed=0, **FAST)
+    untrained.fit(x)  # one epoch only
+    elbo = fitted.elbo(x, n_draws=10, seed=0)
+    assert elbo.shape == (N_CELLS,) and elbo.dtype == np.float64 and (elbo < 0).all()
+    assert elbo.mean() > untrained.elbo(x, n_draws=10, seed=0).mean() + 2.0
+    # a lower bound of log p(x) above the best independent-features log-likelihood: the VAE
+    # learned the dependence between features (the planted mixture)
+    assert elbo.mean() > independent_log_likelihood(x) + 3.0
+    # ... and below the log-likelihood of the true generating mixture (up to MC noise)
+    truth = N_FEATURES * (FLIP * np.log(FLIP) + (1 - FLIP) * np.log(1 - FLIP))
+    assert elbo.mean() < truth + 0.5
+    np.testing.assert_array_equal(elbo, fitted.elbo(x, n_draws=10, seed=0))
+
+
+def test_synthetic_data_reproduce_feature_frequencies(fitted, data):
+    x, _, prototypes = data
+    features, latent = fitted.generate(6000, seed=1)
+    assert features.shape == (6000, N_FEATURES) and features.dtype == np.uint8
+    assert latent.shape == (6000, 2) and latent.dtype == np.uint8
+    assert set(np.unique(features)) <= {0, 1} and set(np.unique(latent)) <= {0, 1}
+    assert np.abs(features.mean(axis=0) - x.mean(axis=0)).max() < 0.06
+
+    # synthetic cells look like the prototypes: near one of them (real cells: 3 flips on
+    # average; uniformly random bits: about 12 from the nearest of 3 random prototypes)
+    def nearest(cells: np.ndarray) -> np.ndarray:
+        return (cells[:, None, :] != prototypes[None]).sum(axis=2).min(axis=1)
+
+    random_bits = np.random.default_rng(9).integers(0, 2, size=(6000, N_FEATURES))
+    assert nearest(random_bits).mean() > 10
+    assert nearest(features).mean() < 6 and np.mean(nearest(features) <= 8) > 0.85
+    # latent dichotomised at 0 under the prior: about half ones per unit
+    assert np.abs(latent.mean(axis=0) - 0.5).max() < 0.03
+
+
+def test_generate_median_and_from_cells(fitted, data):
+    x, label, prototypes = data
+    _, median_latent = fitted.generate(1000, seed=2, dichotomize_latent="median")
+    np.testing.assert_array_equal(median_latent.sum(axis=0), [500, 500])
+    # from the posteriors of prototype-1 cells: synthetic cells resemble prototype 1
+    cells = x[label == 1]
+    features, _ = fitted.generate(cells.shape[0] * 5, seed=3, from_cells=cells)
+    distance = (features[:, None, :] != prototypes[None]).sum(axis=2)
+    assert np.mean(distance.argmin(axis=1) == 1) > 0.95
+    np.testing.assert_allclose(features.mean(axis=0), cells.mean(axis=0), atol=0.08)
+
+
+def test_generate_seeds(fitted):
+    a = fitted.generate(50, seed=7)
+    b = fitted.generate(50, seed=7)
+    c = fitted.generate(50, seed=8)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert (a[0] != c[0]).any()
+    d = fitted.generate(50, seed=np.random.default_rng(0))
+    e = fitted.generate(50, seed=np.random.default_rng(0))
+    np.testing.assert_array_equal(d[0], e[0])
+
+
+def test_training_is_reproducible_with_a_seed():
+    x, _, _ = prototype_data(1)
+    kwargs = {"n_latent": 3, "max_epochs": 3, "device": "cpu", **FAST}
+    a = BernoulliVAE(seed=4, **kwargs).fit(x)
+    b = BernoulliVAE(seed=4, **kwargs).fit(x)
+    c = BernoulliVAE(seed=5, **kwargs).fit(x)
+    np.testing.assert_array_equal(a.transform(x), b.transform(x))
+    assert a.history_.equals(b.history_)
+    assert not np.array_equal(a.transform(x), c.transform(x))
+
+
+def test_save_load_is_exact(fitted, data, tmp_path):
+    x, _, _ = data
+    folder = fitted.save(tmp_path / "vae")
+    assert sorted(p.name for p in folder.iterdir()) == ["model.json", "model.safetensors"]
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["model"] == "BernoulliVAE" and meta["settings"]["hidden_sizes"] == [32]
+    loaded = BernoulliVAE.load(folder, device="cpu")
+    for key, value in fitted.network_.state_dict().items():
+        assert torch.equal(value, loaded.network_.state_dict()[key])
+    np.testing.assert_array_equal(loaded.transform(x), fitted.transform(x))
+    np.testing.assert_array_equal(loaded.generate(100, seed=1)[0], fitted.generate(100, seed=1)[0])
+    assert loaded.feature_names_ == fitted.feature_names_
+    assert loaded.history_.equals(fitted.history_)
+    assert loaded.settings == fitted.settings
+    with pytest.raises(InvalidInputError, match="does not hold a saved model"):
+        BernoulliVAE.load(tmp_path / "nothing")
+    meta["model"] = "FactorizedEmbedding"
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(InvalidInputError, match="not a BernoulliVAE"):
+        BernoulliVAE.load(folder)
+
+
+def test_anndata_sparse_layer_and_feature_names(data):
+    x, _, _ = data
+    names = [f"g{i}" for i in range(N_FEATURES)]
+    adata = ad.AnnData(
+        np.zeros((N_CELLS, N_FEATURES), dtype=np.float32), layers={"bin": sp.csr_matrix(x)}
+    )
+    adata.var_names = names
+    model = BernoulliVAE(n_latent=2, max_epochs=2, device="cpu", **FAST).fit(adata, layer="bin")
+    assert adata.obsm["X_bvae"].shape == (N_CELLS, 2)
+    assert adata.uns["bvae"]["params"]["n_latent"] == 2
+    assert model.feature_names_ == names
+    np.testing.assert_array_equal(model.transform(adata, layer="bin"), adata.obsm["X_bvae"])
+    # columns are matched by name
+    shuffled = adata[:, names[::-1]].copy()
+    np.testing.assert_array_equal(model.transform(shuffled, layer="bin"), adata.obsm["X_bvae"])
+    with pytest.raises(InvalidInputError, match="missing from the data"):
+        model.transform(adata[:, names[:5]].copy(), layer="bin")
+
+
+def test_checkpoint_resume_matches_an_uninterrupted_run(data, tmp_path):
+    x, _, _ = data
+    kwargs = {"n_latent": 2, "device": "cpu", "validation_fraction": 0.0, **FAST}
+    straight = BernoulliVAE(max_epochs=4, early_stopping_patience=None, **kwargs).fit(x)
+    BernoulliVAE(max_epochs=2, early_stopping_patience=None, **kwargs).fit(
+        x, checkpoint_dir=tmp_path
+    )
+    resumed = BernoulliVAE(max_epochs=4, early_stopping_patience=None, **kwargs).fit(
+        x, checkpoint_dir=tmp_path, resume=True
+    )
+    np.testing.assert_allclose(resumed.transform(x), straight.transform(x), rtol=1e-6)
+    assert len(resumed.history_) == 4
+
+
+def test_network_elbo_terms():
+    torch.manual_seed(0)
+    network = BernoulliVAENetwork(6, n_latent=3, hidden_sizes=(5, 4))
+    x = (torch.rand(8, 6) < 0.5).float()
+    out = network(x, generator=torch.Generator().manual_seed(0))
+    mean, log_var = network.encode(x)
+    # closed-form KL against a direct formula; reconstruction against Bernoulli log-probabilities
+    kl = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mean, torch.exp(0.5 * log_var)),
+        torch.distributions.Normal(torch.zeros(3), torch.ones(3)),
+    ).sum(dim=1)
+    torch.testing.assert_close(out.kl, kl)
+    bernoulli = torch.distributions.Bernoulli(logits=network.decode_logits(out.z))
+    torch.testing.assert_close(out.reconstruction, bernoulli.log_prob(x).sum(dim=1))
+    torch.testing.assert_close(
+        network.negative_elbo(x, generator=torch.Generator().manual_seed(0)), -out.elbo
+    )
+    assert [m.out_features for m in network.encoder if isinstance(m, torch.nn.Linear)] == [5, 4]
+    assert [m.out_features for m in network.decoder if isinstance(m, torch.nn.Linear)] == [4, 5]
+
+
+def test_errors(fitted, data):
+    x, _, _ = data
+    bad = x.astype(np.float32)
+    bad[3, 7] = 2.0
+    with pytest.raises(InvalidInputError, match=r"binary.*column 7.*2\.0.*row 3.*dichotomi"):
+        BernoulliVAE(**FAST).fit(bad)
+    named = ad.AnnData(bad)
+    named.var_names = [f"g{i}" for i in range(N_FEATURES)]
+    with pytest.raises(InvalidInputError, match="'g7'"):
+        BernoulliVAE(**FAST).fit(named)
+    missing = x.astype(np.float32)
+    missing[1, 2] = np.nan
+    with pytest.raises(InvalidInputError, match=r"NaN.*row 1"):
+        BernoulliVAE(**FAST).fit(missing)
+    with pytest.raises(InvalidInputError, match="not fitted"):
+        BernoulliVAE(**FAST).generate(10)
+    with pytest.raises(ShapeMismatchError, match="expected 30 features"):
+        fitted.transform(x[:, :5])
+    with pytest.raises(InvalidInputError, match="dichotomize_latent"):
+        fitted.generate(10, dichotomize_latent="mean")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="n_samples"):
+        fitted.generate(0)
+    with pytest.raises(InvalidInputError, match="seed"):
+        fitted.generate(5, seed="x")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="n_draws"):
+        fitted.elbo(x, n_draws=0)
+    with pytest.raises(InvalidInputError, match="too few"):
+        BernoulliVAE(validation_fraction=0.5, **FAST).fit(x[:1])
+    for kwargs, match in (
+        ({"n_latent": 0}, "n_latent"),
+        ({"hidden_sizes": ()}, "hidden_sizes"),
+        ({"learning_rate": -1.0}, "learning_rate"),
+        ({"validation_fraction": 1.0}, "validation_fraction"),
+        ({"max_epochs": 0}, "max_epochs"),
+    ):
+        with pytest.raises(InvalidInputError, match=match):
+            BernoulliVAE(**kwargs)
