@@ -1,5 +1,6 @@
 """User-facing estimators: fit / transform / save / load, AnnData aware."""
 
+from omicsembed.models.bernoulli_vae import BernoulliVAE
 from omicsembed.models.factorized_embedding import FactorizedEmbedding
 
-__all__ = ["FactorizedEmbedding"]
+__all__ = ["BernoulliVAE", "FactorizedEmbedding"]

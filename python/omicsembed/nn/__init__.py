@@ -1,5 +1,6 @@
 """Pure torch ``nn.Module``s, one file per model family (no AnnData in here)."""
 
+from omicsembed.nn.bernoulli_vae import BernoulliVAENetwork
 from omicsembed.nn.factorized import FactorizedEmbeddingNetwork
 
-__all__ = ["FactorizedEmbeddingNetwork"]
+__all__ = ["BernoulliVAENetwork", "FactorizedEmbeddingNetwork"]
