@@ -8,6 +8,7 @@ import pytest
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 from omicsembed.explain.baselines import energy_statistic, nmf_gene_selection
 from omicsembed.explain.label_transfer import (
+    davies_bouldin,
     label_transfer_davies_bouldin,
     rank_against_random_gene_sets,
     transfer_labels,
@@ -99,3 +100,17 @@ def test_energy_statistic_separates_shifted_data() -> None:
     assert different > 10 * abs(same) and different > 0.2
     with pytest.raises(ShapeMismatchError):
         energy_statistic(a, b[:, :3])
+
+
+def test_davies_bouldin_equals_scikit_learn() -> None:
+    from sklearn.metrics import davies_bouldin_score
+
+    rng = np.random.default_rng(0)
+    for n_clusters, dims in [(2, 2), (15, 2), (4, 5)]:
+        points = rng.normal(size=(3000, dims))
+        codes = rng.integers(0, n_clusters, 3000) * 3  # gaps in the codes are ignored
+        points += codes[:, None] * 0.1
+        assert davies_bouldin(points, codes) == pytest.approx(
+            davies_bouldin_score(points, codes), rel=1e-10
+        )
+    assert np.isnan(davies_bouldin(points, np.zeros(3000, int)))
