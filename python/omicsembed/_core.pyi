@@ -10,6 +10,17 @@ __all__ = [
     "NarrowSampler",
     "__version__",
     "_sampler_parallelism_allowed",
+    "dbm_fine_tune",
+    "gibbs_sample",
+    "log_likelihood_ais",
+    "log_likelihood_exact",
+    "log_partition_ais",
+    "log_partition_exact",
+    "log_prob_lower_bound",
+    "mean_field",
+    "persistent_contrastive_divergence",
+    "reconstruction_error",
+    "stack_rbms",
     "tau_index",
     "tissue_wasserstein",
 ]
@@ -30,6 +41,103 @@ def tissue_wasserstein(
 # --- loglinear (contingency tables, G², IPF, stepwise selection, patterns) ---
 
 # --- boltzmann (Bernoulli RBM / DBM: PCD, mean field, Gibbs sampling, AIS) ---
+
+def persistent_contrastive_divergence(
+    x: _NDArray[_np.float64],
+    n_hidden: int,
+    *,
+    learning_rates: list[float],
+    batch_size: int = 1,
+    cd_steps: int = 1,
+    pcd: bool = True,
+    up_factor: float = 1.0,
+    down_factor: float = 1.0,
+    seed: int = 0,
+    start: tuple[_NDArray[_np.float64], _NDArray[_np.float64], _NDArray[_np.float64]] | None = None,
+    callback: object | None = None,
+) -> tuple[_NDArray[_np.float64], _NDArray[_np.float64], _NDArray[_np.float64]]: ...
+def stack_rbms(
+    x: _NDArray[_np.float64],
+    hidden_sizes: list[int],
+    *,
+    learning_rates: list[float],
+    batch_size: int = 1,
+    seed: int = 0,
+    callback: object | None = None,
+) -> list[tuple[_NDArray[_np.float64], _NDArray[_np.float64], _NDArray[_np.float64]]]: ...
+def dbm_fine_tune(
+    params: list[tuple[_NDArray[_np.float64], _NDArray[_np.float64], _NDArray[_np.float64]]],
+    x: _NDArray[_np.float64],
+    *,
+    learning_rates: list[float],
+    n_particles: int = 100,
+    n_gibbs_sweeps: int = 5,
+    batch_size: int | None = None,
+    eps: float = 0.001,
+    max_iter: int = 1000,
+    seed: int = 0,
+    callback: object | None = None,
+) -> list[tuple[_NDArray[_np.float64], _NDArray[_np.float64], _NDArray[_np.float64]]]: ...
+def mean_field(
+    params: list[tuple[_NDArray[_np.float64], _NDArray[_np.float64], _NDArray[_np.float64]]],
+    x: _NDArray[_np.float64],
+    *,
+    eps: float = 0.001,
+    max_iter: int = 1000,
+) -> list[_NDArray[_np.float64]]: ...
+def gibbs_sample(
+    params: list[tuple[_NDArray[_np.float64], _NDArray[_np.float64], _NDArray[_np.float64]]],
+    n_samples: int,
+    *,
+    n_sweeps: int,
+    seed: int = 0,
+    init: list[_NDArray[_np.uint8]] | None = None,
+    clamp_mask: _NDArray[_np.uint8] | None = None,
+) -> list[_NDArray[_np.uint8]]: ...
+def log_partition_ais(
+    params: list[tuple[_NDArray[_np.float64], _NDArray[_np.float64], _NDArray[_np.float64]]],
+    *,
+    temperatures: list[float] | None = None,
+    n_temperatures: int = 100,
+    n_particles: int = 100,
+    burn_in: int = 5,
+    seed: int = 0,
+) -> tuple[float, float, _NDArray[_np.float64]]: ...
+def log_partition_exact(
+    params: list[tuple[_NDArray[_np.float64], _NDArray[_np.float64], _NDArray[_np.float64]]],
+) -> float: ...
+def log_likelihood_exact(
+    params: list[tuple[_NDArray[_np.float64], _NDArray[_np.float64], _NDArray[_np.float64]]],
+    x: _NDArray[_np.float64],
+    *,
+    log_z: float | None = None,
+) -> _NDArray[_np.float64]: ...
+def log_likelihood_ais(
+    params: list[tuple[_NDArray[_np.float64], _NDArray[_np.float64], _NDArray[_np.float64]]],
+    x: _NDArray[_np.float64],
+    *,
+    log_z: float,
+    temperatures: list[float] | None = None,
+    n_temperatures: int = 100,
+    n_particles: int = 100,
+    burn_in: int = 5,
+    seed: int = 0,
+) -> _NDArray[_np.float64]: ...
+def log_prob_lower_bound(
+    params: list[tuple[_NDArray[_np.float64], _NDArray[_np.float64], _NDArray[_np.float64]]],
+    x: _NDArray[_np.float64],
+    *,
+    log_z: float,
+    eps: float = 0.001,
+    max_iter: int = 1000,
+) -> _NDArray[_np.float64]: ...
+def reconstruction_error(
+    params: list[tuple[_NDArray[_np.float64], _NDArray[_np.float64], _NDArray[_np.float64]]],
+    x: _NDArray[_np.float64],
+    *,
+    eps: float = 0.001,
+    max_iter: int = 1000,
+) -> _NDArray[_np.float64]: ...
 
 # --- sampler (narrow-format minibatch sampler) ---
 

@@ -12,8 +12,9 @@ use rayon::prelude::*;
 
 use super::dbm::mean_field;
 use super::dense::{affine_down, dot, sigmoid, softplus, Mat};
-use super::gibbs::{padded_biases, with_simd, Sampler, CHUNK};
+use super::gibbs::{padded_biases, Sampler, CHUNK};
 use super::rng::{stream, FastUniform, Purpose};
+use super::simd::simd_dispatch;
 use super::Dbm;
 use crate::error::{CoreError, CoreResult};
 
@@ -89,57 +90,84 @@ fn ais_log_weights(
     a: u64,
 ) -> Vec<f64> {
     let biases32 = padded_biases(biases);
-    let row_bytes = sampler.row_bytes;
-    let stride = sampler.max_stride();
-    let n_layers = sampler.n_layers();
-    let n_chunks = n_particles.div_ceil(CHUNK);
-    let chunks: Vec<Vec<f64>> = (0..n_chunks)
+    let job = AisJob {
+        sampler,
+        biases,
+        biases32: &biases32,
+        sum_out,
+        temperatures,
+        n_particles,
+        burn_in,
+        seed,
+        purpose,
+        a,
+    };
+    let chunks: Vec<Vec<f64>> = (0..n_particles.div_ceil(CHUNK))
         .into_par_iter()
-        .map(|c| {
-            with_simd(|| {
-                let count = CHUNK.min(n_particles - c * CHUNK);
-                let mut rng = stream(seed, purpose, a, c as u64);
-                let mut uniforms = FastUniform::from_rng(&mut rng);
-                let mut acc = vec![0f32; stride];
-                let mut rows = vec![0u8; count * row_bytes];
-                let mut log_w = vec![0f64; count];
-                // Exact samples of the base model (zero weights): every unit ~ Bernoulli(σ(b)).
-                for row in rows.chunks_mut(row_bytes) {
-                    for (l, bias) in biases32.iter().enumerate() {
-                        sampler.update_layer(row, l, 0.0, bias, &mut acc, &mut uniforms, None);
-                    }
-                }
-                for k in 1..temperatures.len() {
-                    let (b_prev, b_cur) = (temperatures[k - 1], temperatures[k]);
-                    for (row, w) in rows.chunks_mut(row_bytes).zip(log_w.iter_mut()) {
-                        let mut l = sum_out;
-                        while l < n_layers {
-                            sampler.input(row, l, &mut acc);
-                            for (j, &bias) in biases[l].iter().enumerate() {
-                                let x = acc[j] as f64;
-                                *w += softplus(b_cur * x + bias) - softplus(b_prev * x + bias);
-                            }
-                            l += 2;
-                        }
-                        for _ in 0..burn_in {
-                            sampler.sweep(
-                                row,
-                                sum_out,
-                                b_cur as f32,
-                                &biases32,
-                                &mut acc,
-                                &mut uniforms,
-                                None,
-                            );
-                        }
-                    }
-                }
-                log_w
-            })
-        })
+        .map(|c| ais_chunk(&job, c))
         .collect();
     chunks.into_iter().flatten().collect()
 }
+
+struct AisJob<'a> {
+    sampler: &'a Sampler,
+    biases: &'a [Vec<f64>],
+    biases32: &'a [Vec<f32>],
+    sum_out: usize,
+    temperatures: &'a [f64],
+    n_particles: usize,
+    burn_in: usize,
+    seed: u64,
+    purpose: Purpose,
+    a: u64,
+}
+
+/// AIS on particle chunk `c`: its log importance weights.
+#[inline(always)]
+fn ais_chunk_kernel(job: &AisJob<'_>, c: usize) -> Vec<f64> {
+    let sampler = job.sampler;
+    let row_bytes = sampler.row_bytes;
+    let stride = sampler.max_stride();
+    let n_layers = sampler.n_layers();
+    let count = CHUNK.min(job.n_particles - c * CHUNK);
+    let mut rng = stream(job.seed, job.purpose, job.a, c as u64);
+    let mut uniforms = FastUniform::from_rng(&mut rng);
+    let mut acc = vec![0f32; CHUNK * stride];
+    let mut rows = vec![0u8; count * row_bytes];
+    let mut log_w = vec![0f64; count];
+    // Exact samples of the base model (zero weights): every unit ~ Bernoulli(σ(b)).
+    for (l, bias) in job.biases32.iter().enumerate() {
+        sampler.update(&mut rows, l, 0.0, bias, &mut acc, &mut uniforms, None);
+    }
+    for k in 1..job.temperatures.len() {
+        let (b_prev, b_cur) = (job.temperatures[k - 1], job.temperatures[k]);
+        let mut l = job.sum_out;
+        while l < n_layers {
+            sampler.inputs(&rows, l, &mut acc);
+            for (w, a) in log_w.iter_mut().zip(acc.chunks_exact(stride)) {
+                for (&x, &bias) in a.iter().zip(&job.biases[l]) {
+                    let x = x as f64;
+                    *w += softplus(b_cur * x + bias) - softplus(b_prev * x + bias);
+                }
+            }
+            l += 2;
+        }
+        for _ in 0..job.burn_in {
+            sampler.sweep(
+                &mut rows,
+                job.sum_out,
+                b_cur as f32,
+                job.biases32,
+                &mut acc,
+                &mut uniforms,
+                None,
+            );
+        }
+    }
+    log_w
+}
+
+simd_dispatch!(fn ais_chunk(job: &AisJob<'_>, c: usize) -> Vec<f64> => ais_chunk_kernel);
 
 fn default_sum_out(n_layers: usize) -> usize {
     if n_layers == 2 {

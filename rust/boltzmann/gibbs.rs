@@ -2,9 +2,9 @@
 //!
 //! A particle stores every layer as bits (8 units per byte). The input of a unit is the sum of
 //! the weights of the active units of the neighbouring layers; it is computed with subset-sum
-//! tables: for each group of 8 units of a layer and each of the 256 states of the group, the table
-//! holds the sum of their weight rows, so one byte of state costs one vector addition instead of
-//! eight multiply-adds (exact sums, float32 accumulation). A sweep samples the odd layers given the
+//! tables: for each group of 4 units of a layer and each of the 16 states of the group, the table
+//! holds the sum of their weight rows, so a nibble of state costs one vector addition instead of
+//! four multiply-adds (exact sums, float32 accumulation; a layer's tables stay in L2). A sweep samples the odd layers given the
 //! even ones, then the even layers given the new odd ones (or the reverse, `first_parity`).
 //!
 //! Particles are processed in fixed chunks of `CHUNK` with one random stream per chunk, so the
@@ -13,6 +13,7 @@
 use rayon::prelude::*;
 
 use super::rng::{stream, FastUniform, Purpose};
+use super::simd::simd_dispatch;
 use super::Dbm;
 use crate::error::{CoreError, CoreResult};
 
@@ -26,6 +27,10 @@ pub(crate) struct Table {
     data: Vec<f32>,
 }
 
+/// Units per table lookup (a nibble of the packed state).
+const GROUP: usize = 4;
+const ENTRIES: usize = 1 << GROUP;
+
 impl Table {
     /// `get(i, j)` is the weight from input unit `i` to output unit `j`.
     pub(crate) fn build(
@@ -33,17 +38,17 @@ impl Table {
         n_out: usize,
         get: impl Fn(usize, usize) -> f64 + Sync,
     ) -> Self {
-        let n_groups = n_in.div_ceil(8);
+        let n_groups = n_in.div_ceil(GROUP);
         let stride = padded(n_out);
-        let mut data = vec![0f32; n_groups * 256 * stride];
-        data.par_chunks_mut(256 * stride)
+        let mut data = vec![0f32; n_groups * ENTRIES * stride];
+        data.par_chunks_mut(ENTRIES * stride)
             .enumerate()
             .for_each(|(g, block)| {
-                for byte in 1..256usize {
-                    let low = byte.trailing_zeros() as usize;
-                    let prev = byte & (byte - 1);
-                    let unit = g * 8 + low;
-                    let (before, rest) = block.split_at_mut(byte * stride);
+                for code in 1..ENTRIES {
+                    let low = code.trailing_zeros() as usize;
+                    let prev = code & (code - 1);
+                    let unit = g * GROUP + low;
+                    let (before, rest) = block.split_at_mut(code * stride);
                     let entry = &mut rest[..stride];
                     entry.copy_from_slice(&before[prev * stride..(prev + 1) * stride]);
                     if unit < n_in {
@@ -59,23 +64,39 @@ impl Table {
             data,
         }
     }
-
-    #[inline(always)]
-    fn add_into(&self, acc: &mut [f32], bytes: &[u8]) {
-        let stride = self.stride;
-        for (g, &byte) in bytes.iter().enumerate().take(self.n_groups) {
-            let offset = (g * 256 + byte as usize) * stride;
-            let row = &self.data[offset..offset + stride];
-            for (a, r) in acc.iter_mut().zip(row) {
-                *a += r;
-            }
-        }
-    }
 }
 
 #[inline]
 pub(crate) fn padded(n: usize) -> usize {
     n.div_ceil(8) * 8
+}
+
+/// `out[col .. col + 8V] = Σ_sources Σ_groups table[group][code]` for one particle, with the
+/// 8V accumulators held in registers.
+#[inline(always)]
+fn accumulate<const V: usize>(
+    out: &mut [f32],
+    sources: &[(&Table, usize)],
+    row: &[u8],
+    col: usize,
+) {
+    let mut acc = [[0f32; 8]; V];
+    for &(table, offset) in sources {
+        let stride = table.stride;
+        for g in 0..table.n_groups {
+            let code = ((row[offset + g / 2] >> (4 * (g % 2))) & 0x0F) as usize;
+            let start = (g * ENTRIES + code) * stride + col;
+            let values = &table.data[start..start + 8 * V];
+            for (a, chunk) in acc.iter_mut().zip(values.chunks_exact(8)) {
+                for k in 0..8 {
+                    a[k] += chunk[k];
+                }
+            }
+        }
+    }
+    for (dst, a) in out[col..col + 8 * V].chunks_exact_mut(8).zip(&acc) {
+        dst.copy_from_slice(a);
+    }
 }
 
 /// The layout of packed particles and the subset-sum tables of a chain of layers.
@@ -88,6 +109,8 @@ pub(crate) struct Sampler {
     up: Vec<Table>,
     /// `down[l]`: from the bits of layer `l + 1` to the inputs of layer `l`.
     down: Vec<Table>,
+    /// A table without groups (placeholder).
+    empty: Table,
 }
 
 impl Sampler {
@@ -114,6 +137,11 @@ impl Sampler {
             row_bytes,
             up,
             down,
+            empty: Table {
+                n_groups: 0,
+                stride: 0,
+                data: Vec::new(),
+            },
         }
     }
 
@@ -130,32 +158,52 @@ impl Sampler {
         self.sizes.iter().map(|&n| padded(n)).max().unwrap_or(8)
     }
 
-    #[inline]
-    pub(crate) fn layer_bytes<'a>(&self, row: &'a [u8], l: usize) -> &'a [u8] {
-        &row[self.offsets[l]..self.offsets[l] + self.nbytes[l]]
-    }
-
-    /// Raw input (weights only, no bias, temperature 1) of layer `l` of one particle.
+    /// Raw inputs (weights only: no bias, temperature 1) of layer `l` for every particle of
+    /// `rows` into `acc` (`max_stride` floats per particle).
     #[inline(always)]
-    pub(crate) fn input(&self, row: &[u8], l: usize, acc: &mut [f32]) {
+    pub(crate) fn inputs(&self, rows: &[u8], l: usize, acc: &mut [f32]) {
+        let acc_stride = self.max_stride();
         let stride = padded(self.sizes[l]);
-        let acc = &mut acc[..stride];
-        acc.fill(0.0);
+        let mut sources: [(&Table, usize); 2] = [(&self.empty, 0), (&self.empty, 0)];
+        let mut n_sources = 0;
         if l > 0 {
-            self.up[l - 1].add_into(acc, self.layer_bytes(row, l - 1));
+            sources[n_sources] = (&self.up[l - 1], self.offsets[l - 1]);
+            n_sources += 1;
         }
         if l + 1 < self.sizes.len() {
-            self.down[l].add_into(acc, self.layer_bytes(row, l + 1));
+            sources[n_sources] = (&self.down[l], self.offsets[l + 1]);
+            n_sources += 1;
+        }
+        let sources = &sources[..n_sources];
+        for (row, a) in rows
+            .chunks_exact(self.row_bytes)
+            .zip(acc.chunks_exact_mut(acc_stride))
+        {
+            let mut col = 0;
+            while col < stride {
+                let vectors = (stride - col) / 8;
+                match vectors {
+                    1 => accumulate::<1>(a, sources, row, col),
+                    2 => accumulate::<2>(a, sources, row, col),
+                    3 => accumulate::<3>(a, sources, row, col),
+                    4 => accumulate::<4>(a, sources, row, col),
+                    5 => accumulate::<5>(a, sources, row, col),
+                    6 => accumulate::<6>(a, sources, row, col),
+                    7 => accumulate::<7>(a, sources, row, col),
+                    _ => accumulate::<8>(a, sources, row, col),
+                }
+                col += 8 * vectors.min(8);
+            }
         }
     }
 
-    /// Sample layer `l` of one particle from `σ(beta · acc + bias)`; `clamp` = (mask, values)
-    /// bytes keep masked units at their values.
+    /// Sample layer `l` of every particle from `σ(beta · acc + bias)`; with `clamp` = (mask,
+    /// original visible bytes of the chunk), masked units keep their original values.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn sample_layer(
+    pub(crate) fn sample_from(
         &self,
-        row: &mut [u8],
+        rows: &mut [u8],
         l: usize,
         acc: &[f32],
         beta: f32,
@@ -165,37 +213,42 @@ impl Sampler {
     ) {
         let n = self.sizes[l];
         let offset = self.offsets[l];
-        for g in 0..self.nbytes[l] {
-            let u = uniforms.next8_f32();
-            let mut x = [0f32; 8];
-            x.copy_from_slice(&acc[g * 8..g * 8 + 8]);
-            let b = &bias[g * 8..g * 8 + 8];
-            let mut e = [0f32; 8];
-            for k in 0..8 {
-                e[k] = exp_f32(-(beta * x[k] + b[k]));
+        let nbytes = self.nbytes[l];
+        let acc_stride = self.max_stride();
+        for (p, (row, a)) in rows
+            .chunks_exact_mut(self.row_bytes)
+            .zip(acc.chunks_exact(acc_stride))
+            .enumerate()
+        {
+            for g in 0..nbytes {
+                let u = uniforms.next8_f32();
+                let x = &a[g * 8..g * 8 + 8];
+                let b = &bias[g * 8..g * 8 + 8];
+                let mut byte = 0u8;
+                for k in 0..8 {
+                    let e = exp_f32(-(beta * x[k] + b[k]));
+                    // u < σ(z) ⇔ u (1 + e^{-z}) < 1
+                    byte |= ((u[k] * (1.0 + e) < 1.0) as u8) << k;
+                }
+                let valid = n - g * 8;
+                if valid < 8 {
+                    byte &= (1u8 << valid) - 1;
+                }
+                if let Some((mask, originals)) = clamp {
+                    let original = originals[p * nbytes + g];
+                    byte = (byte & !mask[g]) | (original & mask[g]);
+                }
+                row[offset + g] = byte;
             }
-            let mut byte = 0u8;
-            for k in 0..8 {
-                // u < σ(z) ⇔ u (1 + e^{-z}) < 1
-                byte |= ((u[k] * (1.0 + e[k]) < 1.0) as u8) << k;
-            }
-            let valid = n - g * 8;
-            if valid < 8 {
-                byte &= (1u8 << valid) - 1;
-            }
-            if let Some((mask, values)) = clamp {
-                byte = (byte & !mask[g]) | (values[g] & mask[g]);
-            }
-            row[offset + g] = byte;
         }
     }
 
-    /// Compute the input of layer `l` and sample it.
+    /// Compute the inputs of layer `l` (skipped at `beta == 0`) and sample it.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn update_layer(
+    pub(crate) fn update(
         &self,
-        row: &mut [u8],
+        rows: &mut [u8],
         l: usize,
         beta: f32,
         bias: &[f32],
@@ -206,17 +259,17 @@ impl Sampler {
         if beta == 0.0 {
             acc.fill(0.0);
         } else {
-            self.input(row, l, acc);
+            self.inputs(rows, l, acc);
         }
-        self.sample_layer(row, l, acc, beta, bias, uniforms, clamp);
+        self.sample_from(rows, l, acc, beta, bias, uniforms, clamp);
     }
 
-    /// One sweep over the layers of parity `first_parity`, then the others.
+    /// One sweep: the layers of parity `first_parity` given the others, then the others.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn sweep(
         &self,
-        row: &mut [u8],
+        rows: &mut [u8],
         first_parity: usize,
         beta: f32,
         biases: &[Vec<f32>],
@@ -228,7 +281,7 @@ impl Sampler {
             let mut l = parity;
             while l < self.sizes.len() {
                 let c = if l == 0 { clamp } else { None };
-                self.update_layer(row, l, beta, &biases[l], acc, uniforms, c);
+                self.update(rows, l, beta, &biases[l], acc, uniforms, c);
                 l += 2;
             }
         }
@@ -270,8 +323,12 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
+    // Round to nearest with the 1.5·2^23 trick (plain adds: vectorises without SSE4.1).
+    const MAGIC: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E).round_ties_even();
+    let shifted = x * LOG2E + MAGIC;
+    let n = shifted - MAGIC;
+    let exponent = (shifted.to_bits() as i32).wrapping_sub(0x4B40_0000);
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -280,7 +337,7 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5e-1;
     let y = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits((exponent.wrapping_add(127) as u32) << 23);
     y * scale
 }
 
@@ -440,54 +497,53 @@ pub(crate) fn run_sweeps(
     };
     let biases = padded_biases(biases);
     let row_bytes = sampler.row_bytes;
-    let stride = sampler.max_stride();
-    let visible_bytes = sampler.sizes[0].div_ceil(8);
     if row_bytes == 0 || particles.n == 0 {
         return Ok(());
     }
-    dispatch_chunks(&mut particles.data, CHUNK * row_bytes, |c, rows| {
-        let mut rng = stream(seed, purpose, a, c as u64);
-        let mut uniforms = FastUniform::from_rng(&mut rng);
-        let mut acc = vec![0f32; stride];
-        let mut original = vec![0u8; visible_bytes];
-        for row in rows.chunks_mut(row_bytes) {
-            original.copy_from_slice(&row[..visible_bytes]);
-            let clamp = mask_bytes.as_deref().map(|m| (m, original.as_slice()));
-            for _ in 0..n_sweeps {
-                sampler.sweep(row, 1, 1.0, &biases, &mut acc, &mut uniforms, clamp);
-            }
-        }
-    });
+    let ctx = SweepJob {
+        sampler,
+        biases: &biases,
+        n_sweeps,
+        seed,
+        purpose,
+        a,
+        mask: mask_bytes.as_deref(),
+    };
+    particles
+        .data
+        .par_chunks_mut(CHUNK * row_bytes)
+        .enumerate()
+        .for_each(|(c, rows)| sweep_chunk(&ctx, c, rows));
     Ok(())
 }
 
-/// Run `work(chunk_index, chunk)` over fixed chunks in parallel, with the hot loops compiled for
-/// AVX2 when the CPU has it.
-pub(crate) fn dispatch_chunks<F>(data: &mut [u8], chunk: usize, work: F)
-where
-    F: Fn(usize, &mut [u8]) + Sync,
-{
-    data.par_chunks_mut(chunk)
-        .enumerate()
-        .for_each(|(c, rows)| with_simd(|| work(c, rows)));
+/// What `run_sweeps` does on every chunk.
+pub(crate) struct SweepJob<'a> {
+    sampler: &'a Sampler,
+    biases: &'a [Vec<f32>],
+    n_sweeps: usize,
+    seed: u64,
+    purpose: Purpose,
+    a: u64,
+    mask: Option<&'a [u8]>,
 }
 
-/// Call `f` inside a function compiled with AVX2 (runtime-detected) so that the inlined kernels
-/// vectorise with 256-bit lanes.
 #[inline(always)]
-pub(crate) fn with_simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { call_avx2(f) };
-        }
+fn sweep_chunk_kernel(job: &SweepJob<'_>, c: usize, rows: &mut [u8]) {
+    let sampler = job.sampler;
+    let row_bytes = sampler.row_bytes;
+    let visible_bytes = sampler.sizes[0].div_ceil(8);
+    let mut rng = stream(job.seed, job.purpose, job.a, c as u64);
+    let mut uniforms = FastUniform::from_rng(&mut rng);
+    let mut acc = vec![0f32; CHUNK * sampler.max_stride()];
+    let originals: Vec<u8> = rows
+        .chunks_exact(row_bytes)
+        .flat_map(|row| row[..visible_bytes].iter().copied())
+        .collect();
+    let clamp = job.mask.map(|m| (m, originals.as_slice()));
+    for _ in 0..job.n_sweeps {
+        sampler.sweep(rows, 1, 1.0, job.biases, &mut acc, &mut uniforms, clamp);
     }
-    f()
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn call_avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
-}
+simd_dispatch!(fn sweep_chunk(job: &SweepJob<'_>, c: usize, rows: &mut [u8]) => sweep_chunk_kernel);

@@ -11,7 +11,7 @@
 //! * [`dbm`]: mean-field inference (tolerance 1e-3) and fine-tuning with persistent Gibbs
 //!   particles (learning rates `lr·11/(10+epoch)`).
 //! * [`gibbs`]: blocked Gibbs sampling on bit-packed states with subset-sum lookup tables (exact
-//!   sums of the weights of active units, 8 units per table lookup), optional clamped visibles.
+//!   sums of the weights of active units, 4 units per table lookup), optional clamped visibles.
 //! * [`ais`]: annealed importance sampling of log Z with alternate layers summed out, per-sample
 //!   AIS log-likelihood, exact enumeration for tiny models, the mean-field lower bound and the
 //!   reconstruction error.
@@ -29,6 +29,7 @@ pub mod dense;
 pub mod gibbs;
 pub mod rbm;
 mod rng;
+mod simd;
 
 #[cfg(feature = "python")]
 pub mod python;
@@ -515,5 +516,34 @@ mod tests {
         assert!(Rbm::new(2, 2, vec![f64::NAN; 4], vec![0.0; 2], vec![0.0; 2]).is_err());
         let big = random_dbm(&[40, 40], 0.1, 1);
         assert!(log_partition_exact(&big).is_err());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod timing {
+    use super::gibbs::{gibbs_sample, Particles, Sampler};
+    use super::rng::{normal, stream, Purpose};
+    use super::*;
+
+    /// `cargo test --release --no-default-features boltzmann::timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn gibbs_timing() {
+        let sizes = [200usize, 100, 20];
+        let mut rng = stream(1, Purpose::RbmInit, 0, 0);
+        let layers = sizes
+            .windows(2)
+            .map(|w| {
+                let weights = (0..w[0] * w[1]).map(|_| normal(&mut rng) * 0.07).collect();
+                Rbm::new(w[0], w[1], weights, vec![0.0; w[0]], vec![0.0; w[1]]).unwrap()
+            })
+            .collect();
+        let dbm = Dbm::new(layers).unwrap();
+        let sampler = Sampler::from_dbm(&dbm);
+        let mut particles = Particles::random(&sampler, 10_000, 1, Purpose::Sample, 1);
+        let t = std::time::Instant::now();
+        gibbs_sample(&dbm, &mut particles, 50, 1, None).unwrap();
+        eprintln!("gibbs 10000×50: {:?}", t.elapsed());
     }
 }

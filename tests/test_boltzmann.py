@@ -1,0 +1,242 @@
+"""Boltzmann machines: exact/AIS likelihoods against brute-force enumeration, Gibbs sampling
+against the exact distribution, training on planted structure, persistence and errors."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from anndata import AnnData
+from scipy import stats
+from scipy.special import logsumexp
+
+from omicsembed import _core
+from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
+from omicsembed.models.boltzmann import BernoulliRBM, BoltzmannMonitor, DeepBoltzmannMachine
+
+
+def random_params(sizes, *, scale=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return [
+        (rng.normal(0, scale, (a, b)), rng.normal(0, 0.5, a), rng.normal(0, 0.5, b))
+        for a, b in itertools.pairwise(sizes)
+    ]
+
+
+def model_from(params, cls=DeepBoltzmannMachine):
+    model = cls(seed=0, progress=False)
+    model._set_params(params)
+    model.feature_names_ = [f"g{j}" for j in range(params[0][0].shape[0])]
+    return model
+
+
+def brute_force(params):
+    """log Z, and log p(v) of every visible configuration, by summing exp(−E) over all states."""
+    sizes = [params[0][0].shape[0]] + [w.shape[1] for w, _, _ in params]
+    biases = [params[0][1]]
+    biases += [params[i - 1][2] + params[i][1] for i in range(1, len(params))]
+    biases += [params[-1][2]]
+    total = sum(sizes)
+    codes = np.array(list(itertools.product([0.0, 1.0], repeat=total)))
+    layers = np.split(codes, np.cumsum(sizes)[:-1], axis=1)
+    neg_energy = sum(layer @ b for layer, b in zip(layers, biases, strict=True))
+    for i, (w, _, _) in enumerate(params):
+        neg_energy += np.einsum("ni,ij,nj->n", layers[i], w, layers[i + 1])
+    log_z = logsumexp(neg_energy)
+    visible = {}
+    for v, e in zip(map(tuple, layers[0].astype(int)), neg_energy, strict=True):
+        visible.setdefault(v, []).append(e)
+    log_p = {v: logsumexp(es) - log_z for v, es in visible.items()}
+    return log_z, log_p, (layers, neg_energy - log_z)
+
+
+def planted(n=200, p=8, noise=0.1, seed=0):
+    """Two prototypes (first half on / second half on) with bit-flip noise."""
+    rng = np.random.default_rng(seed)
+    prototype = np.zeros((n, p))
+    prototype[::2, : p // 2] = 1
+    prototype[1::2, p // 2 :] = 1
+    flips = rng.random((n, p)) < noise
+    return np.abs(prototype - flips).astype(np.float64)
+
+
+@pytest.mark.parametrize("sizes", [[4, 3], [3, 4, 2], [3, 2, 3, 2]])
+def test_exact_likelihood_matches_brute_force(sizes):
+    params = random_params(sizes, seed=len(sizes))
+    log_z, log_p, _ = brute_force(params)
+    assert _core.log_partition_exact(params) == pytest.approx(log_z, abs=1e-9)
+    x = np.array(list(log_p), dtype=np.float64)
+    model = model_from(params)
+    got = model.log_likelihood(x, method="exact", per_sample=True)
+    np.testing.assert_allclose(got, [log_p[tuple(v)] for v in x.astype(int)], atol=1e-9)
+    # The probabilities of all visible configurations sum to one.
+    assert logsumexp(got) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("sizes", [[6, 4], [5, 4, 3], [4, 3, 3, 2]])
+def test_ais_agrees_with_exact(sizes):
+    params = random_params(sizes, seed=10 + len(sizes))
+    model = model_from(params)
+    exact = model.log_partition(method="exact")
+    ais = model.log_partition(n_particles=256, n_temperatures=200, seed=1)
+    assert ais == pytest.approx(exact, abs=0.05)
+    x = planted(6, sizes[0], seed=1)
+    ll_ais = model.log_likelihood(x, n_particles=128, n_temperatures=100, seed=2, log_z=exact)
+    ll_exact = model.log_likelihood(x, method="exact")
+    assert ll_ais == pytest.approx(ll_exact, abs=0.05)
+
+
+def test_lower_bound_is_below_the_exact_log_likelihood():
+    params = random_params([5, 4, 3], seed=3)
+    model = model_from(params)
+    log_z = model.log_partition(method="exact")
+    x = planted(10, 5, seed=3)
+    bound = model.log_likelihood(x, method="lower_bound", log_z=log_z, per_sample=True)
+    exact = model.log_likelihood(x, method="exact", per_sample=True)
+    assert np.all(bound <= exact + 1e-9)
+    # ... and not vacuous: within a few nats for this small model.
+    assert np.all(exact - bound < 5)
+
+
+def test_gibbs_sampler_reproduces_the_model_distribution():
+    params = random_params([3, 2, 2], seed=4)
+    _, _, (layers, log_p) = brute_force(params)
+    model = model_from(params)
+    n = 20_000
+    visible, hidden = model.sample(n, burn_in=30, seed=5)
+    states = np.hstack([visible, *hidden]).astype(int)
+    codes = states @ (1 << np.arange(states.shape[1]))
+    observed = np.bincount(codes, minlength=2 ** states.shape[1])
+    all_states = np.hstack(layers).astype(int)
+    expected = n * np.exp(log_p)[np.argsort(all_states @ (1 << np.arange(states.shape[1])))]
+    result = stats.chisquare(observed, expected)
+    assert result.pvalue > 1e-3, result
+
+
+def test_clamped_units_stay_clamped():
+    model = model_from(random_params([8, 5, 3], seed=6))
+    visible, _ = model.sample(200, burn_in=10, seed=1, clamped={0: 1, "g3": 0})
+    assert np.all(visible[:, 0] == 1) and np.all(visible[:, 3] == 0)
+    assert 0 < visible[:, 1].mean() < 1
+    mask = np.zeros(8, dtype=bool)
+    mask[[2, 5]] = True
+    values = np.zeros((50, 8), dtype=np.uint8)
+    values[:25, 2] = 1
+    visible, _ = model.sample(50, burn_in=10, seed=2, clamped=(mask, values))
+    np.testing.assert_array_equal(visible[:, [2, 5]], values[:, [2, 5]])
+
+
+def test_same_seed_same_result():
+    model = model_from(random_params([10, 6, 3], seed=7))
+    a = model.sample(300, burn_in=5, seed=3)
+    b = model.sample(300, burn_in=5, seed=3)
+    c = model.sample(300, burn_in=5, seed=4)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1][1], b[1][1])
+    assert not np.array_equal(a[0], c[0])
+    x = planted(60, 10)
+    fit = [DeepBoltzmannMachine((6, 3), epochs=3, seed=9, progress=False).fit(x) for _ in range(2)]
+    for w1, w2 in zip(fit[0].weights_, fit[1].weights_, strict=True):
+        np.testing.assert_array_equal(w1, w2)
+
+
+def test_training_increases_the_likelihood_on_planted_data():
+    x = planted(200, 8)
+    settings = {"learning_rate": 0.05, "batch_size": 10, "seed": 3, "progress": False}
+    start = BernoulliRBM(4, epochs=0, **settings).fit(x)
+    before = start.log_likelihood(x, method="exact")
+    rbm = BernoulliRBM(4, epochs=30, **settings).fit(x)
+    assert rbm.log_likelihood(x, method="exact") > before + 1.0
+    dbm = DeepBoltzmannMachine(
+        (4, 3), pretraining_epochs=30, epochs=30, fine_tuning_batch_size=20, **settings
+    ).fit(x)
+    after = dbm.log_likelihood(x, method="exact")
+    assert after > before + 1.0
+    # Samples reproduce the two prototypes: the first and second halves anti-correlate.
+    visible, _ = dbm.sample(2000, seed=1)
+    halves = np.corrcoef(visible[:, :4].sum(1), visible[:, 4:].sum(1))[0, 1]
+    assert halves < -0.5
+
+
+def test_monitor_records_metrics_per_epoch():
+    x = planted(60, 8)
+    monitor = BoltzmannMonitor(
+        {"train": x, "test": planted(20, 8, seed=1)},
+        metrics=("reconstruction_error", "lower_bound", "log_likelihood"),
+        n_particles=32,
+        n_temperatures=20,
+    )
+    model = DeepBoltzmannMachine((4, 3), epochs=4, batch_size=5, seed=1, progress=False)
+    model.fit(x, monitor=monitor, monitor_every=2)
+    table = monitor.to_frame()
+    assert sorted(table.epoch.unique()) == [2, 4]
+    assert len(table) == 2 * 2 * 3
+    assert (table.value[table.metric == "reconstruction_error"] >= 0).all()
+    assert (table.value[table.metric != "reconstruction_error"] < 0).all()
+    assert model.history_ == monitor.records
+    calls = []
+    BernoulliRBM(3, epochs=3, seed=1, progress=False).fit(
+        x, monitor=lambda m, e: calls.append((e, m.weights_[0].copy()))
+    )
+    assert [e for e, _ in calls] == [1, 2, 3]
+    assert not np.array_equal(calls[0][1], calls[2][1])
+
+
+def test_save_load_round_trip(tmp_path):
+    x = planted(40, 6)
+    adata = AnnData(x, var={"gene": [f"gene{j}" for j in range(6)]})
+    adata.var_names = [f"gene{j}" for j in range(6)]
+    model = DeepBoltzmannMachine((4, 2), epochs=2, batch_size=4, seed=2, progress=False).fit(adata)
+    model.save(tmp_path / "dbm")
+    loaded = DeepBoltzmannMachine.load(tmp_path / "dbm")
+    assert loaded.feature_names_ == model.feature_names_
+    assert loaded.hidden_sizes == (4, 2)
+    for a, b in zip(loaded._fitted(), model._fitted(), strict=True):
+        for u, v in zip(a, b, strict=True):
+            np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(loaded.generate(10, seed=1)[0], model.generate(10, seed=1)[0])
+    # AnnData with reordered genes is matched by name.
+    np.testing.assert_allclose(loaded.transform(adata[:, ::-1]), model.transform(x))
+    with pytest.raises(InvalidInputError, match="DeepBoltzmannMachine"):
+        BernoulliRBM.load(tmp_path / "dbm")
+
+
+def test_generate_returns_binary_features_and_latent_units():
+    model = model_from(random_params([7, 5, 3], seed=8))
+    features, latent = model.generate(40, seed=0)
+    assert features.shape == (40, 7) and latent.shape == (40, 3)
+    assert features.dtype == np.uint8 and set(np.unique(latent)) <= {0, 1}
+
+
+def test_errors_are_typed():
+    x = planted(20, 5)
+    model = DeepBoltzmannMachine((3, 2), epochs=1, batch_size=2, progress=False)
+    with pytest.raises(InvalidInputError, match="binary"):
+        model.fit(x * 0.5)
+    with_nan = x.copy()
+    with_nan[3, 2] = np.nan
+    with pytest.raises(InvalidInputError, match="row 3, column 2"):
+        model.fit(with_nan)
+    with pytest.raises(InvalidInputError, match="not fitted"):
+        model.transform(x)
+    with pytest.raises(InvalidInputError, match="batch_size"):
+        DeepBoltzmannMachine((3,), batch_size=50, progress=False).fit(x)
+    with pytest.raises(InvalidInputError, match="hidden_sizes"):
+        DeepBoltzmannMachine((3, 0), progress=False).fit(x)
+    model.fit(x)
+    with pytest.raises(ShapeMismatchError, match="features"):
+        model.transform(np.ones((3, 4)))
+    with pytest.raises(ShapeMismatchError):
+        model.sample(5, clamped=(np.ones(3, dtype=bool), np.ones(3)))
+    with pytest.raises(InvalidInputError, match="0 or 1"):
+        model.sample(5, clamped={0: 2})
+    with pytest.raises(InvalidInputError, match="method"):
+        model.log_likelihood(x, method="bogus")
+    big = model_from(random_params([40, 40], scale=0.1))
+    with pytest.raises(InvalidInputError, match="AIS"):
+        big.log_partition(method="exact")
+    with pytest.raises(ShapeMismatchError):
+        _core.mean_field([(np.zeros((3, 2)), np.zeros(3), np.zeros(4))], np.zeros((1, 3)))
+    with pytest.raises(InvalidInputError):
+        _core.log_partition_ais(random_params([3, 2]), temperatures=[0.0, 0.5])
