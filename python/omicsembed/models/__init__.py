@@ -1,6 +1,13 @@
 """User-facing estimators: fit / transform / save / load, AnnData aware."""
 
 from omicsembed.models.bernoulli_vae import BernoulliVAE
+from omicsembed.models.boltzmann import BernoulliRBM, BoltzmannMonitor, DeepBoltzmannMachine
 from omicsembed.models.factorized_embedding import FactorizedEmbedding
 
-__all__ = ["BernoulliVAE", "FactorizedEmbedding"]
+__all__ = [
+    "BernoulliRBM",
+    "BernoulliVAE",
+    "BoltzmannMonitor",
+    "DeepBoltzmannMachine",
+    "FactorizedEmbedding",
+]
