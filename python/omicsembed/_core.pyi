@@ -10,16 +10,22 @@ __all__ = [
     "NarrowSampler",
     "__version__",
     "_sampler_parallelism_allowed",
+    "contingency_table",
     "dbm_fine_tune",
+    "g_squared",
     "gibbs_sample",
+    "ipf",
+    "is_decomposable",
     "log_likelihood_ais",
     "log_likelihood_exact",
     "log_partition_ais",
     "log_partition_exact",
     "log_prob_lower_bound",
+    "loglinear_closed_form",
     "mean_field",
     "persistent_contrastive_divergence",
     "reconstruction_error",
+    "select_features_loglinear",
     "stack_rbms",
     "tau_index",
     "tissue_wasserstein",
@@ -39,6 +45,35 @@ def tissue_wasserstein(
 ) -> _NDArray[_np.float64]: ...
 
 # --- loglinear (contingency tables, G², IPF, stepwise selection, patterns) ---
+
+def contingency_table(
+    x: _NDArray[_np.uint8], levels: list[int] | None = None
+) -> _NDArray[_np.int64]: ...
+def g_squared(observed: _NDArray[_np.float64], fitted: _NDArray[_np.float64]) -> float: ...
+def ipf(
+    table: _NDArray[_np.float64],
+    margins: list[list[int]],
+    tol: float = 1e-10,
+    max_iter: int = 1000,
+) -> tuple[_NDArray[_np.float64], int, bool, float]: ...
+def loglinear_closed_form(
+    table: _NDArray[_np.float64], margins: list[list[int]]
+) -> _NDArray[_np.float64]: ...
+def is_decomposable(margins: list[list[int]], n_vars: int) -> bool: ...
+def select_features_loglinear(
+    x: _NDArray[_np.uint8],
+    u: _NDArray[_np.uint8] | None,
+    k: int,
+    conditional: bool = False,
+    n_permutations: int = 0,
+    seed: int = 0,
+) -> tuple[
+    _NDArray[_np.int64],
+    _NDArray[_np.int64],
+    _NDArray[_np.float64],
+    _NDArray[_np.float64],
+    _NDArray[_np.float64] | None,
+]: ...
 
 # --- boltzmann (Bernoulli RBM / DBM: PCD, mean field, Gibbs sampling, AIS) ---
 
