@@ -241,7 +241,7 @@ def main() -> None:
         "p": args.p,
         "r": args.r,
         "k": args.k,
-        "threads": os.cpu_count(),
+        "threads": int(os.environ.get("RAYON_NUM_THREADS", os.cpu_count() or 1)),
         "ours_seconds": round(ours_s, 4),
         "numpy_seconds": round(numpy_total, 3),
         "numpy_extrapolated": numpy_steps < args.k,

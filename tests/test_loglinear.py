@@ -414,3 +414,19 @@ def test_selection_errors_are_typed() -> None:
         select_features_loglinear(X, U, 2, seed=-3)
     with pytest.raises(InvalidInputError, match="no samples"):
         select_features_loglinear(X[:0], U[:0], 2)
+
+
+@pytest.mark.slow
+def test_full_size_selection_takes_seconds() -> None:
+    import time
+
+    rng = np.random.default_rng(0)
+    n, p, r = 10_000, 1000, 20
+    U = (rng.random((n, r)) < 0.5).astype(np.uint8)
+    X = (rng.random((n, p)) < 0.5).astype(np.uint8)
+    X[:, 500] = U[:, 7]
+    start = time.perf_counter()
+    result = select_features_loglinear(X, U, 12)
+    assert time.perf_counter() - start < 20.0
+    assert (result.selected[0], result.latent_units[0]) == (500, 7)
+    assert result.scores.shape == (12, p, r)

@@ -341,7 +341,7 @@ fn block_width<C: Counter>(step: &Step<'_>, b0: usize, w: usize) -> Vec<f64> {
 
 /// Shared, read-only state of one step.
 struct Step<'a> {
-    /// Rows of X sorted by stratum (`n × p`).
+    /// X sorted by stratum in chunk-major blocked layout (see [`gather_blocked`]).
     xs: &'a [u8],
     /// Latent units equal to 1 of each sorted sample: `u_idx[u_ptr[t]..u_ptr[t + 1]]`.
     u_idx: &'a [u16],
@@ -365,7 +365,7 @@ impl Step<'_> {
     /// Scores (`w × max(r, 1)`, row-major by feature) of the features `b0 .. b0 + w`.
     #[inline(always)]
     fn block<C: Counter, const B: usize>(&self, b0: usize, w: usize) -> Vec<f64> {
-        let (p, r, m) = (self.p, self.r, self.strata.m);
+        let (r, m) = (self.r, self.strata.m);
         let (h, cells) = (self.h, self.cells);
         let rr = r.max(1);
         let zero = C::default();
@@ -380,7 +380,8 @@ impl Step<'_> {
             c1.fill(zero);
             c11.fill(zero);
             for t in self.strata.offsets[s]..self.strata.offsets[s + 1] {
-                let row = &self.xs[t * p + b0..t * p + b0 + w];
+                let start = blocked_offset(t, b0 / BLOCK, self.p);
+                let row = &self.xs[start..start + w];
                 for (d, &x) in wide.iter_mut().zip(row) {
                     *d = C::from_u8(x);
                 }
@@ -733,6 +734,36 @@ fn gather_rows(data: &[u8], cols: usize, order: &[u32]) -> Vec<u8> {
     out
 }
 
+/// Samples per chunk of the blocked layout.
+const CHUNK: usize = 256;
+
+/// Offset of sample `pos` (sorted order) of feature block `block` in the blocked layout: chunks
+/// of [`CHUNK`] samples, inside a chunk one run of `CHUNK × BLOCK` bytes per feature block, so
+/// every feature block streams contiguous runs.
+#[inline(always)]
+fn blocked_offset(pos: usize, block: usize, p: usize) -> usize {
+    let blocks = p.div_ceil(BLOCK);
+    (pos / CHUNK) * blocks * CHUNK * BLOCK + block * CHUNK * BLOCK + (pos % CHUNK) * BLOCK
+}
+
+/// Rows `order[..]` of X (row-major `n × p`) in the blocked layout of [`blocked_offset`].
+fn gather_blocked(data: &[u8], p: usize, order: &[u32]) -> Vec<u8> {
+    let blocks = p.div_ceil(BLOCK);
+    let mut out = vec![0u8; order.len().div_ceil(CHUNK) * blocks * CHUNK * BLOCK];
+    out.par_chunks_mut(blocks * CHUNK * BLOCK)
+        .zip(order.par_chunks(CHUNK))
+        .for_each(|(dst, idx)| {
+            for (k, &t) in idx.iter().enumerate() {
+                let row = &data[t as usize * p..(t as usize + 1) * p];
+                for (b, src) in row.chunks(BLOCK).enumerate() {
+                    let at = b * CHUNK * BLOCK + k * BLOCK;
+                    dst[at..at + src.len()].copy_from_slice(src);
+                }
+            }
+        });
+    out
+}
+
 /// `r × m` counts of U_j = 1 per stratum, from the rows of U sorted by stratum (`n × r`).
 fn latent_counts(us: &[u8], r: usize, strata: &Strata) -> Vec<u32> {
     let m = strata.m;
@@ -876,7 +907,7 @@ pub fn select_features(
                 .map(|i| best_pair_of(&h, n, &packed[i], ones[i], i, &packed, &ones))
                 .collect()
         } else {
-            let xs = gather_rows(x.data, p, &strata.order);
+            let xs = gather_blocked(x.data, p, &strata.order);
             let (u_idx, mut u_ptr) = latent_lists(&us, r);
             if r == 0 {
                 u_ptr = vec![0; n + 1];

@@ -4,8 +4,8 @@ use rayon::prelude::*;
 
 use crate::error::{CoreError, CoreResult};
 
-/// Largest number of cells a dense table may have (2^30 cells = 8 GiB of `u64` counts).
-pub const MAX_CELLS: usize = 1 << 30;
+/// Largest number of cells a dense table may have (2^26 cells = 512 MiB of `u64` counts).
+pub const MAX_CELLS: usize = 1 << 26;
 
 /// Rows per parallel chunk when packing rows into cell indices.
 const ROW_CHUNK: usize = 4096;

@@ -105,7 +105,7 @@ def contingency_table(X: ArrayLike, levels: int | Sequence[int] | None = None) -
     InvalidInputError
         If a value is not an integer code 0..255, or lies outside the given levels (the error
         names the row and column; values are never dropped silently), or the table would have
-        more than 2**30 cells.
+        more than 2**26 cells.
     ShapeMismatchError
         If ``X`` is not 2-D or ``levels`` does not have one entry per column.
 
