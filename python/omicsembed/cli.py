@@ -167,3 +167,63 @@ def tissue_specificity(
     summary = {"job": "tissue-specificity", "data": str(data), "groupby": groupby, **metrics}
     folder.write_json(summary, "summary")
     _print_summary(summary, out)
+
+
+@app.command("explain")
+@_reports_errors
+def explain_command(
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Cells × genes: a shared/data folder, .h5ad, .csv/.tsv or .parquet."),
+    ] = None,
+    demo: Annotated[
+        bool, typer.Option(help="Use the embedded pbmc68k_reduced counts (10x PBMCs).")
+    ] = False,
+    model: Annotated[str, typer.Option(help="Generative model: 'dbm' or 'vae'.")] = "vae",
+    n_select: Annotated[
+        list[int] | None, typer.Option(help="Genes to select (repeatable; default 8 and 12).")
+    ] = None,
+    labels: Annotated[
+        list[str] | None,
+        typer.Option(help="Label columns for the label transfer (repeatable)."),
+    ] = None,
+    quantile: Annotated[float, typer.Option(help="Dichotomisation quantile per gene.")] = 0.5,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (model default).")] = None,
+    n_synthetic: Annotated[int, typer.Option(help="Synthetic cells to draw.")] = 10_000,
+    n_random: Annotated[int, typer.Option(help="Random gene sets for the ranking.")] = 100,
+    out: Out = Path("omicsembed-explain"),
+    layer: Layer = None,
+    seed: Seed = 0,
+) -> None:
+    """Explain a DBM or Bernoulli VAE with log-linear models (Hess et al. 2020)."""
+    from omicsembed import io
+    from omicsembed.datasets import pbmc68k_reduced, read_shared_folder
+    from omicsembed.exceptions import InvalidInputError
+    from omicsembed.jobs import ExplainSettings, explain_job
+
+    if demo == (data is not None):
+        raise InvalidInputError("give either --data or --demo")
+    if demo:
+        adata = pbmc68k_reduced()
+        label_columns = tuple(labels or ["bulk_labels"])
+    else:
+        assert data is not None
+        adata = read_shared_folder(data) if data.is_dir() else io.read_anndata(data)
+        label_columns = tuple(labels or [])
+    settings = ExplainSettings(
+        model=model,
+        n_select=tuple(n_select or (8, 12)),
+        quantile=quantile,
+        n_synthetic=n_synthetic,
+        n_random=n_random,
+        epochs=epochs,
+        seed=seed,
+    )
+    folder = io.ResultFolder(out)
+    summary = {
+        "job": "explain",
+        "data": "pbmc68k_reduced" if demo else str(data),
+        **explain_job(adata, folder, label_columns=label_columns, layer=layer, settings=settings),
+    }
+    folder.write_json(summary, "summary")
+    _print_summary(summary, out)

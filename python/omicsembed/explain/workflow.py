@@ -1,0 +1,214 @@
+"""The exploration workflow: synthetic data → log-linear selection → patterns → pattern map.
+
+Hess, Hackenberg & Binder 2020 (Bioinformatics 36(20):5045-5053), §2.5–2.6 and Figs. 3–5. Any
+generative model that can produce synthetic binary features together with binary latent units
+(deep Boltzmann machines, Bernoulli VAEs, dichotomised count models) plugs in through the
+:class:`GenerativeModel` protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from omicsembed.exceptions import InvalidInputError
+from omicsembed.explain.loglinear import LoglinearSelection, select_features_loglinear
+from omicsembed.explain.patterns import PatternMap, pattern_map, top_patterns
+
+__all__ = ["Explanation", "GenerativeModel", "SelectionMonitor", "explain"]
+
+
+@runtime_checkable
+class GenerativeModel(Protocol):
+    """What :func:`explain` needs of a model.
+
+    ``generate(n_samples, seed=...)`` returns ``(features, latent)``: (n_samples, p) synthetic
+    binary features and (n_samples, r) binary latent units (e.g. the last hidden layer of a deep
+    Boltzmann machine, or a VAE's latent code dichotomised at zero).
+    """
+
+    def generate(self, n_samples: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Draw synthetic binary features and the binary latent units that produced them."""
+        ...
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Result of :func:`explain`.
+
+    Attributes
+    ----------
+    selection
+        The stepwise log-linear selection (features, winning latent units, G² per step).
+    map
+        The top patterns of the selected features with their counts, the Jensen–Shannon
+        distances between their latent-configuration distributions and 2-D MDS coordinates.
+    feature_names
+        Names of all p features.
+    n_synthetic
+        Number of synthetic samples.
+
+    """
+
+    selection: LoglinearSelection
+    map: PatternMap
+    feature_names: list[str]
+    n_synthetic: int
+
+    @property
+    def selected_features(self) -> list[str]:
+        """Names of the selected features in the order of selection."""
+        return [self.feature_names[i] for i in self.selection.selected]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy table: step, feature index, feature name, latent unit, G², p-value."""
+        table = self.selection.to_frame()
+        table.insert(2, "feature_name", [self.feature_names[i] for i in table["feature"]])
+        return table
+
+    def pattern_frame(self) -> pd.DataFrame:
+        """Top patterns as a table (one column per selected feature, plus ``count``)."""
+        table = pd.DataFrame(self.map.patterns, columns=self.selected_features)
+        table["count"] = self.map.counts
+        return table
+
+
+def explain(
+    model: GenerativeModel,
+    n_synthetic: int = 10_000,
+    n_select: int = 12,
+    *,
+    feature_names: Sequence[str] | None = None,
+    loglinear_model: Literal["marginal", "conditional"] = "marginal",
+    n_patterns: int = 10,
+    n_permutations: int = 0,
+    seed: int = 0,
+) -> Explanation:
+    """Explain a generative model by the features that jointly pattern with its latent units.
+
+    Draws ``n_synthetic`` samples (features and latent units) from ``model``, selects
+    ``n_select`` features stepwise by log-linear G² (:func:`select_features_loglinear`), takes
+    the ``n_patterns`` most frequent patterns of the selected features and maps them by the
+    Jensen–Shannon distance of the latent configurations they co-occur with (Hess et al. 2020,
+    §2.5, Figs. 3–4).
+
+    Parameters
+    ----------
+    model
+        Any :class:`GenerativeModel` (``DeepBoltzmannMachine``, ``BernoulliVAE``, ...).
+    n_synthetic
+        Synthetic samples to draw (paper: 10,000).
+    n_select
+        Features to select (paper: 8 and 12).
+    feature_names
+        Names of the p features (default ``feature_<i>``).
+    loglinear_model
+        ``"marginal"`` ([U S][X], the 2020 paper) or ``"conditional"`` ([U S][S X], 2022).
+    n_patterns
+        Patterns kept by :func:`top_patterns` (ties may keep more).
+    n_permutations
+        Permutations for p-values of the selected features (0: none).
+    seed
+        Seed of the synthetic data and the permutations.
+
+    Returns
+    -------
+    Explanation
+
+    Raises
+    ------
+    InvalidInputError
+        If the model does not produce binary features and latent units of matching length.
+
+    """
+    if not isinstance(model, GenerativeModel):
+        raise InvalidInputError(
+            f"{type(model).__name__} has no generate(n_samples, seed=...) method; it cannot be "
+            "explained"
+        )
+    features, latent = model.generate(n_synthetic, seed=seed)
+    features = np.asarray(features, dtype=np.uint8)
+    latent = np.asarray(latent, dtype=np.uint8)
+    if features.shape[0] != latent.shape[0]:
+        raise InvalidInputError(
+            f"the model gave {features.shape[0]} feature rows but {latent.shape[0]} latent rows"
+        )
+    names = list(feature_names) if feature_names is not None else None
+    if names is None:
+        names = [f"feature_{i}" for i in range(features.shape[1])]
+    if len(names) != features.shape[1]:
+        raise InvalidInputError(f"{len(names)} feature names for {features.shape[1]} features")
+    selection = select_features_loglinear(
+        features,
+        latent,
+        n_select,
+        model=loglinear_model,
+        n_permutations=n_permutations,
+        seed=seed,
+    )
+    chosen = features[:, selection.selected]
+    patterns, _ = top_patterns(chosen, n_patterns)
+    return Explanation(
+        selection=selection,
+        map=pattern_map(chosen, latent, patterns),
+        feature_names=names,
+        n_synthetic=int(features.shape[0]),
+    )
+
+
+@dataclass
+class SelectionMonitor:
+    """Selection and top patterns every few epochs of training (Hess et al. 2020, Figs. 3–5).
+
+    Call it with the model and the epoch (e.g. from a training callback); every ``every`` epochs
+    it runs :func:`explain` on fresh synthetic data and records the selection and the pattern
+    map.
+
+    Attributes
+    ----------
+    every, n_synthetic, n_select, n_patterns, seed, feature_names
+        Settings passed to :func:`explain`.
+    explanations
+        Explanation per monitored epoch.
+
+    """
+
+    every: int = 10
+    n_synthetic: int = 2_000
+    n_select: int = 12
+    n_patterns: int = 10
+    seed: int = 0
+    feature_names: Sequence[str] | None = None
+    explanations: dict[int, Explanation] = field(default_factory=dict)
+
+    def __call__(self, model: GenerativeModel, epoch: int) -> None:
+        """Record an explanation when ``epoch`` is a multiple of ``every``."""
+        if epoch % self.every:
+            return
+        self.explanations[epoch] = explain(
+            model,
+            self.n_synthetic,
+            self.n_select,
+            feature_names=self.feature_names,
+            n_patterns=self.n_patterns,
+            seed=self.seed + epoch,
+        )
+
+    def table(self) -> pd.DataFrame:
+        """Tidy table of every monitored epoch: epoch, step, feature, latent unit, G²."""
+        frames = [e.to_frame().assign(epoch=epoch) for epoch, e in self.explanations.items()]
+        if not frames:
+            return pd.DataFrame(columns=["epoch", "step", "feature", "latent_unit", "g2"])
+        table = pd.concat(frames, ignore_index=True)
+        return table[["epoch", *[c for c in table.columns if c != "epoch"]]]
+
+    def heatmap(self, *, ax: Any = None) -> Figure:
+        """Heat map of the selection step of each feature per epoch (blank: not selected)."""
+        from omicsembed import pl
+
+        return pl.selection_heatmap(self.table(), ax=ax)

@@ -1,0 +1,73 @@
+"""The exploration workflow: explain() on planted models, monitoring, the stair simulation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from omicsembed.exceptions import InvalidInputError
+from omicsembed.explain import GenerativeModel, SelectionMonitor, explain
+
+
+class PlantedModel:
+    """Latent units U0, U1; feature 0 follows U0, feature 1 follows U1, the rest are noise."""
+
+    def __init__(self, n_features: int = 10, flip: float = 0.1) -> None:
+        self.n_features = n_features
+        self.flip = flip
+
+    def generate(self, n_samples: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        latent = (rng.random((n_samples, 2)) < 0.5).astype(np.uint8)
+        features = (rng.random((n_samples, self.n_features)) < 0.5).astype(np.uint8)
+        flips = rng.random((n_samples, 2)) < self.flip
+        features[:, :2] = np.where(flips, 1 - latent, latent)
+        return features, latent
+
+
+def test_explain_selects_the_features_that_follow_latent_units() -> None:
+    model = PlantedModel()
+    assert isinstance(model, GenerativeModel)
+    names = [f"g{i}" for i in range(10)]
+    explanation = explain(model, 4000, 3, feature_names=names, n_patterns=4, seed=1)
+    assert set(explanation.selected_features[:2]) == {"g0", "g1"}
+    table = explanation.to_frame()
+    assert list(table["feature_name"][:2]) == explanation.selected_features[:2]
+    # the winning latent unit of feature 0 is unit 0, of feature 1 unit 1
+    winners = dict(zip(table["feature"], table["latent_unit"], strict=True))
+    assert winners[0] == 0 and winners[1] == 1
+    patterns = explanation.pattern_frame()
+    assert patterns["count"].is_monotonic_decreasing
+    assert len(patterns) >= 4
+    # patterns that differ in the two latent-following features have distant latent distributions
+    assert explanation.map.distances.max() > 0.5
+
+
+def test_explain_rejects_models_without_generate() -> None:
+    with pytest.raises(InvalidInputError, match="generate"):
+        explain(object(), 10, 1)  # type: ignore[arg-type]
+
+
+def test_selection_monitor_records_every_n_epochs() -> None:
+    monitor = SelectionMonitor(every=2, n_synthetic=1000, n_select=2, n_patterns=3)
+    model = PlantedModel()
+    for epoch in range(1, 7):
+        monitor(model, epoch)
+    assert sorted(monitor.explanations) == [2, 4, 6]
+    table = monitor.table()
+    assert set(table["epoch"]) == {2, 4, 6}
+    assert set(table["feature"]) == {0, 1}
+    assert monitor.heatmap().axes
+
+
+def test_vae_on_the_stair_simulation_selects_stage_genes_not_noise() -> None:
+    from omicsembed.models import BernoulliVAE
+    from omicsembed.simulate import stair_cell_stages
+
+    data = stair_cell_stages(1000, n_noise_genes=18, seed=0)
+    model = BernoulliVAE(
+        n_latent=5, hidden_sizes=(32,), learning_rate=1e-3, max_epochs=60, seed=0, progress=False
+    ).fit(data)
+    explanation = explain(model, 5000, 6, seed=0)
+    kinds = data.var["kind"].to_numpy()[explanation.selection.selected]
+    assert (kinds != "noise").all(), kinds
