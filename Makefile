@@ -2,7 +2,7 @@
 PYTHON ?= python
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install install-test lint rust-test py-test test bench demo fmt
+.PHONY: install install-test lint rust-test py-test test test-slow bench demo fmt
 
 install:
 	$(PIP) install .
@@ -33,10 +33,16 @@ py-test:
 
 test: install-test lint rust-test py-test
 
+# Long checks on real data (Tasic 2016 neurons in ../shared/data; skipped when absent).
+test-slow:
+	$(PYTHON) -m pytest -m slow
+
 bench: install-test
 	$(PYTHON) benches/bench_tissue.py
 	$(PYTHON) benches/bench_sampler.py
 	$(PYTHON) benches/bench_fe.py
+	$(PYTHON) benches/bench_loglinear.py
+	$(PYTHON) benches/bench_dbm.py
 
 demo:
 	omicsembed demo
