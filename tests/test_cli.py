@@ -90,3 +90,26 @@ def test_demo_quick_runs_end_to_end(tmp_path) -> None:
     assert accuracy > 2 * summary["factorized_embedding"]["knn_chance"]
     for figure in ("sample_embedding.png", "reconstruction.png", "tau_histogram.png"):
         assert (out / figure).stat().st_size > 0
+
+
+def test_explain_trains_both_models_and_writes_the_report(tmp_path) -> None:
+    from omicsembed.simulate import stair_cell_stages
+
+    data = stair_cell_stages(300, n_noise_genes=8, seed=0)
+    data.obs["stage"] = data.obs["stage"].astype(str).astype("category")
+    path = tmp_path / "stairs.h5ad"
+    data.write_h5ad(path)
+    out = tmp_path / "explain"
+    args = ["explain", "--data", str(path), "--model", "vae", "--model", "dbm"]
+    options = ["--epochs", "4", "--n-select", "3", "--labels", "stage", "--n-random", "5"]
+    extra = ["--n-synthetic", "500", "--initializations", "2", "--monitor-every", "2"]
+    result = runner.invoke(app, [*args, *options, *extra, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["selected_genes"]) == {"vae", "dbm"}
+    assert len(summary["initializations"]) == 4
+    for name in ("vae_selection", "dbm_pattern_map", "label_transfer", "gene_overlap"):
+        assert (out / f"{name}.parquet").is_file(), name
+    assert (out / "vae_selection_over_epochs.png").is_file()
+    transfer = pd.read_parquet(out / "label_transfer.parquet")
+    assert set(transfer["method"]) == {"vae", "dbm", "nmf"}

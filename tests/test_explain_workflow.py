@@ -65,9 +65,13 @@ def test_vae_on_the_stair_simulation_selects_stage_genes_not_noise() -> None:
     from omicsembed.simulate import stair_cell_stages
 
     data = stair_cell_stages(1000, n_noise_genes=18, seed=0)
+    monitor = SelectionMonitor(every=20, n_synthetic=2000, n_select=6)
     model = BernoulliVAE(
         n_latent=5, hidden_sizes=(32,), learning_rate=1e-3, max_epochs=60, seed=0, progress=False
-    ).fit(data)
+    ).fit(data, monitor=monitor)
     explanation = explain(model, 5000, 6, seed=0)
     kinds = data.var["kind"].to_numpy()[explanation.selection.selected]
     assert (kinds != "noise").all(), kinds
+    # monitored during training: one selection per 20 epochs, drawn from the model of that epoch
+    assert set(monitor.explanations) <= {20, 40, 60} and 20 in monitor.explanations
+    assert set(monitor.table()["step"]) == set(range(1, 7))

@@ -179,7 +179,10 @@ def explain_command(
     demo: Annotated[
         bool, typer.Option(help="Use the embedded pbmc68k_reduced counts (10x PBMCs).")
     ] = False,
-    model: Annotated[str, typer.Option(help="Generative model: 'dbm' or 'vae'.")] = "vae",
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="Generative model 'dbm' or 'vae' (repeatable; default vae)."),
+    ] = None,
     n_select: Annotated[
         list[int] | None, typer.Option(help="Genes to select (repeatable; default 8 and 12).")
     ] = None,
@@ -191,6 +194,12 @@ def explain_command(
     epochs: Annotated[int | None, typer.Option(help="Training epochs (model default).")] = None,
     n_synthetic: Annotated[int, typer.Option(help="Synthetic cells to draw.")] = 10_000,
     n_random: Annotated[int, typer.Option(help="Random gene sets for the ranking.")] = 100,
+    initializations: Annotated[
+        int, typer.Option(help="Models per kind; the best by energy statistic is explained.")
+    ] = 1,
+    monitor_every: Annotated[
+        int | None, typer.Option(help="Explain every N epochs during training.")
+    ] = None,
     out: Out = Path("omicsembed-explain"),
     layer: Layer = None,
     seed: Seed = 0,
@@ -211,12 +220,14 @@ def explain_command(
         adata = read_shared_folder(data) if data.is_dir() else io.read_anndata(data)
         label_columns = tuple(labels or [])
     settings = ExplainSettings(
-        model=model,
+        models=tuple(model or ["vae"]),
         n_select=tuple(n_select or (8, 12)),
         quantile=quantile,
         n_synthetic=n_synthetic,
         n_random=n_random,
         epochs=epochs,
+        n_initializations=initializations,
+        monitor_every=monitor_every,
         seed=seed,
     )
     folder = io.ResultFolder(out)

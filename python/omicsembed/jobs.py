@@ -380,9 +380,34 @@ def demo(
 
 @dataclass(frozen=True)
 class ExplainSettings:
-    """Settings of :func:`explain_job` (defaults from Hess et al. 2020)."""
+    """Settings of :func:`explain_job` (defaults from Hess et al. 2020).
 
-    model: str = "vae"
+    Attributes
+    ----------
+    models
+        Generative models to train and explain: ``"vae"`` (Bernoulli VAE) and/or ``"dbm"``.
+    n_select
+        Gene-set sizes (the stepwise selection is run once for the largest; smaller sets are
+        its first steps).
+    quantile
+        Dichotomisation quantile per gene.
+    test_fraction
+        Share of cells held out (the paper: 36.8 %).
+    n_synthetic, n_random, n_transfer_seeds
+        Synthetic cells, random gene sets and label-transfer seeds of the ranking.
+    epochs
+        Training epochs (None: the model's default).
+    n_initializations
+        Models trained per kind (seeds ``seed, seed + 1, ...``); the one whose synthetic cells
+        are closest to the held-out cells by the energy statistic is explained.
+    monitor_every
+        Explain the model every this many epochs during training (None: no monitoring).
+    seed
+        Seed of the split, the models and the selections.
+
+    """
+
+    models: tuple[str, ...] = ("vae",)
     n_select: tuple[int, ...] = (8, 12)
     quantile: float = 0.5
     test_fraction: float = 0.368
@@ -390,25 +415,26 @@ class ExplainSettings:
     n_random: int = 100
     n_transfer_seeds: int = 10
     epochs: int | None = None
+    n_initializations: int = 1
+    monitor_every: int | None = None
     seed: int = 0
 
 
-def _generative_model(settings: ExplainSettings, progress: bool | None) -> Any:
-    if settings.model == "vae":
+def _generative_model(kind: str, epochs: int | None, seed: int, progress: bool | None) -> Any:
+    options: dict[str, Any] = {"seed": seed, "progress": progress}
+    if kind == "vae":
         from omicsembed.models import BernoulliVAE
 
-        vae_options: dict[str, Any] = {"seed": settings.seed, "progress": progress}
-        if settings.epochs is not None:
-            vae_options["max_epochs"] = settings.epochs
-        return BernoulliVAE(**vae_options)
-    if settings.model == "dbm":
+        if epochs is not None:
+            options["max_epochs"] = epochs
+        return BernoulliVAE(**options)
+    if kind == "dbm":
         from omicsembed.models import DeepBoltzmannMachine
 
-        dbm_options: dict[str, Any] = {"seed": settings.seed, "progress": progress}
-        if settings.epochs is not None:
-            dbm_options["epochs"] = settings.epochs
-        return DeepBoltzmannMachine(**dbm_options)
-    raise InvalidInputError(f"model must be 'vae' or 'dbm', got {settings.model!r}")
+        if epochs is not None:
+            options["epochs"] = epochs
+        return DeepBoltzmannMachine(**options)
+    raise InvalidInputError(f"models must be 'vae' or 'dbm', got {kind!r}")
 
 
 def explain_job(
@@ -420,23 +446,26 @@ def explain_job(
     settings: ExplainSettings | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Train a generative model on dichotomised data and explain it with log-linear models.
+    """Train generative models on dichotomised data and explain them with log-linear models.
 
     Hess, Hackenberg & Binder 2020: genes are dichotomised at a quantile, a share of the cells
-    is held out (36.8 % as in the paper), a deep Boltzmann machine or a Bernoulli VAE is trained
-    on the rest, synthetic cells are drawn, genes are selected stepwise by log-linear G², and
-    the selection is judged by label transfer (Davies–Bouldin index against random gene sets of
-    the same size, §2.6), by NMF gene selection as a baseline, and by the energy statistic
-    between synthetic and held-out cells.
+    is held out (36.8 % as in the paper), deep Boltzmann machines and/or Bernoulli VAEs are
+    trained on the rest (the initialisation whose synthetic cells are closest to the held-out
+    cells by the energy statistic is kept), synthetic cells are drawn, genes are selected
+    stepwise by log-linear G², and the selections are judged by label transfer
+    (Davies–Bouldin index against random gene sets of the same size, §2.6) with NMF gene
+    selection as a baseline.
 
     Parameters
     ----------
     adata
         Cells × genes expression (non-negative scale; dichotomised per gene here).
     out
-        Result folder: ``selection`` (step, feature, latent unit, G²), ``patterns``,
-        ``pattern_map`` (+ PNG), ``label_transfer`` (one row per gene set size, label column
-        and method), ``summary.json`` figures.
+        Result folder: per model ``<model>_selection`` (step, feature, latent unit, G²),
+        ``<model>_patterns``, ``<model>_pattern_map`` (+ PNG), optionally
+        ``<model>_selection_over_epochs`` (+ heat-map PNG); ``initializations`` (energy
+        statistic per trained model), ``label_transfer`` (per model / NMF, gene-set size and
+        label column) and ``gene_overlap`` (selected genes shared between models).
     label_columns
         ``.obs`` columns with labels for the label transfer (e.g. ``cell_type``, ``class``).
     layer
@@ -449,10 +478,16 @@ def explain_job(
     Returns
     -------
     dict
-        Headline results.
+        Headline results (selected genes per model, overlap, energy statistics, ranks).
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown models or label columns, or data the models reject.
 
     """
     from omicsembed.explain import (
+        SelectionMonitor,
         energy_statistic,
         explain,
         nmf_gene_selection,
@@ -468,33 +503,20 @@ def explain_job(
     binary = np.asarray(
         pp.dichotomize(dense_matrix(adata, layer=layer), quantile=settings.quantile)
     )
-    rng = np.random.default_rng(settings.seed)
-    order = rng.permutation(binary.shape[0])
+    order = np.random.default_rng(settings.seed).permutation(binary.shape[0])
     n_test = round(settings.test_fraction * binary.shape[0])
     test_rows, train_rows = np.sort(order[:n_test]), np.sort(order[n_test:])
-    model = _generative_model(settings, progress).fit(binary[train_rows])
+    train_data, test_data = binary[train_rows], binary[test_rows]
     genes = [str(g) for g in adata.var_names]
-    explanation = explain(
-        model,
-        settings.n_synthetic,
-        max(settings.n_select),
-        feature_names=genes,
-        seed=settings.seed,
-    )
-    synthetic, _ = model.generate(settings.n_synthetic, seed=settings.seed)
-    selected = np.asarray(explanation.selection.selected, dtype=np.int64)
-    rows = []
-    for size in settings.n_select:
-        gene_sets = {
-            "loglinear": selected[:size],
-            "nmf": nmf_gene_selection(binary[train_rows], size, seed=settings.seed),
-        }
-        for column in label_columns:
-            labels = adata.obs[column].to_numpy()[train_rows]
-            for method, gene_set in gene_sets.items():
+    largest = max(settings.n_select)
+
+    def ranking_rows(method: str, gene_sets: dict[int, np.ndarray], synthetic: np.ndarray) -> list:
+        rows = []
+        for size, gene_set in gene_sets.items():
+            for column in label_columns:
                 ranking = rank_against_random_gene_sets(
-                    binary[train_rows],
-                    labels,
+                    train_data,
+                    adata.obs[column].to_numpy()[train_rows],
                     synthetic,
                     gene_set,
                     n_random=settings.n_random,
@@ -502,32 +524,80 @@ def explain_job(
                     seed=settings.seed,
                 )
                 rows.append(
-                    {"n_select": size, "labels": column, "method": method, **ranking.to_dict()}
+                    {"method": method, "n_select": size, "labels": column, **ranking.to_dict()}
                 )
-    label_table = pd.DataFrame(rows)
-    out.write_table(explanation.to_frame(), "selection")
-    out.write_table(explanation.pattern_frame(), "patterns")
-    mapped = explanation.map
-    labels = ["".join(map(str, pattern)) for pattern in mapped.patterns[mapped.index]]
-    counts = mapped.counts[mapped.index]
-    out.write_table(
-        pd.DataFrame(mapped.coordinates, columns=["mds_1", "mds_2"]).assign(
-            pattern=labels, count=counts
-        ),
-        "pattern_map",
-    )
-    out.save_figure(pl.pattern_map(mapped.coordinates, counts, labels), "pattern_map")
-    if not label_table.empty:
-        out.write_table(label_table, "label_transfer")
-    summary = {
-        "model": settings.model,
+        return rows
+
+    label_rows: list[dict[str, Any]] = []
+    initializations: list[dict[str, Any]] = []
+    selected: dict[str, list[str]] = {}
+    for kind in settings.models:
+        candidates = []
+        for index in range(settings.n_initializations):
+            seed = settings.seed + index
+            monitor = None
+            if settings.monitor_every:
+                monitor = SelectionMonitor(
+                    every=settings.monitor_every,
+                    n_synthetic=min(settings.n_synthetic, 2_000),
+                    n_select=largest,
+                    seed=seed,
+                    feature_names=genes,
+                )
+            model = _generative_model(kind, settings.epochs, seed, progress)
+            model.fit(train_data, monitor=monitor)
+            synthetic, _ = model.generate(settings.n_synthetic, seed=seed)
+            energy = energy_statistic(synthetic, test_data, seed=seed)
+            initializations.append({"model": kind, "seed": seed, "energy_statistic": energy})
+            candidates.append((energy, seed, model, synthetic, monitor))
+        _, seed, model, synthetic, monitor = min(candidates, key=lambda c: c[0])
+        explanation = explain(model, settings.n_synthetic, largest, feature_names=genes, seed=seed)
+        selected[kind] = explanation.selected_features
+        out.write_table(explanation.to_frame(), f"{kind}_selection")
+        out.write_table(explanation.pattern_frame(), f"{kind}_patterns")
+        mapped = explanation.map
+        labels = ["".join(map(str, pattern)) for pattern in mapped.patterns[mapped.index]]
+        counts = mapped.counts[mapped.index]
+        out.write_table(
+            pd.DataFrame(mapped.coordinates, columns=["mds_1", "mds_2"]).assign(
+                pattern=labels, count=counts
+            ),
+            f"{kind}_pattern_map",
+        )
+        out.save_figure(pl.pattern_map(mapped.coordinates, counts, labels), f"{kind}_pattern_map")
+        if monitor is not None and monitor.explanations:
+            out.write_table(monitor.table(), f"{kind}_selection_over_epochs")
+            out.save_figure(monitor.heatmap(), f"{kind}_selection_over_epochs")
+        chosen = np.asarray(explanation.selection.selected, dtype=np.int64)
+        label_rows += ranking_rows(kind, {k: chosen[:k] for k in settings.n_select}, synthetic)
+        if kind == settings.models[0]:
+            nmf = {
+                k: nmf_gene_selection(train_data, k, seed=settings.seed) for k in settings.n_select
+            }
+            label_rows += ranking_rows("nmf", nmf, synthetic)
+    overlap = [
+        {
+            "model_a": a,
+            "model_b": b,
+            "n_select": k,
+            "shared": len(set(selected[a][:k]) & set(selected[b][:k])),
+        }
+        for i, a in enumerate(settings.models)
+        for b in settings.models[i + 1 :]
+        for k in settings.n_select
+    ]
+    out.write_table(pd.DataFrame(initializations), "initializations")
+    if label_rows:
+        out.write_table(pd.DataFrame(label_rows), "label_transfer")
+    if overlap:
+        out.write_table(pd.DataFrame(overlap), "gene_overlap")
+    return {
+        "models": list(settings.models),
         "n_train": int(train_rows.size),
         "n_test": int(test_rows.size),
-        "selected_genes": explanation.selected_features,
-        "energy_statistic_synthetic_vs_test": energy_statistic(
-            synthetic, binary[test_rows], seed=settings.seed
-        ),
-        "label_transfer": label_table.to_dict(orient="records"),
+        "selected_genes": selected,
+        "gene_overlap": overlap,
+        "initializations": initializations,
+        "label_transfer": label_rows,
         "settings": settings.__dict__,
     }
-    return summary

@@ -10,7 +10,7 @@ explanation). The VAE is Kingma & Welling (2014), "Auto-encoding variational Bay
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +27,7 @@ from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 from omicsembed.io import atomic_path, write_json
 from omicsembed.models._data import dense_matrix, match_features
 from omicsembed.nn.bernoulli_vae import BernoulliVAENetwork
-from omicsembed.train.loop import TrainingConfig, resolve_device, train
+from omicsembed.train.loop import TrainingConfig, TrainingState, resolve_device, train
 
 __all__ = ["BernoulliVAE", "BernoulliVAESettings"]
 
@@ -240,6 +240,7 @@ class BernoulliVAE:
         layer: str | None = None,
         checkpoint_dir: str | Path | None = None,
         resume: bool = False,
+        monitor: Callable[[BernoulliVAE, int], None] | None = None,
     ) -> BernoulliVAE:
         """Train the VAE on binary data.
 
@@ -255,6 +256,10 @@ class BernoulliVAE:
             Write checkpoints there every ``checkpoint_every`` epochs (and when interrupted).
         resume
             Continue from the checkpoint in ``checkpoint_dir``.
+        monitor
+            Called as ``monitor(model, epoch)`` after every epoch with the model in its current
+            state (it can already ``generate``), e.g. an
+            :class:`omicsembed.explain.SelectionMonitor` (Hess et al. 2020, Figs. 3-5).
 
         Returns
         -------
@@ -305,6 +310,15 @@ class BernoulliVAE:
             progress=self.progress,
             description="Bernoulli VAE",
         )
+        on_epoch_end = None
+        if monitor is not None:
+            self.network_ = network
+            self._state = _FittedState(feature_names=_feature_names(data, matrix.shape[1]))
+
+            def on_epoch_end(progress: TrainingState) -> None:
+                network.eval()  # the next epoch switches it back to training mode
+                monitor(self, progress.epoch)
+
         state = train(
             network,
             loss,
@@ -312,6 +326,7 @@ class BernoulliVAE:
             config,
             validation_batches=validation_batches if validation_rows.size else None,
             resume=resume,
+            on_epoch_end=on_epoch_end,
         )
         self.network_ = network.eval()
         self._state = _FittedState(
