@@ -3,6 +3,7 @@
 use super::dense::{affine_down, affine_up, sigmoid_inplace, Mat};
 use super::gibbs::{run_sweeps, Particles, Sampler};
 use super::rng::{permutation, stream, Purpose};
+use super::simd::simd_dispatch;
 use super::{Dbm, EpochHook};
 use crate::error::{CoreError, CoreResult};
 
@@ -13,7 +14,8 @@ use crate::error::{CoreError, CoreResult};
 /// (Salakhutdinov & Hinton 2012, p. 1985); then layers are updated in turn (each uses the newest
 /// values below it) until the largest change over all samples and units is ≤ `eps`, or
 /// `max_iter` iterations.
-pub fn mean_field(dbm: &Dbm, x: &Mat, eps: f64, max_iter: usize) -> (Vec<Mat>, usize) {
+#[inline(always)]
+fn mean_field_kernel(dbm: &Dbm, x: &Mat, eps: f64, max_iter: usize) -> (Vec<Mat>, usize) {
     let n = dbm.layers.len();
     let mut mu: Vec<Mat> = Vec::with_capacity(n);
     for l in 0..n {
@@ -57,6 +59,10 @@ pub fn mean_field(dbm: &Dbm, x: &Mat, eps: f64, max_iter: usize) -> (Vec<Mat>, u
     }
     (mu, iterations)
 }
+
+simd_dispatch!(
+    /// Mean-field activations (see `mean_field_kernel`).
+    pub fn mean_field(dbm: &Dbm, x: &Mat, eps: f64, max_iter: usize) -> (Vec<Mat>, usize) => mean_field_kernel);
 
 /// Settings of DBM fine-tuning (`traindbm!`).
 #[derive(Clone, Debug)]

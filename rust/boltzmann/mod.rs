@@ -498,6 +498,22 @@ mod tests {
     }
 
     #[test]
+    fn fast_exponentials_are_accurate() {
+        let mut worst64: f64 = 0.0;
+        let mut worst32: f64 = 0.0;
+        for i in -70_000..=70_000 {
+            let x = i as f64 / 100.0;
+            worst64 = worst64.max((dense::exp_f64(x) / x.exp() - 1.0).abs());
+            if x.abs() < 80.0 {
+                let y = gibbs::exp_f32(x as f32) as f64;
+                worst32 = worst32.max((y / (x as f32 as f64).exp() - 1.0).abs());
+            }
+        }
+        assert!(worst64 < 3e-15, "{worst64}");
+        assert!(worst32 < 3e-7, "{worst32}");
+    }
+
+    #[test]
     fn factors_and_errors() {
         assert_eq!(pretraining_factors(0, 3), (2.0, 1.0));
         assert_eq!(pretraining_factors(1, 3), (2.0, 2.0));
@@ -545,5 +561,29 @@ mod timing {
         let t = std::time::Instant::now();
         gibbs_sample(&dbm, &mut particles, 50, 1, None).unwrap();
         eprintln!("gibbs 10000×50: {:?}", t.elapsed());
+    }
+
+    #[test]
+    #[ignore]
+    fn rbm_epoch_timing() {
+        use super::dense::Mat;
+        use super::rbm::{fit_rbm, RbmTraining};
+        let mut rng = stream(2, Purpose::Sample, 0, 0);
+        let data = (0..10_000 * 200)
+            .map(|_| (super::rng::uniform(&mut rng) < 0.4) as u8 as f64)
+            .collect();
+        let x = Mat::from_vec(10_000, 200, data);
+        let cfg = RbmTraining {
+            epochs: 1,
+            learning_rates: vec![0.05],
+            batch_size: 10,
+            cd_steps: 1,
+            pcd: true,
+            up_factor: 1.0,
+            down_factor: 1.0,
+        };
+        let t = std::time::Instant::now();
+        fit_rbm(&x, 100, &cfg, 1, 0, None, None).unwrap();
+        eprintln!("rbm epoch 10000×200→100, batch 10: {:?}", t.elapsed());
     }
 }

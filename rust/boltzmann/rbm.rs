@@ -7,6 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::dense::{add_outer, affine_down, affine_up, sigmoid_inplace, Mat};
 use super::rng::{normal, permutation, stream, uniform, Purpose};
+use super::simd::simd_dispatch;
 use super::{Dbm, EpochHook, Rbm};
 use crate::error::{CoreError, CoreResult};
 
@@ -89,6 +90,7 @@ pub fn init_rbm(x: &Mat, n_hidden: usize, seed: u64, tag: u64) -> CoreResult<Rbm
 }
 
 /// Hidden probabilities `σ(factor · (v W + b))` (`hiddenpotential`).
+#[inline(always)]
 pub fn hidden_potential(rbm: &Rbm, v: &Mat, factor: f64) -> Mat {
     let mut h = affine_up(v, &rbm.weights, rbm.n_hidden, &rbm.hidden_bias, factor);
     sigmoid_inplace(&mut h);
@@ -96,12 +98,14 @@ pub fn hidden_potential(rbm: &Rbm, v: &Mat, factor: f64) -> Mat {
 }
 
 /// Visible probabilities `σ(factor · (h Wᵀ + a))` (`visiblepotential`).
+#[inline(always)]
 pub fn visible_potential(rbm: &Rbm, h: &Mat, factor: f64) -> Mat {
     let mut v = affine_down(h, &rbm.weights, rbm.n_visible, &rbm.visible_bias, factor);
     sigmoid_inplace(&mut v);
     v
 }
 
+#[inline(always)]
 pub(crate) fn bernoulli_inplace(m: &mut Mat, rng: &mut ChaCha8Rng) {
     for p in m.data.iter_mut() {
         *p = if uniform(rng) < *p { 1.0 } else { 0.0 };
@@ -172,7 +176,8 @@ pub fn fit_rbm(
 }
 
 /// One epoch of `trainrbm!`.
-fn train_epoch(
+#[inline(always)]
+fn train_epoch_kernel(
     rbm: &mut Rbm,
     x: &Mat,
     cfg: &RbmTraining,
@@ -206,7 +211,17 @@ fn train_epoch(
     }
 }
 
+simd_dispatch!(fn train_epoch(
+    rbm: &mut Rbm,
+    x: &Mat,
+    cfg: &RbmTraining,
+    learning_rate: f64,
+    chain: &mut Mat,
+    rng: &mut ChaCha8Rng,
+) => train_epoch_kernel);
+
 /// `W += lr (vᵀh/n − vmᵀhm/m)`, `a += lr (mean v − mean vm)`, `b += lr (mean h − mean hm)`.
+#[inline(always)]
 pub(crate) fn update_parameters(
     rbm: &mut Rbm,
     learning_rate: f64,
