@@ -246,7 +246,8 @@ class _BoltzmannMachine:
         burn_in
             Gibbs sweeps per chain (BoltzmannMachines.jl ``samples`` uses 50).
         seed
-            Seed (int or numpy Generator); None uses ``omicsembed.settings.seed``. Results do not
+            Seed (int or numpy Generator); None uses the model's ``seed`` (or, if that is None,
+            ``omicsembed.settings.seed``), so repeated calls repeat the draw. Results do not
             depend on the number of threads.
         clamped
             Visible units held fixed (conditional sampling, ``gibbssamplecond!``): a dict
@@ -338,6 +339,15 @@ class _BoltzmannMachine:
 
         For the log-linear explanation of Hess et al. (2020, §2.5): one Gibbs chain per sample
         (see :meth:`sample`); the latent units are the sampled states of the last hidden layer.
+
+        Parameters
+        ----------
+        n_samples
+            Number of synthetic samples (≥ 1).
+        seed
+            Seed (see :meth:`sample`).
+        burn_in
+            Gibbs sweeps per chain.
 
         Returns
         -------
