@@ -9,7 +9,6 @@ explanation). The VAE is Kingma & Welling (2014), "Auto-encoding variational Bay
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,18 +20,15 @@ import torch
 from anndata import AnnData
 from safetensors.torch import load_file, save_file
 
-from omicsembed._core import __version__
 from omicsembed._settings import settings as package_settings
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
-from omicsembed.io import atomic_path, write_json
 from omicsembed.models._data import dense_matrix, match_features
+from omicsembed.models._folder import read_model_folder, write_model_folder
 from omicsembed.nn.bernoulli_vae import BernoulliVAENetwork
 from omicsembed.train.loop import TrainingConfig, TrainingState, resolve_device, train
 
 __all__ = ["BernoulliVAE", "BernoulliVAESettings"]
 
-_WEIGHTS = "model.safetensors"
-_SETTINGS = "model.json"
 _MODEL = "BernoulliVAE"
 _CHUNK = 65_536  # rows per forward pass when encoding/decoding many samples
 
@@ -572,20 +568,13 @@ class BernoulliVAE:
 
         """
         network, state = self._fitted()
-        path = Path(folder)
-        path.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
         meta = {
-            "omicsembed_version": __version__,
-            "model": _MODEL,
             "settings": self._params(),
             "n_features": network.n_features,
             "state": asdict(state),
         }
-        with atomic_path(path / _WEIGHTS) as temporary:
-            save_file(tensors, temporary)
-        write_json(meta, path / _SETTINGS)
-        return path
+        return write_model_folder(folder, _MODEL, meta, lambda target: save_file(tensors, target))
 
     @classmethod
     def load(
@@ -599,26 +588,21 @@ class BernoulliVAE:
             If the folder does not hold a saved BernoulliVAE or its files do not match.
 
         """
-        path = Path(folder)
-        if not (path / _SETTINGS).is_file() or not (path / _WEIGHTS).is_file():
-            raise InvalidInputError(f"{path} does not hold a saved model ({_SETTINGS}, {_WEIGHTS})")
-        meta = json.loads((path / _SETTINGS).read_text())
-        if meta.get("model") != _MODEL:
-            raise InvalidInputError(f"{path} holds a {meta.get('model')!r}, not a {_MODEL}")
+        weights, meta = read_model_folder(folder, _MODEL)
         model = cls(**meta["settings"], device=device, progress=progress)
         state = _FittedState(**meta["state"])
         if len(state.feature_names) != meta["n_features"]:
-            raise InvalidInputError(f"{path}/{_SETTINGS}: feature names do not match n_features")
+            raise InvalidInputError(f"{folder}: feature names do not match n_features")
         network = BernoulliVAENetwork(
             meta["n_features"],
             n_latent=model.settings.n_latent,
             hidden_sizes=model.settings.hidden_sizes,
         )
         try:
-            network.load_state_dict(load_file(path / _WEIGHTS))
+            network.load_state_dict(load_file(weights))
         except RuntimeError as error:
             raise InvalidInputError(
-                f"{path}/{_WEIGHTS} does not match the settings in {_SETTINGS}: {error}"
+                f"{weights} does not match the settings saved beside it: {error}"
             ) from error
         model.network_ = network.to(model.device).eval()
         model._state = state

@@ -24,7 +24,6 @@ makes adjacent layers of a particle independent of each other.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -35,20 +34,16 @@ from anndata import AnnData
 from safetensors.numpy import load_file, save_file
 
 from omicsembed import _core
-from omicsembed._core import __version__
 from omicsembed._settings import settings
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
-from omicsembed.io import atomic_path, write_json
 from omicsembed.models._data import dense_matrix, match_features
+from omicsembed.models._folder import read_model_folder, write_model_folder
 
 __all__ = ["BernoulliRBM", "BoltzmannMonitor", "DeepBoltzmannMachine"]
 
 Seed = int | np.random.Generator | None
 Params = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 Monitor = Callable[[Any, int], None]
-
-_WEIGHTS = "model.safetensors"
-_SETTINGS = "model.json"
 
 
 def _seed(seed: Seed) -> int:
@@ -502,25 +497,20 @@ class _BoltzmannMachine:
 
         """
         params = self._fitted()
-        path = Path(folder)
-        path.mkdir(parents=True, exist_ok=True)
         tensors: dict[str, np.ndarray] = {}
         for i, (w, a, b) in enumerate(params):
             tensors[f"weights.{i}"] = np.ascontiguousarray(w)
             tensors[f"visible_bias.{i}"] = np.ascontiguousarray(a)
             tensors[f"hidden_bias.{i}"] = np.ascontiguousarray(b)
         meta = {
-            "omicsembed_version": __version__,
-            "model": type(self).__name__,
             "settings": self._settings(),
             "n_layers": len(params),
             "feature_names": self.feature_names_,
             "history": self.history_,
         }
-        with atomic_path(path / _WEIGHTS) as temporary:
-            save_file(tensors, str(temporary))
-        write_json(meta, path / _SETTINGS)
-        return path
+        return write_model_folder(
+            folder, type(self).__name__, meta, lambda target: save_file(tensors, str(target))
+        )
 
     @classmethod
     def load(cls, folder: str | Path, *, progress: bool | None = None) -> Any:
@@ -532,14 +522,9 @@ class _BoltzmannMachine:
             If the folder does not hold a saved model of this class.
 
         """
-        path = Path(folder)
-        if not (path / _SETTINGS).is_file() or not (path / _WEIGHTS).is_file():
-            raise InvalidInputError(f"{path} does not hold a saved model ({_SETTINGS}, {_WEIGHTS})")
-        meta = json.loads((path / _SETTINGS).read_text(encoding="utf-8"))
-        if meta.get("model") != cls.__name__:
-            raise InvalidInputError(f"{path} holds a {meta.get('model')!r}, not a {cls.__name__}")
+        weights, meta = read_model_folder(folder, cls.__name__)
         model = cls(**meta["settings"], progress=progress)
-        tensors = load_file(str(path / _WEIGHTS))
+        tensors = load_file(str(weights))
         model._set_params(
             [
                 (tensors[f"weights.{i}"], tensors[f"visible_bias.{i}"], tensors[f"hidden_bias.{i}"])

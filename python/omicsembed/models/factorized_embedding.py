@@ -9,7 +9,6 @@ Bioinformatics 36 (Suppl. 1), i417-i426 (2020). §2.1 (model, narrow format, tra
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,18 +20,14 @@ import torch
 from anndata import AnnData
 from safetensors.torch import load_file, save_file
 
-from omicsembed._core import __version__
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
-from omicsembed.io import atomic_path, write_json
 from omicsembed.models._data import dense_matrix, descriptor_codes, match_features
+from omicsembed.models._folder import read_model_folder, write_model_folder
 from omicsembed.nn.factorized import FactorizedEmbeddingNetwork
 from omicsembed.train.loop import TrainingConfig, resolve_device, train
 from omicsembed.train.sampler import NarrowBatch, NarrowFormatSampler
 
 __all__ = ["FactorizedEmbedding", "FactorizedEmbeddingSettings"]
-
-_WEIGHTS = "model.safetensors"
-_SETTINGS = "model.json"
 
 
 @dataclass
@@ -626,21 +621,16 @@ class FactorizedEmbedding:
 
         """
         network, state = self._fitted()
-        path = Path(folder)
-        path.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
         meta = {
-            "omicsembed_version": __version__,
-            "model": "FactorizedEmbedding",
             "settings": self._params(),
             "n_samples": len(state.sample_names),
             "n_genes": len(state.feature_names),
             "state": asdict(state),
         }
-        with atomic_path(path / _WEIGHTS) as temporary:
-            save_file(tensors, temporary)
-        write_json(meta, path / _SETTINGS)
-        return path
+        return write_model_folder(
+            folder, "FactorizedEmbedding", meta, lambda target: save_file(tensors, target)
+        )
 
     @classmethod
     def load(
@@ -654,14 +644,7 @@ class FactorizedEmbedding:
             If the folder does not hold a saved FactorizedEmbedding.
 
         """
-        path = Path(folder)
-        if not (path / _SETTINGS).is_file() or not (path / _WEIGHTS).is_file():
-            raise InvalidInputError(f"{path} does not hold a saved model ({_SETTINGS}, {_WEIGHTS})")
-        meta = json.loads((path / _SETTINGS).read_text())
-        if meta.get("model") != "FactorizedEmbedding":
-            raise InvalidInputError(
-                f"{path} holds a {meta.get('model')!r}, not a FactorizedEmbedding"
-            )
+        weights, meta = read_model_folder(folder, "FactorizedEmbedding")
         settings = dict(meta["settings"])
         model = cls(**settings, device=device, progress=progress)
         state = _FittedState(**meta["state"])
@@ -674,7 +657,7 @@ class FactorizedEmbedding:
             descriptor_levels=[len(level) for level in state.descriptor_levels],
             descriptor_embedding_size=model.settings.descriptor_embedding_size,
         )
-        network.load_state_dict(load_file(path / _WEIGHTS))
+        network.load_state_dict(load_file(weights))
         model.network_ = network.to(model.device).eval()
         model._state = state
         return model
