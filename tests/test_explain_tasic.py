@@ -81,7 +81,7 @@ def test_deep_boltzmann_machine_selection_beats_random_gene_sets(tasic) -> None:
 
     beaten = [
         _beaten(
-            DeepBoltzmannMachine((100, 20, 10), epochs=30, seed=seed, progress=False).fit(
+            DeepBoltzmannMachine((100, 20, 10), epochs=100, seed=seed, progress=False).fit(
                 tasic["train"]
             ),
             tasic,
