@@ -111,5 +111,6 @@ def test_explain_trains_both_models_and_writes_the_report(tmp_path) -> None:
     for name in ("vae_selection", "dbm_pattern_map", "label_transfer", "gene_overlap"):
         assert (out / f"{name}.parquet").is_file(), name
     assert (out / "vae_selection_over_epochs.png").is_file()
+    assert (out / "vae_pattern_maps_over_epochs.png").is_file()
     transfer = pd.read_parquet(out / "label_transfer.parquet")
     assert set(transfer["method"]) == {"vae", "dbm", "nmf"}

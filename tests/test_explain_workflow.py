@@ -58,6 +58,12 @@ def test_selection_monitor_records_every_n_epochs() -> None:
     assert set(table["epoch"]) == {2, 4, 6}
     assert set(table["feature"]) == {0, 1}
     assert monitor.heatmap().axes
+    maps = monitor.pattern_maps(columns=2)
+    assert [ax.get_title() for ax in maps.axes if ax.get_visible()] == [
+        "epoch 2",
+        "epoch 4",
+        "epoch 6",
+    ]
 
 
 def test_vae_on_the_stair_simulation_selects_stage_genes_not_noise() -> None:

@@ -463,9 +463,10 @@ def explain_job(
     out
         Result folder: per model ``<model>_selection`` (step, feature, latent unit, G²),
         ``<model>_patterns``, ``<model>_pattern_map`` (+ PNG), optionally
-        ``<model>_selection_over_epochs`` (+ heat-map PNG); ``initializations`` (energy
-        statistic per trained model), ``label_transfer`` (per model / NMF, gene-set size and
-        label column) and ``gene_overlap`` (selected genes shared between models).
+        ``<model>_selection_over_epochs`` (+ heat-map PNG) and
+        ``<model>_pattern_maps_over_epochs.png``; ``initializations`` (energy statistic per
+        trained model), ``label_transfer`` (per model / NMF, gene-set size and label column)
+        and ``gene_overlap`` (selected genes shared between models).
     label_columns
         ``.obs`` columns with labels for the label transfer (e.g. ``cell_type``, ``class``).
     layer
@@ -568,6 +569,7 @@ def explain_job(
         if monitor is not None and monitor.explanations:
             out.write_table(monitor.table(), f"{kind}_selection_over_epochs")
             out.save_figure(monitor.heatmap(), f"{kind}_selection_over_epochs")
+            out.save_figure(monitor.pattern_maps(), f"{kind}_pattern_maps_over_epochs")
         chosen = np.asarray(explanation.selection.selected, dtype=np.int64)
         label_rows += ranking_rows(kind, {k: chosen[:k] for k in settings.n_select}, synthetic)
         if kind == settings.models[0]:

@@ -212,3 +212,31 @@ class SelectionMonitor:
         from omicsembed import pl
 
         return pl.selection_heatmap(self.table(), ax=ax)
+
+    def pattern_maps(self, *, columns: int = 4) -> Figure:
+        """Pattern map of every monitored epoch, one panel each (Hess et al. 2020, Fig. 4).
+
+        Raises
+        ------
+        InvalidInputError
+            If no epoch was monitored.
+
+        """
+        from omicsembed import pl
+
+        if not self.explanations:
+            raise InvalidInputError("no epoch was monitored yet")
+        epochs = sorted(self.explanations)
+        n_rows = -(-len(epochs) // columns)
+        figure = Figure(
+            figsize=(4.0 * min(columns, len(epochs)), 3.8 * n_rows), layout="constrained"
+        )
+        axes = figure.subplots(n_rows, min(columns, len(epochs)), squeeze=False).ravel()
+        for ax, epoch in zip(axes, epochs, strict=False):
+            mapped = self.explanations[epoch].map
+            labels = ["".join(map(str, p)) for p in mapped.patterns[mapped.index]]
+            pl.pattern_map(mapped.coordinates, mapped.counts[mapped.index], labels, ax=ax)
+            ax.set_title(f"epoch {epoch}")
+        for ax in axes[len(epochs) :]:
+            ax.set_visible(False)
+        return figure
