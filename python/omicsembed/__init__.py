@@ -4,7 +4,10 @@ Submodules are imported lazily (``import omicsembed`` does not import torch):
 
 - :mod:`omicsembed.stats` — Tau index, tissue-specific Wasserstein distance (Rust kernels)
 - :mod:`omicsembed.pp` — preprocessing (log transforms, ...)
-- :mod:`omicsembed.models` — estimators (:class:`~omicsembed.models.FactorizedEmbedding`)
+- :mod:`omicsembed.models` — estimators (factorized embeddings, deep Boltzmann machines,
+  Bernoulli VAE)
+- :mod:`omicsembed.explain` — log-linear exploration of generative models
+- :mod:`omicsembed.simulate` — synthetic data with planted structure
 - :mod:`omicsembed.evaluate` — benchmarks of embeddings (kNN classification, reconstruction)
 - :mod:`omicsembed.datasets` — embedded real datasets (NCI60)
 - :mod:`omicsembed.pl` — plots
@@ -25,7 +28,18 @@ from omicsembed.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from omicsembed import datasets, evaluate, io, models, pl, pp, stats, train
+    from omicsembed import (
+        datasets,
+        evaluate,
+        explain,
+        io,
+        models,
+        pl,
+        pp,
+        simulate,
+        stats,
+        train,
+    )
 
 __all__ = [
     "ConvergenceError",
@@ -35,16 +49,29 @@ __all__ = [
     "__version__",
     "datasets",
     "evaluate",
+    "explain",
     "io",
     "models",
     "pl",
     "pp",
     "settings",
+    "simulate",
     "stats",
     "train",
 ]
 
-_SUBMODULES = {"datasets", "evaluate", "io", "models", "pl", "pp", "stats", "train"}
+_SUBMODULES = {
+    "datasets",
+    "evaluate",
+    "explain",
+    "io",
+    "models",
+    "pl",
+    "pp",
+    "simulate",
+    "stats",
+    "train",
+}
 
 
 def __getattr__(name: str) -> Any:
