@@ -2,5 +2,6 @@
 
 from omicsembed.nn.bernoulli_vae import BernoulliVAENetwork
 from omicsembed.nn.factorized import FactorizedEmbeddingNetwork
+from omicsembed.nn.ldvae import LDVAENetwork
 
-__all__ = ["BernoulliVAENetwork", "FactorizedEmbeddingNetwork"]
+__all__ = ["BernoulliVAENetwork", "FactorizedEmbeddingNetwork", "LDVAENetwork"]
