@@ -153,3 +153,91 @@ def test_selection_heatmap_and_pattern_map() -> None:
     assert isinstance(fig, Figure)
     with pytest.raises(ShapeMismatchError):
         pl.pattern_map(np.zeros((2, 3)), [1, 2])
+
+
+def test_latent_density_grid_single_pair_and_counts() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(200, 5))
+    labels = np.array(["t", "b", "nk", "mono"] * 50)
+    fig = pl.latent_density(z, labels)  # default pairs (0, 1), (2, 3)
+    assert isinstance(fig, Figure)
+    panels = [a for a in fig.axes if a.axison]
+    assert [(a.get_xlabel(), a.get_ylabel()) for a in panels] == [("Z_0", "Z_1"), ("Z_2", "Z_3")]
+    for panel in panels:
+        hexes = [c for c in panel.collections if isinstance(c, PolyCollection)]
+        assert len(hexes) == 1 and hexes[0].get_array().sum() == 200  # every cell counted once
+        points = [c for c in panel.collections if isinstance(c, PathCollection)]
+        assert sum(len(c.get_offsets()) for c in points) == 200
+    assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["b", "mono", "nk", "t"]
+    fig_ax = Figure()
+    ax = fig_ax.add_subplot()
+    assert pl.latent_density(z, dims=(4, 1), ax=ax) is fig_ax
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("Z_4", "Z_1")
+    grid = pl.latent_density(z, pairs=[(0, 1), (0, 2), (1, 2), (3, 4)])
+    assert sum(a.axison for a in grid.axes) == 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"Z": np.zeros((5, 1))}, InvalidInputError),
+        ({"Z": np.full((5, 2), np.nan)}, InvalidInputError),
+        ({"dims": (0, 0)}, InvalidInputError),
+        ({"dims": (0, 9)}, InvalidInputError),
+        ({"pairs": []}, InvalidInputError),
+        ({"pairs": [(0, 1)], "dims": (0, 1)}, InvalidInputError),
+        ({"labels": ["a", "b"]}, ShapeMismatchError),
+        ({"gridsize": 1}, InvalidInputError),
+    ],
+)
+def test_latent_density_errors(kwargs, error) -> None:
+    args = {"Z": np.random.default_rng(1).normal(size=(10, 3)), **kwargs}
+    with pytest.raises(error):
+        pl.latent_density(**args)
+
+
+def test_latent_density_several_pairs_need_a_new_figure() -> None:
+    ax = Figure().add_subplot()
+    with pytest.raises(InvalidInputError, match="dims"):
+        pl.latent_density(np.zeros((4, 4)), pairs=[(0, 1), (2, 3)], ax=ax)
+
+
+def test_loadings_scatter_names_the_top_genes() -> None:
+    rng = np.random.default_rng(2)
+    values = rng.normal(scale=0.1, size=(50, 3))
+    values[7] = [3.0, 0.0, 0.0]
+    values[11] = [0.0, 0.0, -2.5]
+    values[20] = [0.0, -2.0, 0.0]  # strong on Z_1 only: not among the top on (Z_0, Z_2)
+    genes = [f"gene{i}" for i in range(50)]
+    loadings = pd.DataFrame(values, index=genes, columns=["Z_0", "Z_1", "Z_2"])
+    fig = pl.loadings_scatter(loadings, dims=(0, "Z_2"), n_top=2)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["gene11", "gene7"]
+    offsets = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert offsets.shape == (50, 2)
+    # every gene is drawn at its loadings
+    np.testing.assert_allclose(np.sort(offsets[:, 0]), np.sort(values[:, 0]))
+    assert ax.get_xlabel() == "loading on Z_0" and ax.get_ylabel() == "loading on Z_2"
+    own = Figure()
+    target = own.add_subplot()
+    assert pl.loadings_scatter(loadings, n_top=100, ax=target) is own
+    assert len(target.texts) == 50
+
+
+@pytest.mark.parametrize(
+    ("loadings", "kwargs"),
+    [
+        (np.zeros((3, 2)), {}),
+        (pd.DataFrame(np.zeros((3, 1))), {}),
+        (pd.DataFrame(np.zeros((3, 2))), {"dims": (0, 0)}),
+        (pd.DataFrame(np.zeros((3, 2))), {"dims": (0, 5)}),
+        (pd.DataFrame(np.zeros((3, 2))), {"dims": (0, "missing")}),
+        (pd.DataFrame(np.zeros((3, 2))), {"n_top": -1}),
+        (pd.DataFrame([[np.nan, 0.0]]), {}),
+        (pd.DataFrame({"a": ["x"], "b": ["y"]}), {}),
+    ],
+)
+def test_loadings_scatter_errors(loadings, kwargs) -> None:
+    with pytest.raises(InvalidInputError):
+        pl.loadings_scatter(loadings, **kwargs)

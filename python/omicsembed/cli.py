@@ -2,6 +2,7 @@
 
 - ``omicsembed demo`` — the main job on the embedded NCI60 data.
 - ``omicsembed fe fit FILE --groupby COL`` — factorized embeddings of your own data.
+- ``omicsembed ldvae fit FILE`` (or ``--demo``) — LDVAE factors and gene loadings of counts.
 - ``omicsembed tissue-specificity FILE --groupby COL`` — Tau and tissue Wasserstein per gene.
 
 Errors in the input (unreadable files, missing columns, non-numeric values ...) are reported in
@@ -32,6 +33,11 @@ app = typer.Typer(
 )
 fe_app = typer.Typer(help="Factorized embeddings (Trofimov et al. 2020).", no_args_is_help=True)
 app.add_typer(fe_app, name="fe")
+ldvae_app = typer.Typer(
+    help="Interpretable factor models of counts: LDVAE (Svensson et al. 2020).",
+    no_args_is_help=True,
+)
+app.add_typer(ldvae_app, name="ldvae")
 
 _console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -235,6 +241,64 @@ def explain_command(
         "job": "explain",
         "data": "pbmc68k_reduced" if demo else str(data),
         **explain_job(adata, folder, label_columns=label_columns, layer=layer, settings=settings),
+    }
+    folder.write_json(summary, "summary")
+    _print_summary(summary, out)
+
+
+@ldvae_app.command("fit")
+@_reports_errors
+def ldvae_fit(
+    data: Annotated[
+        Path | None,
+        typer.Argument(help="Cells × genes raw counts: .h5ad, .csv/.tsv or .parquet."),
+    ] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(help="Use the embedded pbmc68k_reduced counts (groupby bulk_labels)."),
+    ] = False,
+    n_latent: Annotated[int, typer.Option(help="Number of latent factors.")] = 10,
+    epochs: Annotated[
+        int | None, typer.Option(help="Training epochs (default as scvi-tools).")
+    ] = None,
+    latent_distribution: Annotated[
+        str, typer.Option(help="'normal' or 'ln' (logistic normal).")
+    ] = "normal",
+    groupby: Annotated[
+        str | None, typer.Option(help="Cell label column for the plots (optional).")
+    ] = None,
+    layer: Layer = None,
+    out: Out = Path("omicsembed-ldvae"),
+    seed: Seed = 0,
+) -> None:
+    """Fit an LDVAE to counts: factors, gene loadings, variance explained, held-out error."""
+    from omicsembed import io
+    from omicsembed.datasets import pbmc68k_reduced
+    from omicsembed.exceptions import InvalidInputError
+    from omicsembed.jobs import ldvae_job
+    from omicsembed.models import LDVAE
+
+    if demo == (data is not None):
+        raise InvalidInputError("give either a DATA file or --demo (not both)")
+    if demo:
+        adata = pbmc68k_reduced()
+        groupby = groupby or "bulk_labels"
+    else:
+        assert data is not None
+        adata = io.read_anndata(data, groupby=groupby)
+    model = LDVAE(
+        n_latent=n_latent,
+        max_epochs=epochs,
+        latent_distribution=latent_distribution,  # type: ignore[arg-type]
+        seed=seed,
+    )
+    folder = io.ResultFolder(out)
+    metrics = ldvae_job(adata, folder, groupby=groupby, layer=layer, model=model, seed=seed)
+    summary = {
+        "job": "ldvae fit",
+        "data": "pbmc68k_reduced" if demo else str(data),
+        "groupby": groupby,
+        "metrics": metrics,
     }
     folder.write_json(summary, "summary")
     _print_summary(summary, out)

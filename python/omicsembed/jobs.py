@@ -9,6 +9,8 @@ CSV, PNG figures, ``summary.json``).
   k-nearest-neighbour benchmark of the sample embedding against PCA of the same dimension
   (Trofimov et al. 2020, §2.1, §3).
 - :func:`demo` — both jobs on the embedded NCI60 data.
+- :func:`ldvae_job` — LDVAE factors, loadings, variance explained and held-out
+  reconstruction error of counts (Svensson et al. 2020).
 - :func:`explain_job` — train a deep Boltzmann machine or Bernoulli VAE on dichotomised data and
   explain it with log-linear models (Hess, Hackenberg & Binder 2020).
 """
@@ -19,7 +21,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +33,9 @@ from omicsembed._core import __version__
 from omicsembed.exceptions import InvalidInputError
 from omicsembed.io import ResultFolder
 from omicsembed.models import FactorizedEmbedding
+
+if TYPE_CHECKING:
+    from omicsembed.models import LDVAE
 from omicsembed.models._data import dense_matrix
 
 __all__ = [
@@ -39,6 +44,7 @@ __all__ = [
     "demo",
     "explain_job",
     "factorized_embedding_job",
+    "ldvae_job",
     "tissue_specificity_job",
 ]
 
@@ -603,3 +609,134 @@ def explain_job(
         "label_transfer": label_rows,
         "settings": settings.__dict__,
     }
+
+
+def ldvae_job(
+    adata: AnnData,
+    out: ResultFolder,
+    *,
+    groupby: str | None = None,
+    layer: str | None = None,
+    model: LDVAE | None = None,
+    seed: int = 0,
+    heldout_fraction: float = 0.1,
+) -> dict[str, Any]:
+    """Fit an LDVAE to counts, measure held-out reconstruction, write factors and loadings.
+
+    Svensson, Gayoso, Yosef & Pachter (2020): a share of the cells (10 %, seeded) is held
+    out, the LDVAE is trained on the rest, and the held-out cells' negative log-likelihood
+    −log p(x | z, l) is the reconstruction error. The latent representation of all cells,
+    the gene loadings and the factors' variance explained (ordering of factors, §3) are
+    written with the paper's Fig. 1 plots.
+
+    Parameters
+    ----------
+    adata
+        Cells × genes of raw counts (non-negative integers in ``.X`` or ``layer``).
+    out
+        Result folder; receives ``latent`` (cell, label, Z_0 …), ``loadings`` (gene, Z_0 …),
+        ``factor_variance`` (factor, variance, variance_explained, rank), ``history``,
+        ``heldout_reconstruction`` (cell, negative log-likelihood), figures
+        ``latent_density.png`` and ``loadings.png`` (the two factors with the largest
+        variance), and the model in ``model/``.
+    groupby
+        ``.obs`` column with cell labels for the plots and the latent table (optional).
+    layer
+        Use this layer instead of ``.X``.
+    model
+        An unfitted :class:`omicsembed.models.LDVAE` with the settings to use (default
+        settings and ``seed`` when None).
+    seed
+        Seed of the held-out split (and of the default model and Monte-Carlo draws).
+    heldout_fraction
+        Share of cells held out for the reconstruction error, in (0, 0.5].
+
+    Returns
+    -------
+    dict
+        Headline metrics: fit seconds, epochs, final losses, held-out NLL per cell (mean and
+        per gene), variance explained per factor in decreasing order.
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown ``groupby`` column, fewer than 10 cells, a bad ``heldout_fraction``, or counts
+        the model rejects (negative, non-integer, ...).
+
+    """
+    from omicsembed.models import LDVAE
+
+    if groupby is not None and groupby not in adata.obs.columns:
+        raise InvalidInputError(
+            f"column {groupby!r} not in the cell annotations; available: {list(adata.obs.columns)}"
+        )
+    if not 0.0 < heldout_fraction <= 0.5:
+        raise InvalidInputError(f"heldout_fraction must be in (0, 0.5], got {heldout_fraction}")
+    n_cells = adata.n_obs
+    if n_cells < 10:
+        raise InvalidInputError(f"the LDVAE job needs at least 10 cells, got {n_cells}")
+    model = model or LDVAE(seed=seed)
+    order = np.random.default_rng([seed, 10]).permutation(n_cells)
+    n_heldout = max(1, round(heldout_fraction * n_cells))
+    heldout, training = np.sort(order[:n_heldout]), np.sort(order[n_heldout:])
+    started = time.perf_counter()
+    model.fit(adata[training].copy(), layer=layer)
+    fit_seconds = time.perf_counter() - started
+    nll = model.reconstruction_error(adata[heldout], layer=layer, seed=seed)
+    latent = model.get_latent_representation(adata, layer=layer, seed=seed)
+    variance = model.factor_variance(adata, layer=layer, seed=seed)
+    loadings = model.get_loadings()
+    factors = list(loadings.columns)
+    cells = adata.obs_names.astype(str)
+    labels = adata.obs[groupby].to_numpy() if groupby is not None else None
+
+    latent_table = pd.DataFrame(latent, columns=factors)
+    latent_table.insert(0, "cell", cells)
+    if labels is not None and groupby is not None:
+        latent_table.insert(1, groupby, pd.Series(labels).astype("string"))
+    loadings_table = loadings.reset_index(names="gene")
+    rank = np.empty(len(factors), dtype=np.int64)
+    rank[variance.order] = np.arange(1, len(factors) + 1)
+    variance_table = pd.DataFrame(
+        {
+            "factor": factors,
+            "variance": np.diag(variance.covariance.to_numpy()),
+            "variance_explained": variance.variance_explained,
+            "rank": rank,
+        }
+    )
+    out.write_table(latent_table, "latent")
+    out.write_table(loadings_table, "loadings")
+    out.write_table(variance_table, "factor_variance")
+    out.write_table(model.history_, "history")
+    out.write_table(
+        pd.DataFrame({"cell": cells[heldout], "negative_log_likelihood": nll}),
+        "heldout_reconstruction",
+    )
+    model.save(out.file("model"))
+    top = (int(variance.order[0]), int(variance.order[1])) if len(factors) > 1 else None
+    if top is not None:
+        out.save_figure(pl.latent_density(latent, labels), "latent_density")
+        out.save_figure(pl.loadings_scatter(loadings, dims=top), "loadings")
+
+    history = model.history_
+    metrics: dict[str, Any] = {
+        "n_cells": int(n_cells),
+        "n_genes": int(adata.n_vars),
+        "n_train": int(training.size),
+        "n_heldout": int(heldout.size),
+        "n_latent": len(factors),
+        "fit_seconds": round(fit_seconds, 2),
+        "epochs": len(history),
+        "final_train_loss": float(history["train_loss"].iloc[-1]),
+        "heldout_reconstruction_error": float(np.mean(nll)),
+        "heldout_reconstruction_error_per_gene": float(np.mean(nll) / adata.n_vars),
+        "variance_explained": {
+            factors[i]: round(float(variance.variance_explained[i]), 4) for i in variance.order
+        },
+        "settings": model.settings.__dict__,
+        "versions": _versions(),
+    }
+    if "validation_loss" in history:
+        metrics["best_validation_loss"] = float(history["validation_loss"].min())
+    return metrics

@@ -23,7 +23,15 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from numpy.typing import ArrayLike
 
-__all__ = ["embedding", "pattern_map", "reconstruction", "selection_heatmap", "tau_histogram"]
+__all__ = [
+    "embedding",
+    "latent_density",
+    "loadings_scatter",
+    "pattern_map",
+    "reconstruction",
+    "selection_heatmap",
+    "tau_histogram",
+]
 
 _MISSING_COLOR = "#b0b0b0"
 _MAX_LEGEND = 40
@@ -395,4 +403,228 @@ def pattern_map(
     ax.set_xlabel("MDS 1")
     ax.set_ylabel("MDS 2")
     ax.set_title("patterns by Jensen–Shannon distance of latent configurations")
+    return fig
+
+
+def _latent_pairs(
+    k: int, pairs: Sequence[tuple[int, int]] | None, dims: tuple[int, int] | None
+) -> list[tuple[int, int]]:
+    if pairs is not None and dims is not None:
+        raise InvalidInputError("give either pairs or dims, not both")
+    chosen: list[tuple[int, ...]]
+    if dims is not None:
+        chosen = [tuple(dims)]
+    elif pairs is not None:
+        chosen = [tuple(p) for p in pairs]
+        if not chosen:
+            raise InvalidInputError("pairs is empty; give at least one (i, j) pair of factors")
+    else:  # consecutive pairs (0, 1), (2, 3), ... as in Svensson et al. 2020, Fig. 1b
+        chosen = [(i, i + 1) for i in range(0, min(k - 1, 12), 2)]
+    out: list[tuple[int, int]] = []
+    for pair in chosen:
+        if len(pair) != 2:
+            raise InvalidInputError(f"a factor pair must have two entries, got {pair!r}")
+        i, j = (int(v) for v in pair)
+        if i == j or not (0 <= i < k and 0 <= j < k):
+            raise InvalidInputError(
+                f"factor pair {pair!r} must name two different columns of Z (0..{k - 1})"
+            )
+        out.append((i, j))
+    return out
+
+
+def latent_density(
+    Z: ArrayLike,
+    labels: ArrayLike | pd.Categorical | None = None,
+    *,
+    pairs: Sequence[tuple[int, int]] | None = None,
+    dims: tuple[int, int] | None = None,
+    gridsize: int = 40,
+    ax: Axes | None = None,
+) -> Figure:
+    """Density of cells in the plane of two latent factors, overlaid by label.
+
+    The latent space of an LDVAE shown as in Svensson et al. (2020, Fig. 1b): a hexbin of
+    the cell density (log-scaled grey) per factor pair, with the cells drawn on top as small
+    points coloured by their label.
+
+    Parameters
+    ----------
+    Z
+        float (n_cells, k ≥ 2) latent representation (e.g. :meth:`LDVAE.get_latent_representation`).
+    labels
+        (n_cells,) categorical labels (e.g. cell types; missing in grey), or None for the
+        density alone.
+    pairs
+        Factor pairs ``[(i, j), ...]`` (0-based columns of Z), one panel each; default the
+        consecutive pairs (0, 1), (2, 3), ... (at most 6). Needs a new Figure (``ax=None``)
+        unless it holds exactly one pair.
+    dims
+        One factor pair; shorthand for ``pairs=[dims]``.
+    gridsize
+        Hexagons across the x axis (≥ 2).
+    ax
+        Axes to draw one pair into; a new Figure (a grid of panels) when None.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The Figure holding the panel(s).
+
+    Raises
+    ------
+    InvalidInputError
+        ``Z`` not a finite 2-D array with ≥ 2 columns, invalid pairs / dims (or both given),
+        several pairs with ``ax``, or ``gridsize < 2``.
+    ShapeMismatchError
+        ``labels`` without one entry per row of ``Z``.
+
+    """
+    z = np.asarray(Z, dtype=np.float64)
+    if z.ndim != 2 or z.shape[1] < 2 or z.shape[0] < 1:
+        raise InvalidInputError(f"Z must be 2-D with at least 2 columns, got shape {z.shape}")
+    if not np.isfinite(z).all():
+        raise InvalidInputError("Z contains NaN or infinite values")
+    if gridsize < 2:
+        raise InvalidInputError(f"gridsize must be ≥ 2, got {gridsize}")
+    chosen = _latent_pairs(z.shape[1], pairs, dims)
+    if ax is not None and len(chosen) != 1:
+        raise InvalidInputError(
+            f"ax holds one panel but {len(chosen)} factor pairs were asked for; pass dims=(i, j) "
+            "or leave ax=None for a grid"
+        )
+    categories: tuple[list[str], np.ndarray, np.ndarray] | None = None
+    if labels is not None:
+        categories = _categories(labels, z.shape[0])
+    if ax is not None:
+        fig, axes_list = _new_axes(ax, (5.5, 5.0))[0], [ax]
+    else:
+        from matplotlib.figure import Figure
+
+        n_cols = min(3, len(chosen))
+        n_rows = -(-len(chosen) // n_cols)
+        fig = Figure(figsize=(4.2 * n_cols + 1.6, 4.0 * n_rows), layout="constrained")
+        grid = fig.subplots(n_rows, n_cols, squeeze=False)
+        axes_list = list(grid.ravel())
+        for extra in axes_list[len(chosen) :]:
+            extra.set_axis_off()
+    size = float(np.clip(4000 / z.shape[0], 3, 16))
+    for panel, (i, j) in zip(axes_list, chosen, strict=False):
+        panel.hexbin(z[:, i], z[:, j], gridsize=gridsize, bins="log", cmap="Greys", mincnt=1)
+        if categories is not None:
+            names, codes, missing = categories
+            for code, (name, color) in enumerate(zip(names, _palette(len(names)), strict=True)):
+                sel = codes == code
+                panel.scatter(
+                    z[sel, i], z[sel, j], s=size, color=color, alpha=0.6, linewidths=0, label=name
+                )
+            if missing.any():
+                panel.scatter(
+                    z[missing, i],
+                    z[missing, j],
+                    s=size,
+                    color=_MISSING_COLOR,
+                    alpha=0.6,
+                    linewidths=0,
+                    label=f"missing ({int(missing.sum())})",
+                )
+        panel.set_xlabel(f"Z_{i}")
+        panel.set_ylabel(f"Z_{j}")
+    if categories is not None and 0 < len(categories[0]) <= _MAX_LEGEND:
+        style = {"frameon": False, "fontsize": "small", "markerscale": max(1.0, 30 / size) ** 0.5}
+        if ax is not None:
+            ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), **style)
+        else:  # one legend for the whole grid, outside the panels
+            handles, names = axes_list[0].get_legend_handles_labels()
+            fig.legend(handles, names, loc="outside right center", **style)
+    return fig
+
+
+def loadings_scatter(
+    loadings: pd.DataFrame,
+    *,
+    dims: tuple[int | str, int | str] = (0, 1),
+    n_top: int = 10,
+    ax: Axes | None = None,
+) -> Figure:
+    """Scatter of the genes' loadings on two factors, the strongest genes named.
+
+    Svensson et al. (2020, Fig. 1c): every gene is a point at its loadings on factors ``i``
+    and ``j``; the ``n_top`` genes with the largest loading magnitude in this plane,
+    √(w_i² + w_j²), are highlighted and annotated with their names.
+
+    Parameters
+    ----------
+    loadings
+        genes × factors table (e.g. :meth:`LDVAE.get_loadings`), index = gene names.
+    dims
+        The two factors, as column positions (int) or column names (str).
+    n_top
+        Genes to annotate (≥ 0; all genes when larger than their number).
+    ax
+        Axes to draw into; a new Figure when None.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The Figure holding the plot.
+
+    Raises
+    ------
+    InvalidInputError
+        ``loadings`` not a DataFrame with ≥ 2 numeric, finite columns and ≥ 1 row, invalid
+        ``dims``, or ``n_top < 0``.
+
+    """
+    if not isinstance(loadings, pd.DataFrame):
+        raise InvalidInputError(
+            f"loadings must be a pandas DataFrame (genes × factors), got {type(loadings).__name__}"
+        )
+    if loadings.shape[0] < 1 or loadings.shape[1] < 2:
+        raise InvalidInputError(
+            f"loadings needs ≥ 1 gene and ≥ 2 factors, got shape {loadings.shape}"
+        )
+    if isinstance(n_top, bool) or not isinstance(n_top, int | np.integer) or n_top < 0:
+        raise InvalidInputError(f"n_top must be an integer ≥ 0, got {n_top!r}")
+    columns = list(loadings.columns)
+    positions = []
+    for d in dims:
+        if isinstance(d, str):
+            if d not in columns:
+                raise InvalidInputError(f"factor {d!r} not a column of loadings: {columns}")
+            positions.append(columns.index(d))
+        elif isinstance(d, int | np.integer) and not isinstance(d, bool) and 0 <= d < len(columns):
+            positions.append(int(d))
+        else:
+            raise InvalidInputError(
+                f"dims entries must be column names or positions 0..{len(columns) - 1}, got {d!r}"
+            )
+    if len(positions) != 2 or positions[0] == positions[1]:
+        raise InvalidInputError(f"dims must name two different factors, got {dims!r}")
+    try:
+        values = loadings.iloc[:, positions].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise InvalidInputError(f"loadings columns {dims!r} are not numeric: {error}") from error
+    if not np.isfinite(values).all():
+        raise InvalidInputError("loadings contain NaN or infinite values")
+    names = [str(g) for g in loadings.index]
+    magnitude = np.hypot(values[:, 0], values[:, 1])
+    top = np.argsort(-magnitude, kind="stable")[: int(n_top)]
+    rest = np.ones(len(names), dtype=bool)
+    rest[top] = False
+    fig, ax = _new_axes(ax, (5.5, 5.0))
+    ax.axhline(0.0, color=_MISSING_COLOR, linewidth=0.8, zorder=0)
+    ax.axvline(0.0, color=_MISSING_COLOR, linewidth=0.8, zorder=0)
+    ax.scatter(values[rest, 0], values[rest, 1], s=8, color=_MISSING_COLOR, linewidths=0)
+    ax.scatter(values[top, 0], values[top, 1], s=16, color="#c44e52", linewidths=0)
+    for index in top:
+        ax.annotate(
+            names[index],
+            (values[index, 0], values[index, 1]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    ax.set_xlabel(f"loading on {columns[positions[0]]}")
+    ax.set_ylabel(f"loading on {columns[positions[1]]}")
     return fig
