@@ -43,6 +43,7 @@ bench: install-test
 	$(PYTHON) benches/bench_fe.py
 	$(PYTHON) benches/bench_loglinear.py
 	$(PYTHON) benches/bench_dbm.py
+	$(PYTHON) benches/bench_ldvae.py
 
 demo:
 	omicsembed demo
