@@ -7,12 +7,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from anndata import AnnData
 from scipy import sparse
 
+from omicsembed._settings import settings as package_settings
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 
-__all__ = ["dense_matrix", "descriptor_codes", "match_features"]
+__all__ = [
+    "Seed",
+    "dense_matrix",
+    "descriptor_codes",
+    "feature_names",
+    "match_features",
+    "numpy_rng",
+    "row_batches",
+    "seed_value",
+    "torch_generator",
+]
 
 
 def dense_matrix(data: AnnData | np.ndarray, *, layer: str | None = None) -> np.ndarray:
@@ -158,3 +170,70 @@ def match_features(
             f"expected {len(feature_names)} genes (columns), got shape {np.shape(data)}"
         )
     return data
+
+
+#: A seed: an int, a numpy Generator (an int is drawn from it), or None (the package seed).
+Seed = int | np.random.Generator | None
+
+
+def seed_value(seed: Seed, *, non_negative: bool = False) -> int:
+    """Return an int seed (None: ``omicsembed.settings.seed``; a Generator draws one).
+
+    Raises
+    ------
+    InvalidInputError
+        If ``seed`` is not an int or Generator (or negative when ``non_negative``).
+
+    """
+    if seed is None:
+        return int(package_settings.seed)
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, 2**63 - 1))
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        kind = "a non-negative int" if non_negative else "an int"
+        raise InvalidInputError(f"seed must be {kind} or a numpy Generator, got {seed!r}")
+    if non_negative and seed < 0:
+        raise InvalidInputError(
+            f"seed must be a non-negative int or a numpy Generator, got {seed!r}"
+        )
+    return int(seed)
+
+
+def torch_generator(seed: Seed) -> torch.Generator:
+    """Return a CPU torch generator seeded by :func:`seed_value` (same draws on any device)."""
+    return torch.Generator().manual_seed(seed_value(seed))
+
+
+def numpy_rng(seed: Seed) -> np.random.Generator:
+    """Return ``seed`` if it is a numpy Generator, else one seeded by :func:`seed_value`."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed_value(seed))
+
+
+def feature_names(data: Any, size: int, prefix: str = "feature") -> list[str]:
+    """Column names of AnnData, or ``<prefix>_<index>`` for arrays."""
+    if isinstance(data, AnnData):
+        return [str(name) for name in data.var_names]
+    return [f"{prefix}_{index}" for index in range(size)]
+
+
+def row_batches(
+    rows: np.ndarray,
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: bool,
+    fold_single_last: bool = False,
+) -> list[np.ndarray]:
+    """Split ``rows`` into minibatches; shuffled with ``default_rng([seed, epoch])``.
+
+    With ``fold_single_last`` a last batch of one row is merged into the one before (batch
+    norm cannot train on a single cell).
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(rows) if shuffle else rows
+    batches = [order[start : start + batch_size] for start in range(0, order.size, batch_size)]
+    if fold_single_last and len(batches) > 1 and batches[-1].size < 2:
+        batches[-2] = np.concatenate([batches[-2], batches.pop()])
+    return batches

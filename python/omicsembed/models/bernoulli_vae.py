@@ -20,9 +20,15 @@ import torch
 from anndata import AnnData
 from safetensors.torch import load_file, save_file
 
-from omicsembed._settings import settings as package_settings
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
-from omicsembed.models._data import dense_matrix, match_features
+from omicsembed.models._data import (
+    Seed,
+    dense_matrix,
+    feature_names,
+    match_features,
+    row_batches,
+    torch_generator,
+)
 from omicsembed.models._folder import read_model_folder, write_model_folder
 from omicsembed.nn.bernoulli_vae import BernoulliVAENetwork
 from omicsembed.train.loop import TrainingConfig, TrainingState, resolve_device, train
@@ -31,8 +37,6 @@ __all__ = ["BernoulliVAE", "BernoulliVAESettings"]
 
 _MODEL = "BernoulliVAE"
 _CHUNK = 65_536  # rows per forward pass when encoding/decoding many samples
-
-Seed = int | np.random.Generator | None
 
 
 @dataclass
@@ -80,26 +84,6 @@ def _binary_matrix(data: AnnData | np.ndarray, *, layer: str | None, what: str) 
             "e.g. omicsembed.pp.dichotomize"
         )
     return matrix
-
-
-def _torch_generator(seed: Seed) -> torch.Generator:
-    if isinstance(seed, np.random.Generator):
-        value = int(seed.integers(0, 2**63 - 1))
-    elif seed is None:
-        value = int(package_settings.seed)
-    elif isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise InvalidInputError(f"seed must be an int or a numpy Generator, got {seed!r}")
-    else:
-        value = int(seed)
-    return torch.Generator().manual_seed(value)
-
-
-def _row_batches(
-    rows: np.ndarray, batch_size: int, *, seed: int, epoch: int, shuffle: bool
-) -> list[np.ndarray]:
-    """Split ``rows`` into minibatches; shuffled with ``default_rng([seed, epoch])``."""
-    order = np.random.default_rng([seed, epoch]).permutation(rows) if shuffle else rows
-    return [order[start : start + batch_size] for start in range(0, order.size, batch_size)]
 
 
 class BernoulliVAE:
@@ -290,12 +274,12 @@ class BernoulliVAE:
             return network.negative_elbo(batch, generator=generator).mean(), int(rows.size)
 
         def train_batches(epoch: int) -> Iterable[np.ndarray]:
-            return _row_batches(train_rows, s.batch_size, seed=s.seed, epoch=epoch, shuffle=True)
+            return row_batches(train_rows, s.batch_size, seed=s.seed, epoch=epoch, shuffle=True)
 
         def validation_batches(epoch: int) -> Iterable[np.ndarray]:
             # the same noise every epoch, so that epochs are compared on equal terms
             validation_noise.manual_seed(s.seed + 1)
-            return _row_batches(validation_rows, s.batch_size, seed=s.seed, epoch=0, shuffle=False)
+            return row_batches(validation_rows, s.batch_size, seed=s.seed, epoch=0, shuffle=False)
 
         config = TrainingConfig(
             max_epochs=s.max_epochs,
@@ -309,7 +293,7 @@ class BernoulliVAE:
         on_epoch_end = None
         if monitor is not None:
             self.network_ = network
-            self._state = _FittedState(feature_names=_feature_names(data, matrix.shape[1]))
+            self._state = _FittedState(feature_names=feature_names(data, matrix.shape[1]))
 
             def on_epoch_end(progress: TrainingState) -> None:
                 network.eval()  # the next epoch switches it back to training mode
@@ -326,7 +310,7 @@ class BernoulliVAE:
         )
         self.network_ = network.eval()
         self._state = _FittedState(
-            feature_names=_feature_names(data, matrix.shape[1]), history=state.history
+            feature_names=feature_names(data, matrix.shape[1]), history=state.history
         )
         if isinstance(data, AnnData):
             data.obsm["X_bvae"] = self._posterior(matrix)[0]
@@ -452,7 +436,7 @@ class BernoulliVAE:
             raise InvalidInputError(f"n_draws must be an integer ≥ 1, got {n_draws!r}")
         network, _ = self._fitted()
         matrix = self._cells(data, layer, "the cells")
-        generator = _torch_generator(seed)
+        generator = torch_generator(seed)
         total = np.zeros(matrix.shape[0], dtype=np.float64)
         with torch.no_grad():
             for start in range(0, matrix.shape[0], _CHUNK):
@@ -521,7 +505,7 @@ class BernoulliVAE:
                 f"dichotomize_latent must be 'zero' or 'median', got {dichotomize_latent!r}"
             )
         network, _ = self._fitted()
-        generator = _torch_generator(seed)
+        generator = torch_generator(seed)
         n_latent = self.settings.n_latent
         noise = torch.randn((int(n_samples), n_latent), generator=generator)
         if from_cells is None:
@@ -607,9 +591,3 @@ class BernoulliVAE:
         model.network_ = network.to(model.device).eval()
         model._state = state
         return model
-
-
-def _feature_names(data: AnnData | np.ndarray, size: int) -> list[str]:
-    if isinstance(data, AnnData):
-        return [str(name) for name in data.var_names]
-    return [f"feature_{index}" for index in range(size)]

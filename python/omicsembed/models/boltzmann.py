@@ -36,27 +36,19 @@ from safetensors.numpy import load_file, save_file
 from omicsembed import _core
 from omicsembed._settings import settings
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
-from omicsembed.models._data import dense_matrix, match_features
+from omicsembed.models._data import (
+    Seed,
+    dense_matrix,
+    feature_names,
+    match_features,
+    seed_value,
+)
 from omicsembed.models._folder import read_model_folder, write_model_folder
 
 __all__ = ["BernoulliRBM", "BoltzmannMonitor", "DeepBoltzmannMachine"]
 
-Seed = int | np.random.Generator | None
 Params = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 Monitor = Callable[[Any, int], None]
-
-
-def _seed(seed: Seed) -> int:
-    """Return an int seed (None: ``omicsembed.settings.seed``; a Generator draws one)."""
-    if seed is None:
-        return int(settings.seed)
-    if isinstance(seed, np.random.Generator):
-        return int(seed.integers(0, 2**63 - 1))
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise InvalidInputError(
-            f"seed must be a non-negative int or a numpy Generator, got {seed!r}"
-        )
-    return int(seed)
 
 
 def _binary_matrix(data: AnnData | np.ndarray, layer: str | None, what: str) -> np.ndarray:
@@ -77,12 +69,6 @@ def _binary_matrix(data: AnnData | np.ndarray, layer: str | None, what: str) -> 
             f"{column}; dichotomise first, e.g. omicsembed.pp.dichotomize"
         )
     return np.ascontiguousarray(matrix, dtype=np.float64)
-
-
-def _feature_names(data: AnnData | np.ndarray, n: int) -> list[str]:
-    if isinstance(data, AnnData):
-        return [str(name) for name in data.var_names]
-    return [f"feature_{j}" for j in range(n)]
 
 
 def _check_positive(**values: int) -> None:
@@ -266,13 +252,13 @@ class _BoltzmannMachine:
         _check_positive(n_samples=n_samples)
         _check_non_negative(burn_in=burn_in)
         params = self._fitted()
-        seed_value = _seed(seed if seed is not None else self.seed)
+        stream_seed = seed_value(seed if seed is not None else self.seed, non_negative=True)
         sizes = self.layer_sizes_
         init: list[np.ndarray] | None = None
         mask_array: np.ndarray | None = None
         if clamped is not None:
             mask, values = self._clamp(clamped, n_samples)
-            rng = np.random.default_rng(seed_value)
+            rng = np.random.default_rng(stream_seed)
             init = [rng.integers(0, 2, size=(n_samples, n), dtype=np.uint8) for n in sizes]
             init[0] = np.where(mask[None, :], values, init[0]).astype(np.uint8)
             mask_array = mask.astype(np.uint8)
@@ -280,7 +266,7 @@ class _BoltzmannMachine:
             params,
             n_samples,
             n_sweeps=burn_in,
-            seed=seed_value,
+            seed=stream_seed,
             init=init,
             clamp_mask=mask_array,
         )
@@ -388,7 +374,7 @@ class _BoltzmannMachine:
             n_temperatures=n_temperatures,
             n_particles=n_particles,
             burn_in=burn_in,
-            seed=_seed(seed if seed is not None else self.seed),
+            seed=seed_value(seed if seed is not None else self.seed, non_negative=True),
         )
         return float(log_z)
 
@@ -444,7 +430,7 @@ class _BoltzmannMachine:
         """
         x = self._data(data, layer)
         params = self._fitted()
-        seed_value = _seed(seed if seed is not None else self.seed)
+        stream_seed = seed_value(seed if seed is not None else self.seed, non_negative=True)
         if method == "exact":
             values = _core.log_likelihood_exact(params, x, log_z=log_z)
         elif method in ("ais", "lower_bound"):
@@ -453,7 +439,7 @@ class _BoltzmannMachine:
                     n_particles=n_particles,
                     n_temperatures=n_temperatures,
                     burn_in=burn_in,
-                    seed=seed_value,
+                    seed=stream_seed,
                 )
             if method == "ais":
                 values = _core.log_likelihood_ais(
@@ -463,7 +449,7 @@ class _BoltzmannMachine:
                     n_temperatures=n_temperatures,
                     n_particles=n_particles,
                     burn_in=burn_in,
-                    seed=seed_value,
+                    seed=stream_seed,
                 )
             else:
                 values = _core.log_prob_lower_bound(params, x, log_z=log_z)
@@ -731,7 +717,7 @@ class BernoulliRBM(_BoltzmannMachine):
             raise InvalidInputError(
                 f"batch_size {self.batch_size} exceeds the number of samples ({x.shape[0]})"
             )
-        self.feature_names_ = _feature_names(data, x.shape[1])
+        self.feature_names_ = feature_names(data, x.shape[1])
         self.history_ = []
         with _progress(self._show_progress(), "RBM", self.epochs) as advance:
 
@@ -748,7 +734,7 @@ class BernoulliRBM(_BoltzmannMachine):
                 batch_size=self.batch_size,
                 cd_steps=self.cd_steps,
                 pcd=self.pcd,
-                seed=_seed(self.seed),
+                seed=seed_value(self.seed, non_negative=True),
                 callback=on_epoch,
             )
         self._set_params([params])
@@ -895,9 +881,9 @@ class DeepBoltzmannMachine(_BoltzmannMachine):
             raise InvalidInputError(
                 f"batch_size {self.batch_size} exceeds the number of samples ({x.shape[0]})"
             )
-        self.feature_names_ = _feature_names(data, x.shape[1])
+        self.feature_names_ = feature_names(data, x.shape[1])
         self.history_ = []
-        seed = _seed(self.seed)
+        seed = seed_value(self.seed, non_negative=True)
         pre_epochs = self.epochs if self.pretraining_epochs is None else self.pretraining_epochs
         pre_rate = (
             self.learning_rate

@@ -21,9 +21,15 @@ from anndata import AnnData
 from safetensors.torch import load_file, save_file
 from scipy import sparse
 
-from omicsembed._settings import settings as package_settings
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
-from omicsembed.models._data import match_features
+from omicsembed.models._data import (
+    Seed,
+    feature_names,
+    match_features,
+    numpy_rng,
+    row_batches,
+    torch_generator,
+)
 from omicsembed.models._folder import read_model_folder, write_model_folder
 from omicsembed.nn.ldvae import LatentDistribution, LDVAENetwork
 from omicsembed.train.loop import TrainingConfig, resolve_device, train
@@ -34,7 +40,6 @@ _MODEL = "LDVAE"
 _CHUNK = 4096  # cells per forward pass when encoding/decoding many cells
 _INTEGER_TOLERANCE = 1e-6
 
-Seed = int | np.random.Generator | None
 Counts: TypeAlias = np.ndarray | sparse.csr_matrix | sparse.csr_array
 
 
@@ -172,39 +177,6 @@ def _rows(matrix: Counts, rows: np.ndarray) -> np.ndarray:
     if sparse.issparse(block):
         return np.asarray(block.toarray(), dtype=np.float32)
     return np.asarray(block, dtype=np.float32)
-
-
-def _torch_generator(seed: Seed) -> torch.Generator:
-    if isinstance(seed, np.random.Generator):
-        value = int(seed.integers(0, 2**63 - 1))
-    elif seed is None:
-        value = int(package_settings.seed)
-    elif isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise InvalidInputError(f"seed must be an int or a numpy Generator, got {seed!r}")
-    else:
-        value = int(seed)
-    return torch.Generator().manual_seed(value)
-
-
-def _numpy_rng(seed: Seed) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None:
-        return np.random.default_rng(int(package_settings.seed))
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise InvalidInputError(f"seed must be an int or a numpy Generator, got {seed!r}")
-    return np.random.default_rng(int(seed))
-
-
-def _row_batches(
-    rows: np.ndarray, batch_size: int, *, seed: int, epoch: int, shuffle: bool
-) -> list[np.ndarray]:
-    order = np.random.default_rng([seed, epoch]).permutation(rows) if shuffle else rows
-    batches = [order[start : start + batch_size] for start in range(0, order.size, batch_size)]
-    if len(batches) > 1 and batches[-1].size < 2:
-        # batch norm cannot train on a single cell: fold it into the previous batch
-        batches[-2] = np.concatenate([batches[-2], batches.pop()])
-    return batches
 
 
 class LDVAE:
@@ -444,11 +416,25 @@ class LDVAE:
 
         def train_batches(epoch: int) -> Iterable[np.ndarray]:
             current["kl_weight"] = self.kl_weight(epoch)
-            return _row_batches(train_rows, s.batch_size, seed=s.seed, epoch=epoch, shuffle=True)
+            return row_batches(
+                train_rows,
+                s.batch_size,
+                seed=s.seed,
+                epoch=epoch,
+                shuffle=True,
+                fold_single_last=True,
+            )
 
         def validation_batches(epoch: int) -> Iterable[np.ndarray]:
             validation_noise.manual_seed(s.seed + 1)
-            return _row_batches(validation_rows, s.batch_size, seed=s.seed, epoch=0, shuffle=False)
+            return row_batches(
+                validation_rows,
+                s.batch_size,
+                seed=s.seed,
+                epoch=0,
+                shuffle=False,
+                fold_single_last=True,
+            )
 
         config = TrainingConfig(
             max_epochs=max_epochs,
@@ -469,7 +455,7 @@ class LDVAE:
         )
         self.network_ = network.eval()
         self._state = _FittedState(
-            feature_names=_feature_names(data, n_genes),
+            feature_names=feature_names(data, n_genes, "gene"),
             library_log_mean=library_mean,
             library_log_var=library_var,
             history=state.history,
@@ -514,7 +500,7 @@ class LDVAE:
     def _latent(self, matrix: Counts, *, mc_samples: int, seed: Seed) -> np.ndarray:
         network, _ = self._fitted()
         out = np.empty((matrix.shape[0], network.n_latent), dtype=np.float32)
-        generator = _torch_generator(seed)
+        generator = torch_generator(seed)
         size = _CHUNK
         if network.latent_distribution == "ln":
             size = max(1, min(_CHUNK, 2**24 // (mc_samples * network.n_latent)))
@@ -636,7 +622,7 @@ class LDVAE:
             raise InvalidInputError(f"n_samples must be ≥ 1 or None, got {n_samples}")
         network, _ = self._fitted()
         matrix = self._cells(data, layer)
-        generator = _torch_generator(seed)
+        generator = torch_generator(seed)
         out = np.empty(matrix.shape, dtype=np.float32)
         with torch.no_grad():
             for start, chunk in self._chunks(matrix):
@@ -688,7 +674,7 @@ class LDVAE:
             raise InvalidInputError(f"n_samples must be ≥ 1, got {n_samples}")
         network, _ = self._fitted()
         matrix = self._cells(data, layer)
-        generator = _torch_generator(seed)
+        generator = torch_generator(seed)
         out = np.zeros(matrix.shape[0], dtype=np.float64)
         with torch.no_grad():
             for start, chunk in self._chunks(matrix):
@@ -827,7 +813,7 @@ class LDVAE:
         if not 0.0 <= quantile <= 1.0:
             raise InvalidInputError(f"quantile must be in [0, 1], got {quantile}")
         network, state = self._fitted()
-        rng = _numpy_rng(seed)
+        rng = numpy_rng(seed)
         n = int(n_samples)
         epsilon = rng.standard_normal((n, network.n_latent)).astype(np.float32)
         if library_size is None:
@@ -913,9 +899,3 @@ class LDVAE:
         model.network_ = network.to(model.device).eval()
         model._state = state
         return model
-
-
-def _feature_names(data: AnnData | Counts, size: int) -> list[str]:
-    if isinstance(data, AnnData):
-        return [str(name) for name in data.var_names]
-    return [f"gene_{index}" for index in range(size)]
