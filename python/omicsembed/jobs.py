@@ -562,16 +562,8 @@ def explain_job(
         selected[kind] = explanation.selected_features
         out.write_table(explanation.to_frame(), f"{kind}_selection")
         out.write_table(explanation.pattern_frame(), f"{kind}_patterns")
-        mapped = explanation.map
-        labels = ["".join(map(str, pattern)) for pattern in mapped.patterns[mapped.index]]
-        counts = mapped.counts[mapped.index]
-        out.write_table(
-            pd.DataFrame(mapped.coordinates, columns=["mds_1", "mds_2"]).assign(
-                pattern=labels, count=counts
-            ),
-            f"{kind}_pattern_map",
-        )
-        out.save_figure(pl.pattern_map(mapped.coordinates, counts, labels), f"{kind}_pattern_map")
+        out.write_table(explanation.map_frame(), f"{kind}_pattern_map")
+        out.save_figure(explanation.plot_map(), f"{kind}_pattern_map")
         if monitor is not None and monitor.explanations:
             out.write_table(monitor.table(), f"{kind}_selection_over_epochs")
             out.save_figure(monitor.heatmap(), f"{kind}_selection_over_epochs")

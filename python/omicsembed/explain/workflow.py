@@ -71,6 +71,26 @@ class Explanation:
         table.insert(2, "feature_name", [self.feature_names[i] for i in table["feature"]])
         return table
 
+    def map_frame(self) -> pd.DataFrame:
+        """Pattern-map table: MDS coordinates, pattern string and count of each mapped pattern."""
+        mapped = self.map
+        return pd.DataFrame(
+            {
+                "mds_1": mapped.coordinates[:, 0],
+                "mds_2": mapped.coordinates[:, 1],
+                "pattern": ["".join(map(str, p)) for p in mapped.patterns[mapped.index]],
+                "count": mapped.counts[mapped.index],
+            }
+        )
+
+    def plot_map(self, *, ax: Any = None) -> Figure:
+        """Pattern map figure (Hess et al. 2020, Fig. 4), see :func:`omicsembed.pl.pattern_map`."""
+        from omicsembed import pl
+
+        table = self.map_frame()
+        coordinates = table[["mds_1", "mds_2"]].to_numpy()
+        return pl.pattern_map(coordinates, table["count"], list(table["pattern"]), ax=ax)
+
     def pattern_frame(self) -> pd.DataFrame:
         """Top patterns as a table (one column per selected feature, plus ``count``)."""
         table = pd.DataFrame(self.map.patterns, columns=self.selected_features)
@@ -222,8 +242,6 @@ class SelectionMonitor:
             If no epoch was monitored.
 
         """
-        from omicsembed import pl
-
         if not self.explanations:
             raise InvalidInputError("no epoch was monitored yet")
         epochs = sorted(self.explanations)
@@ -233,9 +251,7 @@ class SelectionMonitor:
         )
         axes = figure.subplots(n_rows, min(columns, len(epochs)), squeeze=False).ravel()
         for ax, epoch in zip(axes, epochs, strict=False):
-            mapped = self.explanations[epoch].map
-            labels = ["".join(map(str, p)) for p in mapped.patterns[mapped.index]]
-            pl.pattern_map(mapped.coordinates, mapped.counts[mapped.index], labels, ax=ax)
+            self.explanations[epoch].plot_map(ax=ax)
             ax.set_title(f"epoch {epoch}")
         for ax in axes[len(epochs) :]:
             ax.set_visible(False)
