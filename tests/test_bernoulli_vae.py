@@ -189,15 +189,16 @@ def test_network_elbo_terms():
     network = BernoulliVAENetwork(6, n_latent=3, hidden_sizes=(5, 4))
     x = (torch.rand(8, 6) < 0.5).float()
     out = network(x, generator=torch.Generator().manual_seed(0))
-    mean, log_var = network.encode(x)
-    # closed-form KL against a direct formula; reconstruction against Bernoulli log-probabilities
+    posterior = network.encode(x)
+    # closed-form KL against torch.distributions; reconstruction against Bernoulli log-probabilities
     kl = torch.distributions.kl_divergence(
-        torch.distributions.Normal(mean, torch.exp(0.5 * log_var)),
+        torch.distributions.Normal(posterior.mean, posterior.std),
         torch.distributions.Normal(torch.zeros(3), torch.ones(3)),
     ).sum(dim=1)
     torch.testing.assert_close(out.kl, kl)
-    bernoulli = torch.distributions.Bernoulli(logits=network.decode_logits(out.z))
-    torch.testing.assert_close(out.reconstruction, bernoulli.log_prob(x).sum(dim=1))
+    z = posterior.rsample(torch.Generator().manual_seed(0))  # the same draw as the loss's
+    bernoulli = torch.distributions.Bernoulli(logits=network.decode_logits(z))
+    torch.testing.assert_close(out.reconstruction, -bernoulli.log_prob(x).sum(dim=1))
     torch.testing.assert_close(
         network.negative_elbo(x, generator=torch.Generator().manual_seed(0)), -out.elbo
     )

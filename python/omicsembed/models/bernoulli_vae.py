@@ -9,55 +9,51 @@ explanation). The VAE is Kingma & Welling (2014), "Auto-encoding variational Bay
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 import torch
 from anndata import AnnData
-from safetensors.torch import load_file, save_file
 
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
+from omicsembed.models._base import FittedState, VAEModel, VAESettings
 from omicsembed.models._data import (
     Seed,
     dense_matrix,
     feature_names,
     match_features,
-    row_batches,
     torch_generator,
 )
-from omicsembed.models._folder import read_model_folder, write_model_folder
 from omicsembed.nn.bernoulli_vae import BernoulliVAENetwork
-from omicsembed.train.loop import TrainingConfig, TrainingState, resolve_device, train
 
 __all__ = ["BernoulliVAE", "BernoulliVAESettings"]
 
-_MODEL = "BernoulliVAE"
-_CHUNK = 65_536  # rows per forward pass when encoding/decoding many samples
-
 
 @dataclass
-class BernoulliVAESettings:
+class BernoulliVAESettings(VAESettings):
     """Hyperparameters of :class:`BernoulliVAE` (defaults after Hess et al. 2020, §2.4)."""
 
     n_latent: int = 10
     hidden_sizes: tuple[int, ...] = (100,)
     learning_rate: float = 1e-4
     batch_size: int = 32
-    max_epochs: int = 300
-    validation_fraction: float = 0.1
+    max_epochs: int | None = 300
     early_stopping_patience: int | None = 20
-    checkpoint_every: int = 10
-    seed: int = 0
 
-
-@dataclass
-class _FittedState:
-    feature_names: list[str]
-    history: list[dict[str, float]] = field(default_factory=list)
+    def check(self) -> None:
+        """Validate (see :meth:`VAESettings.check`); also the latent size and widths."""
+        super().check()
+        if self.n_latent < 1:
+            raise InvalidInputError(f"n_latent must be ≥ 1, got {self.n_latent}")
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            raise InvalidInputError(
+                f"hidden_sizes must be positive widths, got {self.hidden_sizes}"
+            )
+        if self.max_epochs is None:
+            raise InvalidInputError("max_epochs must be an integer ≥ 1")
 
 
 def _binary_matrix(data: AnnData | np.ndarray, *, layer: str | None, what: str) -> np.ndarray:
@@ -86,7 +82,7 @@ def _binary_matrix(data: AnnData | np.ndarray, *, layer: str | None, what: str) 
     return matrix
 
 
-class BernoulliVAE:
+class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedState]):
     """Variational autoencoder for binary data, with synthetic data for log-linear explanation.
 
     Encoder and decoder are MLPs with tanh hidden layers; the decoder ends in a sigmoid giving
@@ -105,6 +101,8 @@ class BernoulliVAE:
         layer of 100 units; the paper does not fix the widths).
     learning_rate
         Adam learning rate (paper: 1e-4).
+    weight_decay
+        Adam L2 weight decay (default 0).
     batch_size
         Cells per minibatch.
     max_epochs
@@ -116,6 +114,9 @@ class BernoulliVAE:
         Epochs without improvement before stopping (None: never stop early).
     checkpoint_every
         Epochs between checkpoints when ``fit(checkpoint_dir=...)`` is given.
+    n_epochs_kl_warmup
+        The KL weight rises linearly from 0 to 1 over this many epochs (None: no warm-up, as
+        in the paper).
     seed
         Seed of the initialisation, the noise of training, the shuffling and the split.
     device
@@ -148,71 +149,42 @@ class BernoulliVAE:
 
     """
 
+    model_name = "BernoulliVAE"
+    chunk_size = 65_536
+
     def __init__(
         self,
         *,
         n_latent: int = 10,
         hidden_sizes: Sequence[int] = (100,),
         learning_rate: float = 1e-4,
+        weight_decay: float = 0.0,
         batch_size: int = 32,
         max_epochs: int = 300,
         validation_fraction: float = 0.1,
         early_stopping_patience: int | None = 20,
         checkpoint_every: int = 10,
+        n_epochs_kl_warmup: int | None = None,
         seed: int = 0,
         device: str = "auto",
         progress: bool | None = None,
     ) -> None:
-        self.settings = BernoulliVAESettings(
+        settings = BernoulliVAESettings(
             n_latent=int(n_latent),
             hidden_sizes=tuple(int(h) for h in hidden_sizes),
             learning_rate=float(learning_rate),
+            weight_decay=float(weight_decay),
             batch_size=int(batch_size),
             max_epochs=int(max_epochs),
             validation_fraction=float(validation_fraction),
             early_stopping_patience=early_stopping_patience,
             checkpoint_every=int(checkpoint_every),
+            n_epochs_kl_warmup=None if n_epochs_kl_warmup is None else int(n_epochs_kl_warmup),
             seed=int(seed),
         )
-        self._check_settings()
-        self.device = resolve_device(device)
-        self.progress = progress
-        self.network_: BernoulliVAENetwork | None = None
-        self._state: _FittedState | None = None
-
-    def _check_settings(self) -> None:
-        s = self.settings
-        for name, value in {"n_latent": s.n_latent, "batch_size": s.batch_size}.items():
-            if value < 1:
-                raise InvalidInputError(f"{name} must be ≥ 1, got {value}")
-        if not s.hidden_sizes or min(s.hidden_sizes) < 1:
-            raise InvalidInputError(f"hidden_sizes must be positive widths, got {s.hidden_sizes}")
-        if not 0.0 <= s.validation_fraction < 1.0:
-            raise InvalidInputError(
-                f"validation_fraction must be in [0, 1), got {s.validation_fraction}"
-            )
-        # the loop validates max_epochs, learning_rate, patience and checkpoint_every
-        TrainingConfig(
-            max_epochs=s.max_epochs,
-            learning_rate=s.learning_rate,
-            early_stopping_patience=s.early_stopping_patience,
-            checkpoint_every=s.checkpoint_every,
-        )
+        super().__init__(settings, device=device, progress=progress)
 
     # ------------------------------------------------------------------ fitting
-    def _split(self, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
-        fraction = self.settings.validation_fraction
-        if fraction == 0:
-            return np.arange(n_cells), np.arange(0)
-        n_validation = max(1, round(fraction * n_cells))
-        if n_validation >= n_cells:
-            raise InvalidInputError(
-                f"{n_cells} cells are too few to hold out validation_fraction={fraction}; "
-                "use validation_fraction=0"
-            )
-        order = np.random.default_rng([self.settings.seed, 1]).permutation(n_cells)
-        return np.sort(order[n_validation:]), np.sort(order[:n_validation])
-
     def fit(
         self,
         data: AnnData | np.ndarray,
@@ -258,59 +230,22 @@ class BernoulliVAE:
         """
         matrix = _binary_matrix(data, layer=layer, what="the training data")
         s = self.settings
-        train_rows, validation_rows = self._split(matrix.shape[0])
+        train_rows, _ = self._split(matrix.shape[0])
         torch.manual_seed(s.seed)
         network = BernoulliVAENetwork(
             matrix.shape[1], n_latent=s.n_latent, hidden_sizes=s.hidden_sizes
         )
         network.set_output_bias(torch.from_numpy(matrix[train_rows].mean(axis=0)))
-        network = network.to(self.device)
-        values = torch.from_numpy(matrix).to(self.device)
-        validation_noise = torch.Generator(device=self.device)
-
-        def loss(rows: np.ndarray) -> tuple[torch.Tensor, int]:
-            batch = values[torch.as_tensor(rows, device=self.device)]
-            generator = None if network.training else validation_noise
-            return network.negative_elbo(batch, generator=generator).mean(), int(rows.size)
-
-        def train_batches(epoch: int) -> Iterable[np.ndarray]:
-            return row_batches(train_rows, s.batch_size, seed=s.seed, epoch=epoch, shuffle=True)
-
-        def validation_batches(epoch: int) -> Iterable[np.ndarray]:
-            # the same noise every epoch, so that epochs are compared on equal terms
-            validation_noise.manual_seed(s.seed + 1)
-            return row_batches(validation_rows, s.batch_size, seed=s.seed, epoch=0, shuffle=False)
-
-        config = TrainingConfig(
-            max_epochs=s.max_epochs,
-            learning_rate=s.learning_rate,
-            early_stopping_patience=s.early_stopping_patience,
-            checkpoint_dir=checkpoint_dir,
-            checkpoint_every=s.checkpoint_every,
-            progress=self.progress,
+        names = feature_names(data, matrix.shape[1])
+        self._train_network(
+            network.to(self.device),
+            matrix,
+            max_epochs=int(s.max_epochs or 1),
             description="Bernoulli VAE",
-        )
-        on_epoch_end = None
-        if monitor is not None:
-            self.network_ = network
-            self._state = _FittedState(feature_names=feature_names(data, matrix.shape[1]))
-
-            def on_epoch_end(progress: TrainingState) -> None:
-                network.eval()  # the next epoch switches it back to training mode
-                monitor(self, progress.epoch)
-
-        state = train(
-            network,
-            loss,
-            train_batches,
-            config,
-            validation_batches=validation_batches if validation_rows.size else None,
+            state=lambda history: FittedState(feature_names=names, history=history),
+            checkpoint_dir=checkpoint_dir,
             resume=resume,
-            on_epoch_end=on_epoch_end,
-        )
-        self.network_ = network.eval()
-        self._state = _FittedState(
-            feature_names=feature_names(data, matrix.shape[1]), history=state.history
+            monitor=monitor,
         )
         if isinstance(data, AnnData):
             data.obsm["X_bvae"] = self._posterior(matrix)[0]
@@ -323,21 +258,6 @@ class BernoulliVAE:
         return self.fit(data, **kwargs).transform(data, layer=layer)
 
     # ------------------------------------------------------------------ fitted state
-    def _fitted(self) -> tuple[BernoulliVAENetwork, _FittedState]:
-        if self.network_ is None or self._state is None:
-            raise InvalidInputError("this BernoulliVAE is not fitted; call fit() first")
-        return self.network_, self._state
-
-    @property
-    def history_(self) -> pd.DataFrame:
-        """Loss per epoch (``epoch``, ``train_loss``, ``validation_loss``; −ELBO in nats)."""
-        return pd.DataFrame(self._fitted()[1].history)
-
-    @property
-    def feature_names_(self) -> list[str]:
-        """Features the model was fitted on, in column order."""
-        return list(self._fitted()[1].feature_names)
-
     def _cells(self, data: AnnData | np.ndarray, layer: str | None, what: str) -> np.ndarray:
         _, state = self._fitted()
         if isinstance(data, AnnData):
@@ -352,14 +272,14 @@ class BernoulliVAE:
         return _binary_matrix(data, layer=layer, what=what)
 
     def _posterior(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior means and log-variances, each float32 (n_cells, n_latent)."""
         network, _ = self._fitted()
         means, log_vars = [], []
         with torch.no_grad():
-            for start in range(0, matrix.shape[0], _CHUNK):
-                chunk = torch.from_numpy(matrix[start : start + _CHUNK]).to(self.device)
-                mean, log_var = network.encode(chunk)
-                means.append(mean.cpu().numpy())
-                log_vars.append(log_var.cpu().numpy())
+            for _, chunk in self._chunks(matrix):
+                posterior = network.encode(chunk)
+                means.append(posterior.mean.cpu().numpy())
+                log_vars.append(torch.log(posterior.var).cpu().numpy())
         return np.concatenate(means), np.concatenate(log_vars)
 
     # ------------------------------------------------------------------ uses
@@ -439,10 +359,9 @@ class BernoulliVAE:
         generator = torch_generator(seed)
         total = np.zeros(matrix.shape[0], dtype=np.float64)
         with torch.no_grad():
-            for start in range(0, matrix.shape[0], _CHUNK):
-                chunk = torch.from_numpy(matrix[start : start + _CHUNK]).to(self.device)
+            for start, chunk in self._chunks(matrix):
                 for _ in range(n_draws):
-                    out = network(chunk, generator=generator)
+                    out = network.loss(chunk, generator=generator)
                     total[start : start + chunk.shape[0]] += out.elbo.double().cpu().numpy()
         return total / n_draws
 
@@ -519,8 +438,8 @@ class BernoulliVAE:
             )
         features = np.empty((int(n_samples), network.n_features), dtype=np.uint8)
         with torch.no_grad():
-            for start in range(0, int(n_samples), _CHUNK):
-                block = z[start : start + _CHUNK]
+            for start in range(0, int(n_samples), self.chunk_size):
+                block = z[start : start + self.chunk_size]
                 probabilities = network.decode(block.to(self.device)).cpu()
                 drawn = torch.bernoulli(probabilities, generator=generator)
                 features[start : start + block.shape[0]] = drawn.numpy().astype(np.uint8)
@@ -530,64 +449,14 @@ class BernoulliVAE:
         return features, latent
 
     # ------------------------------------------------------------------ persistence
-    def _params(self) -> dict[str, Any]:
-        params = asdict(self.settings)
-        params["hidden_sizes"] = list(self.settings.hidden_sizes)
-        return params
+    def _network_sizes(self) -> dict[str, Any]:
+        return {"n_features": self._fitted()[0].n_features}
 
-    def save(self, folder: str | Path) -> Path:
-        """Write the fitted model to ``folder`` (safetensors weights + JSON settings).
-
-        Files are written atomically (temporary file, then rename), the JSON last.
-
-        Returns
-        -------
-        Path
-            The folder.
-
-        Raises
-        ------
-        InvalidInputError
-            If the model is not fitted.
-
-        """
-        network, state = self._fitted()
-        tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-        meta = {
-            "settings": self._params(),
-            "n_features": network.n_features,
-            "state": asdict(state),
-        }
-        return write_model_folder(folder, _MODEL, meta, lambda target: save_file(tensors, target))
-
-    @classmethod
-    def load(
-        cls, folder: str | Path, *, device: str = "auto", progress: bool | None = None
-    ) -> BernoulliVAE:
-        """Restore a model written by :meth:`save` (weights bit for bit).
-
-        Raises
-        ------
-        InvalidInputError
-            If the folder does not hold a saved BernoulliVAE or its files do not match.
-
-        """
-        weights, meta = read_model_folder(folder, _MODEL)
-        model = cls(**meta["settings"], device=device, progress=progress)
-        state = _FittedState(**meta["state"])
-        if len(state.feature_names) != meta["n_features"]:
-            raise InvalidInputError(f"{folder}: feature names do not match n_features")
-        network = BernoulliVAENetwork(
-            meta["n_features"],
-            n_latent=model.settings.n_latent,
-            hidden_sizes=model.settings.hidden_sizes,
+    def _build_network(self, sizes: dict[str, Any], state: FittedState) -> BernoulliVAENetwork:
+        if len(state.feature_names) != sizes["n_features"]:
+            raise InvalidInputError("the saved feature names do not match n_features")
+        return BernoulliVAENetwork(
+            sizes["n_features"],
+            n_latent=self.settings.n_latent,
+            hidden_sizes=self.settings.hidden_sizes,
         )
-        try:
-            network.load_state_dict(load_file(weights))
-        except RuntimeError as error:
-            raise InvalidInputError(
-                f"{weights} does not match the settings saved beside it: {error}"
-            ) from error
-        model.network_ = network.to(model.device).eval()
-        model._state = state
-        return model

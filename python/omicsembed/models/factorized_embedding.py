@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,44 +18,55 @@ import numpy as np
 import pandas as pd
 import torch
 from anndata import AnnData
-from safetensors.torch import load_file, save_file
 
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
+from omicsembed.models._base import FittedState, TorchModel, TrainingSettings
 from omicsembed.models._data import dense_matrix, descriptor_codes, match_features
-from omicsembed.models._folder import read_model_folder, write_model_folder
 from omicsembed.nn.factorized import FactorizedEmbeddingNetwork
-from omicsembed.train.loop import TrainingConfig, resolve_device, train
+from omicsembed.train.loop import TrainingConfig, train
 from omicsembed.train.sampler import NarrowBatch, NarrowFormatSampler
 
 __all__ = ["FactorizedEmbedding", "FactorizedEmbeddingSettings"]
 
 
 @dataclass
-class FactorizedEmbeddingSettings:
+class FactorizedEmbeddingSettings(TrainingSettings):
     """Hyperparameters of :class:`FactorizedEmbedding` (defaults from Trofimov et al. §2.1)."""
 
     sample_embedding_size: int = 50
     gene_embedding_size: int = 50
     hidden_sizes: tuple[int, ...] = (250, 150, 100, 50, 10)
     descriptor_embedding_size: int = 10
-    learning_rate: float = 1e-3
     weight_decay: float = 1e-5
     batch_size: int = 10_000
-    max_epochs: int = 100
-    validation_fraction: float = 0.1
-    early_stopping_patience: int | None = 10
-    checkpoint_every: int = 10
-    seed: int = 0
+
+    def check(self) -> None:
+        """Validate (see :meth:`TrainingSettings.check`); also embedding sizes and widths."""
+        super().check()
+        sizes = {
+            "sample_embedding_size": self.sample_embedding_size,
+            "gene_embedding_size": self.gene_embedding_size,
+            "descriptor_embedding_size": self.descriptor_embedding_size,
+        }
+        for name, value in sizes.items():
+            if value < 1:
+                raise InvalidInputError(f"{name} must be ≥ 1, got {value}")
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            raise InvalidInputError(
+                f"hidden_sizes must be positive widths, got {self.hidden_sizes}"
+            )
+        if self.max_epochs is None:
+            raise InvalidInputError("max_epochs must be an integer ≥ 1")
 
 
 @dataclass
-class _FittedState:
-    feature_names: list[str]
-    sample_names: list[str]
+class FactorizedEmbeddingState(FittedState):
+    """Fitted state besides the weights: sample names and the descriptors' levels and codes."""
+
+    sample_names: list[str] = field(default_factory=list)
     descriptor_names: list[str] = field(default_factory=list)
     descriptor_levels: list[list[Any]] = field(default_factory=list)
     descriptor_codes: list[list[int]] | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def _mse_loss(
@@ -77,7 +88,9 @@ def _epochs(sampler: NarrowFormatSampler) -> Callable[[int], Iterable[NarrowBatc
     return batches
 
 
-class FactorizedEmbedding:
+class FactorizedEmbedding(
+    TorchModel[FactorizedEmbeddingSettings, FactorizedEmbeddingNetwork, FactorizedEmbeddingState]
+):
     """Factorized embeddings of samples and genes, trained on the narrow format.
 
     Every observed value ``X[i, j]`` is one training example: the embeddings of sample ``i`` and
@@ -144,6 +157,9 @@ class FactorizedEmbedding:
 
     """
 
+    model_name = "FactorizedEmbedding"
+    state_class = FactorizedEmbeddingState
+
     def __init__(
         self,
         *,
@@ -162,7 +178,7 @@ class FactorizedEmbedding:
         device: str = "auto",
         progress: bool | None = None,
     ) -> None:
-        self.settings = FactorizedEmbeddingSettings(
+        settings = FactorizedEmbeddingSettings(
             sample_embedding_size=int(sample_embedding_size),
             gene_embedding_size=int(gene_embedding_size),
             hidden_sizes=tuple(int(h) for h in hidden_sizes),
@@ -176,29 +192,7 @@ class FactorizedEmbedding:
             checkpoint_every=int(checkpoint_every),
             seed=int(seed),
         )
-        self._check_settings()
-        self.device = resolve_device(device)
-        self.progress = progress
-        self.network_: FactorizedEmbeddingNetwork | None = None
-        self._state: _FittedState | None = None
-
-    def _check_settings(self) -> None:
-        s = self.settings
-        sizes = {
-            "sample_embedding_size": s.sample_embedding_size,
-            "gene_embedding_size": s.gene_embedding_size,
-            "descriptor_embedding_size": s.descriptor_embedding_size,
-            "batch_size": s.batch_size,
-        }
-        for name, value in sizes.items():
-            if value < 1:
-                raise InvalidInputError(f"{name} must be ≥ 1, got {value}")
-        if not s.hidden_sizes or min(s.hidden_sizes) < 1:
-            raise InvalidInputError(f"hidden_sizes must be positive widths, got {s.hidden_sizes}")
-        if not 0.0 <= s.validation_fraction < 1.0:
-            raise InvalidInputError(
-                f"validation_fraction must be in [0, 1), got {s.validation_fraction}"
-            )
+        super().__init__(settings, device=device, progress=progress)
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -273,13 +267,9 @@ class FactorizedEmbedding:
         else:
             train_sampler = NarrowFormatSampler(matrix, side="all", **common)
             validation = None
-        config = TrainingConfig(
-            max_epochs=s.max_epochs,
-            learning_rate=s.learning_rate,
-            weight_decay=s.weight_decay,
-            early_stopping_patience=s.early_stopping_patience,
+        config = s.config(
+            int(s.max_epochs or 1),
             checkpoint_dir=checkpoint_dir,
-            checkpoint_every=s.checkpoint_every,
             progress=self.progress,
             description="factorized embeddings",
         )
@@ -292,7 +282,7 @@ class FactorizedEmbedding:
             resume=resume,
         )
         self.network_ = network.eval()
-        self._state = _FittedState(
+        self._state = FactorizedEmbeddingState(
             feature_names=_names(data, axis="var", size=matrix.shape[1]),
             sample_names=_names(data, axis="obs", size=matrix.shape[0]),
             descriptor_names=names,
@@ -315,11 +305,6 @@ class FactorizedEmbedding:
         return self.embed_new_samples(data, **kwargs)
 
     # ------------------------------------------------------------------ fitted state
-    def _fitted(self) -> tuple[FactorizedEmbeddingNetwork, _FittedState]:
-        if self.network_ is None or self._state is None:
-            raise InvalidInputError("this FactorizedEmbedding is not fitted; call fit() first")
-        return self.network_, self._state
-
     @property
     def sample_embeddings_(self) -> np.ndarray:
         """float32 (n_samples, k) learned sample embeddings."""
@@ -331,16 +316,6 @@ class FactorizedEmbedding:
         """float32 (n_genes, k) learned gene embeddings."""
         network, _ = self._fitted()
         return network.gene_embedding.weight.detach().cpu().numpy().copy()
-
-    @property
-    def history_(self) -> pd.DataFrame:
-        """Loss per epoch (``epoch``, ``train_loss``, ``validation_loss``)."""
-        return pd.DataFrame(self._fitted()[1].history)
-
-    @property
-    def feature_names_(self) -> list[str]:
-        """Genes the model was fitted on, in column order."""
-        return list(self._fitted()[1].feature_names)
 
     @property
     def sample_names_(self) -> list[str]:
@@ -604,63 +579,26 @@ class FactorizedEmbedding:
         return np.asarray([lookup[name] for name in wanted.tolist()], dtype=np.int64)
 
     # ------------------------------------------------------------------ persistence
-    def _params(self) -> dict[str, Any]:
-        params = asdict(self.settings)
-        params["hidden_sizes"] = list(self.settings.hidden_sizes)
-        return params
-
-    def save(self, folder: str | Path) -> Path:
-        """Write the fitted model to ``folder`` (safetensors weights + JSON settings).
-
-        Files are written atomically (temporary file, then rename), the JSON last.
-
-        Returns
-        -------
-        Path
-            The folder.
-
-        """
-        network, state = self._fitted()
-        tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-        meta = {
-            "settings": self._params(),
-            "n_samples": len(state.sample_names),
-            "n_genes": len(state.feature_names),
-            "state": asdict(state),
+    def _network_sizes(self) -> dict[str, Any]:
+        network, _ = self._fitted()
+        return {
+            "n_samples": network.sample_embedding.num_embeddings,
+            "n_genes": network.gene_embedding.num_embeddings,
         }
-        return write_model_folder(
-            folder, "FactorizedEmbedding", meta, lambda target: save_file(tensors, target)
-        )
 
-    @classmethod
-    def load(
-        cls, folder: str | Path, *, device: str = "auto", progress: bool | None = None
-    ) -> FactorizedEmbedding:
-        """Restore a model written by :meth:`save`.
-
-        Raises
-        ------
-        InvalidInputError
-            If the folder does not hold a saved FactorizedEmbedding.
-
-        """
-        weights, meta = read_model_folder(folder, "FactorizedEmbedding")
-        settings = dict(meta["settings"])
-        model = cls(**settings, device=device, progress=progress)
-        state = _FittedState(**meta["state"])
-        network = FactorizedEmbeddingNetwork(
-            meta["n_samples"],
-            meta["n_genes"],
-            sample_embedding_size=model.settings.sample_embedding_size,
-            gene_embedding_size=model.settings.gene_embedding_size,
-            hidden_sizes=model.settings.hidden_sizes,
+    def _build_network(
+        self, sizes: dict[str, Any], state: FactorizedEmbeddingState
+    ) -> FactorizedEmbeddingNetwork:
+        s = self.settings
+        return FactorizedEmbeddingNetwork(
+            sizes["n_samples"],
+            sizes["n_genes"],
+            sample_embedding_size=s.sample_embedding_size,
+            gene_embedding_size=s.gene_embedding_size,
+            hidden_sizes=s.hidden_sizes,
             descriptor_levels=[len(level) for level in state.descriptor_levels],
-            descriptor_embedding_size=model.settings.descriptor_embedding_size,
+            descriptor_embedding_size=s.descriptor_embedding_size,
         )
-        network.load_state_dict(load_file(weights))
-        model.network_ = network.to(model.device).eval()
-        model._state = state
-        return model
 
 
 def _names(data: AnnData | np.ndarray, *, axis: str, size: int) -> list[str]:

@@ -10,44 +10,18 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["BernoulliVAENetwork", "BernoulliVAEOutput"]
+from omicsembed.nn.vae import (
+    BernoulliLikelihood,
+    DiagonalGaussian,
+    Inference,
+    VariationalAutoencoder,
+)
 
-
-@dataclass
-class BernoulliVAEOutput:
-    """One pass through the VAE (all tensors have the batch as first dimension).
-
-    Attributes
-    ----------
-    logits
-        (batch, n_features) decoder logits; ``sigmoid(logits)`` are the Bernoulli means.
-    mean, log_var
-        (batch, n_latent) parameters of the Gaussian posterior q(z | x).
-    z
-        (batch, n_latent) reparameterised sample ``mean + exp(log_var / 2) * eps``.
-    reconstruction
-        (batch,) log p(x | z) summed over features (≤ 0).
-    kl
-        (batch,) KL(q(z | x) ‖ N(0, I)) in closed form (≥ 0).
-
-    """
-
-    logits: torch.Tensor
-    mean: torch.Tensor
-    log_var: torch.Tensor
-    z: torch.Tensor
-    reconstruction: torch.Tensor
-    kl: torch.Tensor
-
-    @property
-    def elbo(self) -> torch.Tensor:
-        """(batch,) evidence lower bound ``reconstruction − kl`` (one Monte Carlo draw)."""
-        return self.reconstruction - self.kl
+__all__ = ["BernoulliVAENetwork"]
 
 
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -57,13 +31,14 @@ def _mlp(sizes: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class BernoulliVAENetwork(nn.Module):
+class BernoulliVAENetwork(VariationalAutoencoder):
     """Encoder and decoder MLPs with tanh hidden layers and a sigmoid Bernoulli output.
 
     Encoder: ``x → tanh(Linear) → … → (mean, log_var)`` (two linear heads) of a diagonal Gaussian
     q(z | x). Decoder: ``z → tanh(Linear) → … → Linear → logits`` with the hidden widths in
     reverse order; ``sigmoid(logits)`` are the Bernoulli means p(x_j = 1 | z). Prior
-    p(z) = N(0, I).
+    p(z) = N(0, I). A :class:`omicsembed.nn.vae.VariationalAutoencoder`: the loss is the shared
+    negative ELBO with a :class:`~omicsembed.nn.vae.BernoulliLikelihood`.
 
     Parameters
     ----------
@@ -73,6 +48,11 @@ class BernoulliVAENetwork(nn.Module):
         Latent dimension r (the paper used 5-20).
     hidden_sizes
         Widths of the encoder's tanh hidden layers (the decoder mirrors them); at least one.
+
+    Raises
+    ------
+    ValueError
+        Non-positive sizes.
 
     """
 
@@ -98,10 +78,10 @@ class BernoulliVAENetwork(nn.Module):
         with torch.no_grad():
             self.output.bias.copy_(torch.log(clipped) - torch.log1p(-clipped))
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the posterior parameters (mean, log variance), each (batch, n_latent)."""
+    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+        """Return the posterior q(z | x), (batch, n_latent)."""
         hidden = self.encoder(x)
-        return self.mean_head(hidden), self.log_var_head(hidden)
+        return DiagonalGaussian.from_log_var(self.mean_head(hidden), self.log_var_head(hidden))
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         """Return decoder logits (batch, n_features) for latent codes z (batch, n_latent)."""
@@ -111,34 +91,36 @@ class BernoulliVAENetwork(nn.Module):
         """Return the Bernoulli means ``sigmoid(logits)`` in (0, 1), (batch, n_features)."""
         return torch.sigmoid(self.decode_logits(z))
 
-    def forward(
-        self, x: torch.Tensor, *, generator: torch.Generator | None = None
-    ) -> BernoulliVAEOutput:
-        """Encode, draw one reparameterised z, decode; with the ELBO terms per sample.
+    def inference(
+        self,
+        x: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        batch_index: torch.Tensor | None = None,
+    ) -> Inference:
+        """Encode x (batch, n_features) and draw one reparameterised z.
 
         ``generator`` (on ``x``'s device, or CPU) makes the noise reproducible; without it the
-        global torch RNG is used.
+        global torch RNG is used. ``batch_index`` is not used by this model.
         """
-        mean, log_var = self.encode(x)
-        if generator is None:
-            noise = torch.randn_like(mean)
-        else:
-            noise = torch.randn(
-                mean.shape, generator=generator, device=generator.device, dtype=mean.dtype
-            ).to(mean.device)
-        z = mean + torch.exp(0.5 * log_var) * noise
-        logits = self.decode_logits(z)
-        reconstruction = -nn.functional.binary_cross_entropy_with_logits(
-            logits, x, reduction="none"
-        ).sum(dim=1)
-        kl = 0.5 * (mean.square() + log_var.exp() - 1.0 - log_var).sum(dim=1)
-        return BernoulliVAEOutput(logits, mean, log_var, z, reconstruction, kl)
+        posterior = self.encode(x)
+        return Inference(posterior, posterior.rsample(generator))
+
+    def generative(
+        self,
+        z: torch.Tensor,
+        *,
+        inference: Inference | None = None,
+        batch_index: torch.Tensor | None = None,
+    ) -> BernoulliLikelihood:
+        """Return p(x | z): independent Bernoulli features with the decoder's logits."""
+        return BernoulliLikelihood(self.decode_logits(z))
 
     def negative_elbo(
         self, x: torch.Tensor, *, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """(batch,) ``−ELBO`` (one Monte Carlo draw), in nats; the training loss per sample."""
-        return -self.forward(x, generator=generator).elbo
+        return self.loss(x, generator=generator).negative_elbo
 
     def extra_repr(self) -> str:
         """Sizes shown by ``print(module)``."""
