@@ -92,7 +92,10 @@ def counts_h5ad(tmp_path):
     adata = ad.AnnData(
         X=sparse.csr_matrix(counts),
         obs=pd.DataFrame(
-            {"kind": pd.Categorical(np.where(np.arange(80) % 2, "b", "a"))},
+            {
+                "kind": pd.Categorical(np.where(np.arange(80) % 2, "b", "a")),
+                "lane": np.where(np.arange(80) < 40, "L1", "L2"),
+            },
             index=[f"c{i}" for i in range(80)],
         ),
         var=pd.DataFrame(index=[f"g{i}" for i in range(20)]),
@@ -136,6 +139,29 @@ def test_ldvae_fit_cli_writes_the_result_folder(counts_h5ad, tmp_path) -> None:
     )
     restored = LDVAE.load(out / "model")
     assert restored.feature_names_ == [f"g{i}" for i in range(20)]
+
+
+def test_ldvae_fit_cli_with_batches(counts_h5ad, tmp_path) -> None:
+    out = tmp_path / "batches"
+    result = runner.invoke(
+        app,
+        [
+            "ldvae", "fit", str(counts_h5ad), "--n-latent", "2", "--epochs", "2",
+            "--batch-key", "lane", "--out", str(out),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    latent = pd.read_parquet(out / "latent.parquet")
+    assert list(latent.columns) == ["cell", "batch", "Z_0", "Z_1"]
+    assert latent["batch"].tolist() == ["L1"] * 40 + ["L2"] * 40
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metrics"]["batches"] == ["L1", "L2"]
+    restored = LDVAE.load(out / "model")
+    assert restored.batch_categories_ == ["L1", "L2"]
+    bad = runner.invoke(
+        app, ["ldvae", "fit", str(counts_h5ad), "--batch-key", "nope", "--out", str(out)]
+    )
+    assert bad.exit_code == 2 and "nope" in bad.output
 
 
 @pytest.mark.parametrize("both", [False, True])

@@ -267,6 +267,10 @@ def ldvae_fit(
     groupby: Annotated[
         str | None, typer.Option(help="Cell label column for the plots (optional).")
     ] = None,
+    batch_key: Annotated[
+        str | None,
+        typer.Option(help="Cell annotation column of technical batches (text labels; optional)."),
+    ] = None,
     layer: Layer = None,
     out: Out = Path("omicsembed-ldvae"),
     seed: Seed = 0,
@@ -293,7 +297,9 @@ def ldvae_fit(
         seed=seed,
     )
     folder = io.ResultFolder(out)
-    metrics = ldvae_job(adata, folder, groupby=groupby, layer=layer, model=model, seed=seed)
+    metrics = ldvae_job(
+        adata, folder, groupby=groupby, layer=layer, batch_key=batch_key, model=model, seed=seed
+    )
     summary = {
         "job": "ldvae fit",
         "data": "pbmc68k_reduced" if demo else str(data),

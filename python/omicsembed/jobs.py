@@ -609,6 +609,7 @@ def ldvae_job(
     *,
     groupby: str | None = None,
     layer: str | None = None,
+    batch_key: str | None = None,
     model: LDVAE | None = None,
     seed: int = 0,
     heldout_fraction: float = 0.1,
@@ -635,6 +636,9 @@ def ldvae_job(
         ``.obs`` column with cell labels for the plots and the latent table (optional).
     layer
         Use this layer instead of ``.X``.
+    batch_key
+        ``.obs`` column of technical batches (one-hot into the decoder, library prior per
+        batch); the latent table then has a ``batch`` column.
     model
         An unfitted :class:`omicsembed.models.LDVAE` with the settings to use (default
         settings and ``seed`` when None).
@@ -652,16 +656,19 @@ def ldvae_job(
     Raises
     ------
     InvalidInputError
-        Unknown ``groupby`` column, fewer than 10 cells, a bad ``heldout_fraction``, or counts
-        the model rejects (negative, non-integer, ...).
+        Unknown ``groupby`` or ``batch_key`` column, fewer than 10 cells, a bad
+        ``heldout_fraction``, or counts or batches the model rejects (negative, non-integer,
+        missing labels, ...).
 
     """
     from omicsembed.models import LDVAE
 
-    if groupby is not None and groupby not in adata.obs.columns:
-        raise InvalidInputError(
-            f"column {groupby!r} not in the cell annotations; available: {list(adata.obs.columns)}"
-        )
+    for column in (groupby, batch_key):
+        if column is not None and column not in adata.obs.columns:
+            raise InvalidInputError(
+                f"column {column!r} not in the cell annotations; available: "
+                f"{list(adata.obs.columns)}"
+            )
     if not 0.0 < heldout_fraction <= 0.5:
         raise InvalidInputError(f"heldout_fraction must be in (0, 0.5], got {heldout_fraction}")
     n_cells = adata.n_obs
@@ -672,7 +679,7 @@ def ldvae_job(
     n_heldout = max(1, round(heldout_fraction * n_cells))
     heldout, training = np.sort(order[:n_heldout]), np.sort(order[n_heldout:])
     started = time.perf_counter()
-    model.fit(adata[training].copy(), layer=layer)
+    model.fit(adata[training].copy(), layer=layer, batch_key=batch_key)
     fit_seconds = time.perf_counter() - started
     nll = model.reconstruction_error(adata[heldout], layer=layer, seed=seed)
     latent = model.get_latent_representation(adata, layer=layer, seed=seed)
@@ -686,6 +693,11 @@ def ldvae_job(
     latent_table.insert(0, "cell", cells)
     if labels is not None and groupby is not None:
         latent_table.insert(1, groupby, pd.Series(labels).astype("string"))
+    if batch_key is not None and batch_key != groupby:
+        batches = adata.obs[batch_key].to_numpy()
+        latent_table.insert(
+            latent_table.shape[1] - len(factors), "batch", pd.Series(batches).astype("string")
+        )
     loadings_table = loadings.reset_index(names="gene")
     rank = np.empty(len(factors), dtype=np.int64)
     rank[variance.order] = np.arange(1, len(factors) + 1)
@@ -718,6 +730,7 @@ def ldvae_job(
         "n_train": int(training.size),
         "n_heldout": int(heldout.size),
         "n_latent": len(factors),
+        "batches": model.batch_categories_,
         "fit_seconds": round(fit_seconds, 2),
         "epochs": len(history),
         "final_train_loss": float(history["train_loss"].iloc[-1]),

@@ -4,13 +4,14 @@ Reference: Svensson V, Gayoso A, Yosef N, Pachter L. "Interpretable factor model
 RNA-seq via variational autoencoders." Bioinformatics 36(11), 3418-3421 (2020). Defaults follow
 scvi-tools' ``LinearSCVI`` (n_latent 10, one hidden layer of 128, dropout 0.1, Adam with
 learning rate 1e-3 and weight decay 1e-6, minibatches of 128, KL warm-up over 400 epochs,
-max_epochs ``min(round(20000 / n_cells · 400), 400)``).
+max_epochs ``min(round(20000 / n_cells · 400), 400)``), including the optional batch
+covariate one-hot encoded into the linear decoder with a library-size prior per batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -18,33 +19,22 @@ import numpy as np
 import pandas as pd
 import torch
 from anndata import AnnData
-from safetensors.torch import load_file, save_file
 from scipy import sparse
 
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
-from omicsembed.models._data import (
-    Seed,
-    feature_names,
-    match_features,
-    numpy_rng,
-    row_batches,
-    torch_generator,
-)
-from omicsembed.models._folder import read_model_folder, write_model_folder
+from omicsembed.models._base import FittedState, VAEModel, VAESettings
+from omicsembed.models._data import Seed, feature_names, match_features, numpy_rng, torch_generator
 from omicsembed.nn.ldvae import LatentDistribution, LDVAENetwork
-from omicsembed.train.loop import TrainingConfig, resolve_device, train
 
 __all__ = ["LDVAE", "FactorVariance", "LDVAESettings"]
 
-_MODEL = "LDVAE"
-_CHUNK = 4096  # cells per forward pass when encoding/decoding many cells
 _INTEGER_TOLERANCE = 1e-6
 
 Counts: TypeAlias = np.ndarray | sparse.csr_matrix | sparse.csr_array
 
 
 @dataclass
-class LDVAESettings:
+class LDVAESettings(VAESettings):
     """Hyperparameters of :class:`LDVAE` (defaults of scvi-tools' ``LinearSCVI``)."""
 
     n_latent: int = 10
@@ -58,17 +48,46 @@ class LDVAESettings:
     batch_size: int = 128
     max_epochs: int | None = None
     n_epochs_kl_warmup: int | None = 400
-    validation_fraction: float = 0.1
     early_stopping_patience: int | None = None
-    seed: int = 0
+
+    def check(self) -> None:
+        """Validate (see :meth:`VAESettings.check`); also sizes, dropout and latent choice."""
+        super().check()
+        for name, value in {"n_latent": self.n_latent, "n_hidden": self.n_hidden}.items():
+            if value < 1:
+                raise InvalidInputError(f"{name} must be ≥ 1, got {value}")
+        if self.batch_size < 2:
+            raise InvalidInputError("batch_size must be ≥ 2 (batch norm needs two cells)")
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise InvalidInputError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
+        if self.latent_distribution not in ("normal", "ln"):
+            raise InvalidInputError(
+                f"latent_distribution must be 'normal' or 'ln', got {self.latent_distribution!r}"
+            )
 
 
 @dataclass
-class _FittedState:
-    feature_names: list[str]
-    library_log_mean: float
-    library_log_var: float
-    history: list[dict[str, float]] = field(default_factory=list)
+class LDVAEState(FittedState):
+    """Fitted state of :class:`LDVAE` besides the weights.
+
+    Attributes
+    ----------
+    library_log_mean, library_log_var
+        Prior mean and variance of the log library size, one per batch.
+    batch_key
+        The ``.obs`` column the batches came from (None: given as an array, or no batches).
+    batch_categories
+        Batch names in code order (empty: a single batch).
+    batch_frequencies
+        Fraction of training cells per batch (for drawing synthetic cells).
+
+    """
+
+    library_log_mean: list[float] = field(default_factory=lambda: [0.0])
+    library_log_var: list[float] = field(default_factory=lambda: [1.0])
+    batch_key: str | None = None
+    batch_categories: list[str] = field(default_factory=list)
+    batch_frequencies: list[float] = field(default_factory=lambda: [1.0])
 
 
 @dataclass
@@ -172,25 +191,19 @@ def count_matrix(
     return result
 
 
-def _rows(matrix: Counts, rows: np.ndarray) -> np.ndarray:
-    block = matrix[rows]
-    if sparse.issparse(block):
-        return np.asarray(block.toarray(), dtype=np.float32)
-    return np.asarray(block, dtype=np.float32)
-
-
-class LDVAE:
+class LDVAE(VAEModel[LDVAESettings, LDVAENetwork, LDVAEState]):
     """Linearly decoded VAE (LDVAE) for single-cell counts: interpretable gene loadings.
 
     scVI's generative model with a linear decoder (Svensson et al. 2020): ε ~ N(0, I), latent
     z = ε (``"normal"``) or z = softmax(ε) (``"ln"``, logistic normal); library size
     l ~ LogNormal(μ_l, σ²_l) with μ_l, σ²_l the mean and variance of the log library sizes of
-    the training cells (or l = the observed total); ``px_scale = softmax(BN(W z))``; counts
-    x_g ~ NB(mean l · px_scale_g, inverse dispersion θ_g). The encoder is one hidden layer
-    (batch norm, ReLU, dropout) on log1p(x). Training maximises the ELBO with KL warm-up of
-    the latent term through :func:`omicsembed.train.loop.train` (shuffled minibatches of
-    cells read row by row from dense or CSR matrices, validation −ELBO with full KL weight,
-    optional early stopping, best-weight restoration).
+    the cells (per batch), or l = the observed total; ``px_scale = softmax(BN(W [z, b]))``
+    with b the one-hot batch (when there are batches); counts x_g ~ NB(mean l · px_scale_g,
+    inverse dispersion θ_g). The encoder is one hidden layer (batch norm, ReLU, dropout) on
+    log1p(x). Training maximises the ELBO with KL warm-up of the latent term through
+    :func:`omicsembed.train.loop.train` (shuffled minibatches of cells read row by row from
+    dense or CSR matrices, validation −ELBO with full KL weight, optional early stopping,
+    best-weight restoration, checkpoints and resume).
 
     Parameters
     ----------
@@ -220,6 +233,8 @@ class LDVAE:
         loss.
     early_stopping_patience
         Epochs without improvement of the monitored loss before stopping (None: off).
+    checkpoint_every
+        Epochs between checkpoints when ``fit(checkpoint_dir=...)`` is given.
     seed
         Seed of initialisation, training noise, shuffling and split.
     device
@@ -234,6 +249,8 @@ class LDVAE:
     history_ : pandas.DataFrame
         −ELBO per cell per epoch (``train_loss`` with the warm-up weight, ``validation_loss``
         with full weight).
+    batch_categories_ : list of str
+        Batches the model was fitted on (empty: one batch).
 
     Raises
     ------
@@ -244,8 +261,13 @@ class LDVAE:
     --------
     >>> model = LDVAE(n_latent=5, max_epochs=50, progress=False).fit(adata)  # doctest: +SKIP
     >>> loadings = model.get_loadings()  # genes × factors  # doctest: +SKIP
+    >>> LDVAE().fit(adata, batch_key="batch")  # doctest: +SKIP
 
     """
+
+    model_name = "LDVAE"
+    state_class = LDVAEState
+    uses_batch_norm = True
 
     def __init__(
         self,
@@ -263,11 +285,12 @@ class LDVAE:
         n_epochs_kl_warmup: int | None = 400,
         validation_fraction: float = 0.1,
         early_stopping_patience: int | None = None,
+        checkpoint_every: int = 10,
         seed: int = 0,
         device: str = "auto",
         progress: bool | None = None,
     ) -> None:
-        self.settings = LDVAESettings(
+        settings = LDVAESettings(
             n_latent=int(n_latent),
             n_hidden=int(n_hidden),
             dropout_rate=float(dropout_rate),
@@ -281,73 +304,22 @@ class LDVAE:
             n_epochs_kl_warmup=None if n_epochs_kl_warmup is None else int(n_epochs_kl_warmup),
             validation_fraction=float(validation_fraction),
             early_stopping_patience=early_stopping_patience,
+            checkpoint_every=int(checkpoint_every),
             seed=int(seed),
         )
-        self._check_settings()
-        self.device = resolve_device(device)
-        self.progress = progress
-        self.network_: LDVAENetwork | None = None
-        self._state: _FittedState | None = None
-
-    def _check_settings(self) -> None:
-        s = self.settings
-        for name, value in {
-            "n_latent": s.n_latent,
-            "n_hidden": s.n_hidden,
-            "batch_size": s.batch_size,
-        }.items():
-            if value < 1:
-                raise InvalidInputError(f"{name} must be ≥ 1, got {value}")
-        if s.batch_size < 2:
-            raise InvalidInputError("batch_size must be ≥ 2 (batch norm needs two cells)")
-        if not 0.0 <= s.dropout_rate < 1.0:
-            raise InvalidInputError(f"dropout_rate must be in [0, 1), got {s.dropout_rate}")
-        if s.latent_distribution not in ("normal", "ln"):
-            raise InvalidInputError(
-                f"latent_distribution must be 'normal' or 'ln', got {s.latent_distribution!r}"
-            )
-        if not 0.0 <= s.validation_fraction < 1.0:
-            raise InvalidInputError(
-                f"validation_fraction must be in [0, 1), got {s.validation_fraction}"
-            )
-        if s.n_epochs_kl_warmup is not None and s.n_epochs_kl_warmup < 0:
-            raise InvalidInputError(f"n_epochs_kl_warmup must be ≥ 0, got {s.n_epochs_kl_warmup}")
-        if s.weight_decay < 0:
-            raise InvalidInputError(f"weight_decay must be ≥ 0, got {s.weight_decay}")
-        TrainingConfig(
-            max_epochs=1 if s.max_epochs is None else s.max_epochs,
-            learning_rate=s.learning_rate,
-            early_stopping_patience=s.early_stopping_patience,
-        )
+        super().__init__(settings, device=device, progress=progress)
 
     # ------------------------------------------------------------------ fitting
-    def _split(self, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
-        fraction = self.settings.validation_fraction
-        if fraction == 0:
-            return np.arange(n_cells), np.arange(0)
-        n_validation = max(2, round(fraction * n_cells))
-        if n_validation > n_cells - 2:
-            raise InvalidInputError(
-                f"{n_cells} cells are too few to hold out validation_fraction={fraction}; "
-                "use validation_fraction=0"
-            )
-        order = np.random.default_rng([self.settings.seed, 1]).permutation(n_cells)
-        return np.sort(order[n_validation:]), np.sort(order[:n_validation])
-
-    def kl_weight(self, epoch: int) -> float:
-        """KL warm-up weight of the latent term at 0-based ``epoch``: min(1, epoch / warm-up)."""
-        warmup = self.settings.n_epochs_kl_warmup
-        if not warmup:
-            return 1.0
-        return min(1.0, epoch / warmup)
-
     def fit(
         self,
         data: AnnData | Counts,
         *,
         layer: str | None = None,
+        batch_key: str | None = None,
+        batch: Sequence[Any] | np.ndarray | pd.Series | None = None,
         checkpoint_dir: str | Path | None = None,
         resume: bool = False,
+        monitor: Callable[[LDVAE, int], None] | None = None,
     ) -> LDVAE:
         """Train on raw counts.
 
@@ -359,10 +331,19 @@ class LDVAE:
             kept sparse and densified one minibatch at a time).
         layer
             AnnData layer holding the counts.
+        batch_key
+            ``.obs`` column with the batch of every cell (technical covariate one-hot encoded
+            into the decoder, library prior per batch).
+        batch
+            The batch of every cell as an array (instead of ``batch_key``; any hashable
+            labels).
         checkpoint_dir
-            Write checkpoints there every 10 epochs (and when interrupted).
+            Write checkpoints there every ``checkpoint_every`` epochs (and when interrupted).
         resume
             Continue from the checkpoint in ``checkpoint_dir``.
+        monitor
+            Called as ``monitor(model, epoch)`` after every epoch, the model usable (e.g. an
+            :class:`omicsembed.explain.SelectionMonitor`).
 
         Returns
         -------
@@ -375,7 +356,10 @@ class LDVAE:
         ------
         InvalidInputError
             Negative, non-integer, NaN or infinite counts (the message names row and gene),
-            too few cells, or a checkpoint that does not fit.
+            too few cells, an unknown ``batch_key``, missing batch labels, or a checkpoint
+            that does not fit.
+        ShapeMismatchError
+            ``batch`` with a length other than the number of cells.
 
         """
         matrix = count_matrix(data, layer=layer, what="the training counts")
@@ -383,82 +367,50 @@ class LDVAE:
         n_cells, n_genes = matrix.shape
         if n_cells < 4:
             raise InvalidInputError(f"LDVAE needs at least 4 cells, got {n_cells}")
-        train_rows, validation_rows = self._split(n_cells)
-        totals = np.asarray(matrix[train_rows].sum(axis=1), dtype=np.float64).ravel()
-        log_totals = np.log(totals[totals > 0]) if (totals > 0).any() else np.zeros(1)
-        library_mean = float(log_totals.mean())
-        library_var = max(float(log_totals.var()), 1e-4)
+        labels = _batch_labels(data, batch_key, batch, n_cells)
+        if labels is None:
+            categories: list[str] = []
+            codes = np.zeros(n_cells, dtype=np.int64)
+        else:
+            unique, codes = np.unique(labels, return_inverse=True)
+            categories = [str(c) for c in unique]
+        n_batch = max(1, len(categories))
+        totals = np.asarray(matrix.sum(axis=1), dtype=np.float64).ravel()
+        means, variances = [], []
+        for code in range(n_batch):
+            in_batch = totals[(codes == code) & (totals > 0)]
+            log_totals = np.log(in_batch) if in_batch.size else np.zeros(1)
+            means.append(float(log_totals.mean()))
+            variances.append(max(float(log_totals.var()), 1e-4))
+        frequencies = (np.bincount(codes, minlength=n_batch) / n_cells).tolist()
+        names = feature_names(data, n_genes, "gene")
+
+        def state(history: list[dict[str, float]]) -> LDVAEState:
+            return LDVAEState(
+                feature_names=names,
+                history=history,
+                library_log_mean=means,
+                library_log_var=variances,
+                batch_key=batch_key if batch is None else None,
+                batch_categories=categories,
+                batch_frequencies=frequencies,
+            )
+
         max_epochs = s.max_epochs
         if max_epochs is None:
             max_epochs = max(1, min(round(20000 / n_cells * 400), 400))
         torch.manual_seed(s.seed)
-        network = LDVAENetwork(
-            n_genes,
-            n_latent=s.n_latent,
-            n_hidden=s.n_hidden,
-            dropout_rate=s.dropout_rate,
-            latent_distribution=s.latent_distribution,  # type: ignore[arg-type]
-            use_batch_norm=s.use_batch_norm,
-            use_observed_library=s.use_observed_library,
-            library_log_mean=library_mean,
-            library_log_var=library_var,
-        ).to(self.device)
-        validation_noise = torch.Generator(device=self.device)
-        current = {"kl_weight": 0.0}
-
-        def loss(rows: np.ndarray) -> tuple[torch.Tensor, int]:
-            batch = torch.from_numpy(_rows(matrix, rows)).to(self.device)
-            if network.training:
-                terms = network.loss(batch, kl_weight=current["kl_weight"])
-            else:
-                terms = network.loss(batch, kl_weight=1.0, generator=validation_noise)
-            return terms.total.mean(), int(rows.size)
-
-        def train_batches(epoch: int) -> Iterable[np.ndarray]:
-            current["kl_weight"] = self.kl_weight(epoch)
-            return row_batches(
-                train_rows,
-                s.batch_size,
-                seed=s.seed,
-                epoch=epoch,
-                shuffle=True,
-                fold_single_last=True,
-            )
-
-        def validation_batches(epoch: int) -> Iterable[np.ndarray]:
-            validation_noise.manual_seed(s.seed + 1)
-            return row_batches(
-                validation_rows,
-                s.batch_size,
-                seed=s.seed,
-                epoch=0,
-                shuffle=False,
-                fold_single_last=True,
-            )
-
-        config = TrainingConfig(
+        network = self._build_network({"n_genes": n_genes}, state([]))
+        self._train_network(
+            network.to(self.device),
+            matrix,
             max_epochs=max_epochs,
-            learning_rate=s.learning_rate,
-            weight_decay=s.weight_decay,
-            early_stopping_patience=s.early_stopping_patience,
-            checkpoint_dir=checkpoint_dir,
-            progress=self.progress,
             description="LDVAE",
-        )
-        state = train(
-            network,
-            loss,
-            train_batches,
-            config,
-            validation_batches=validation_batches if validation_rows.size else None,
+            batch_codes=codes if categories else None,
+            state=state,
+            checkpoint_dir=checkpoint_dir,
             resume=resume,
-        )
-        self.network_ = network.eval()
-        self._state = _FittedState(
-            feature_names=feature_names(data, n_genes, "gene"),
-            library_log_mean=library_mean,
-            library_log_var=library_var,
-            history=state.history,
+            monitor=monitor,
         )
         if isinstance(data, AnnData):
             data.obsm["X_ldvae"] = self._latent(matrix, mc_samples=5000, seed=s.seed)
@@ -467,20 +419,10 @@ class LDVAE:
         return self
 
     # ------------------------------------------------------------------ fitted state
-    def _fitted(self) -> tuple[LDVAENetwork, _FittedState]:
-        if self.network_ is None or self._state is None:
-            raise InvalidInputError("this LDVAE is not fitted; call fit() first")
-        return self.network_, self._state
-
     @property
-    def history_(self) -> pd.DataFrame:
-        """Loss per epoch (``epoch``, ``train_loss``, ``validation_loss``; −ELBO in nats)."""
-        return pd.DataFrame(self._fitted()[1].history)
-
-    @property
-    def feature_names_(self) -> list[str]:
-        """Genes the model was fitted on, in column order."""
-        return list(self._fitted()[1].feature_names)
+    def batch_categories_(self) -> list[str]:
+        """Batches the model was fitted on, in code order (empty: a single batch)."""
+        return list(self._fitted()[1].batch_categories)
 
     def _cells(self, data: AnnData | Counts, layer: str | None) -> Counts:
         _, state = self._fitted()
@@ -492,24 +434,56 @@ class LDVAE:
             )
         return count_matrix(data, layer=layer, what="the cells")
 
-    def _chunks(self, matrix: Counts, size: int = _CHUNK) -> Iterable[tuple[int, torch.Tensor]]:
-        for start in range(0, matrix.shape[0], size):
-            rows = np.arange(start, min(start + size, matrix.shape[0]))
-            yield start, torch.from_numpy(_rows(matrix, rows)).to(self.device)
+    def _batch_codes(
+        self,
+        data: AnnData | Counts | None,
+        n_cells: int,
+        batch: Sequence[Any] | np.ndarray | pd.Series | None,
+        transform_batch: Any | None,
+    ) -> np.ndarray | None:
+        """Batch codes of new cells: ``transform_batch`` for all, ``batch``, or ``.obs``."""
+        _, state = self._fitted()
+        categories = state.batch_categories
+        if not categories:
+            if batch is not None or transform_batch is not None:
+                raise InvalidInputError("this LDVAE was fitted without batches")
+            return None
+        if transform_batch is not None:
+            return np.full(n_cells, self._batch_code(transform_batch), dtype=np.int64)
+        key = state.batch_key if batch is None else None
+        if batch is None and (key is None or not isinstance(data, AnnData)):
+            raise InvalidInputError(
+                f"this LDVAE was fitted with batches {categories}: give batch= (one label per "
+                "cell) or transform_batch= (one label for all cells)"
+            )
+        labels = _batch_labels(data, key, batch, n_cells)
+        if labels is None:
+            raise InvalidInputError("give batch= for the cells")
+        return np.asarray([self._batch_code(label) for label in labels], dtype=np.int64)
+
+    def _batch_code(self, label: Any) -> int:
+        categories = self._fitted()[1].batch_categories
+        try:
+            return categories.index(str(label))
+        except ValueError:
+            raise InvalidInputError(
+                f"unknown batch {label!r}; the model was fitted on batches {categories}"
+            ) from None
 
     def _latent(self, matrix: Counts, *, mc_samples: int, seed: Seed) -> np.ndarray:
         network, _ = self._fitted()
         out = np.empty((matrix.shape[0], network.n_latent), dtype=np.float32)
         generator = torch_generator(seed)
-        size = _CHUNK
+        size = self.chunk_size
         if network.latent_distribution == "ln":
-            size = max(1, min(_CHUNK, 2**24 // (mc_samples * network.n_latent)))
+            size = max(1, min(size, 2**24 // (mc_samples * network.n_latent)))
         with torch.no_grad():
             for start, chunk in self._chunks(matrix, size):
-                mean, var = network.encode(chunk)
+                posterior = network.encode(chunk)
+                mean = posterior.mean
                 if network.latent_distribution == "ln":
-                    noise = network._noise(mean, generator, mc_samples)
-                    mean = torch.softmax(mean + var.sqrt() * noise, dim=-1).mean(dim=0)
+                    mean = network.transform_latent(posterior.rsample(generator, mc_samples))
+                    mean = mean.mean(dim=0)
                 out[start : start + chunk.shape[0]] = mean.cpu().numpy()
         return out
 
@@ -587,8 +561,10 @@ class LDVAE:
         library_size: float = 1.0,
         n_samples: int | None = None,
         seed: Seed = None,
+        batch: Sequence[Any] | np.ndarray | pd.Series | None = None,
+        transform_batch: Any | None = None,
     ) -> np.ndarray:
-        """Return the expected expression ``library_size · softmax(BN(W z))`` per cell.
+        """Return the expected expression ``library_size · softmax(BN(W [z, b]))`` per cell.
 
         Parameters
         ----------
@@ -603,6 +579,11 @@ class LDVAE:
             over that many posterior draws.
         seed
             Seed of the draws.
+        batch
+            Batch labels of the cells (models fitted with batches; AnnData may instead hold
+            them in the fitted ``batch_key`` column).
+        transform_batch
+            Decode every cell as if from this batch (batch-corrected expression).
 
         Returns
         -------
@@ -612,8 +593,8 @@ class LDVAE:
         Raises
         ------
         InvalidInputError
-            As :meth:`get_latent_representation`, or a non-positive ``library_size`` or
-            ``n_samples``.
+            As :meth:`get_latent_representation`, a non-positive ``library_size`` or
+            ``n_samples``, missing or unknown batches.
 
         """
         if not library_size > 0:
@@ -622,18 +603,20 @@ class LDVAE:
             raise InvalidInputError(f"n_samples must be ≥ 1 or None, got {n_samples}")
         network, _ = self._fitted()
         matrix = self._cells(data, layer)
+        codes = self._batch_codes(data, matrix.shape[0], batch, transform_batch)
         generator = torch_generator(seed)
         out = np.empty(matrix.shape, dtype=np.float32)
         with torch.no_grad():
             for start, chunk in self._chunks(matrix):
-                mean, var = network.encode(chunk)
+                batch_index = _code_tensor(codes, start, chunk.shape[0], self.device)
+                posterior = network.encode(chunk)
                 if n_samples is None:
-                    scale = network.px_scale(network.transform_latent(mean))
+                    scale = network.px_scale(network.transform_latent(posterior.mean), batch_index)
                 else:
                     scale = torch.zeros_like(chunk)
                     for _ in range(n_samples):
-                        eps = mean + var.sqrt() * network._noise(mean, generator)
-                        scale += network.px_scale(network.transform_latent(eps))
+                        z = network.transform_latent(posterior.rsample(generator))
+                        scale += network.px_scale(z, batch_index)
                     scale /= n_samples
                 out[start : start + chunk.shape[0]] = (library_size * scale).cpu().numpy()
         return out
@@ -645,6 +628,7 @@ class LDVAE:
         layer: str | None = None,
         n_samples: int = 1,
         seed: Seed = None,
+        batch: Sequence[Any] | np.ndarray | pd.Series | None = None,
     ) -> np.ndarray:
         """Negative log-likelihood −log p(x | z, l) per cell, z and l drawn from the posterior.
 
@@ -658,6 +642,9 @@ class LDVAE:
             Posterior draws averaged per cell (≥ 1).
         seed
             Seed of the draws.
+        batch
+            Batch labels of the cells (models fitted with batches; AnnData may instead hold
+            them in the fitted ``batch_key`` column).
 
         Returns
         -------
@@ -667,19 +654,22 @@ class LDVAE:
         Raises
         ------
         InvalidInputError
-            As :meth:`get_latent_representation`, or ``n_samples < 1``.
+            As :meth:`get_latent_representation`, ``n_samples < 1``, missing or unknown
+            batches.
 
         """
         if n_samples < 1:
             raise InvalidInputError(f"n_samples must be ≥ 1, got {n_samples}")
         network, _ = self._fitted()
         matrix = self._cells(data, layer)
+        codes = self._batch_codes(data, matrix.shape[0], batch, None)
         generator = torch_generator(seed)
         out = np.zeros(matrix.shape[0], dtype=np.float64)
         with torch.no_grad():
             for start, chunk in self._chunks(matrix):
+                batch_index = _code_tensor(codes, start, chunk.shape[0], self.device)
                 for _ in range(n_samples):
-                    terms = network.loss(chunk, generator=generator)
+                    terms = network.loss(chunk, generator=generator, batch_index=batch_index)
                     out[start : start + chunk.shape[0]] += (
                         terms.reconstruction.double().cpu().numpy()
                     )
@@ -764,19 +754,21 @@ class LDVAE:
         seed: Seed = None,
         library_size: float | None = None,
         quantile: float = 0.5,
+        batch: Any | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Draw dichotomised synthetic cells and the dichotomised latent codes behind them.
 
         Makes LDVAE a :class:`omicsembed.explain.GenerativeModel` for the log-linear
         explanation of Hess, Hackenberg & Binder (2020, §2.5). Each sample draws ε ~ N(0, I)
-        from the prior, z = ε (``"normal"``) or z = softmax(ε) (``"ln"``), a library size l
-        from the prior log l ~ N(μ_l, σ²_l) fitted to the training data (clamped at e^30)
-        or the given ``library_size``, and counts x_g ~ NB(mean l · softmax(BN(W z))_g,
-        inverse dispersion θ_g) (Svensson et al. 2020, §2). The synthetic counts are then
-        dichotomised per gene at their ``quantile`` (``numpy.quantile`` over the draws; a
-        count above the threshold gives 1), and the latent code at 0 for ``"normal"`` (the
-        prior median) or at the per-unit median over the draws for ``"ln"`` (values above
-        give 1).
+        from the prior, z = ε (``"normal"``) or z = softmax(ε) (``"ln"``), a batch b (the
+        given one, or drawn with the training frequencies), a library size l from the prior
+        log l ~ N(μ_l[b], σ²_l[b]) fitted to the data (clamped at e^30) or the given
+        ``library_size``, and counts x_g ~ NB(mean l · softmax(BN(W [z, b]))_g, inverse
+        dispersion θ_g) (Svensson et al. 2020, §2). The synthetic counts (kept as int32, 4
+        bytes per entry, until the thresholds are known) are then dichotomised per gene at
+        their ``quantile`` (``numpy.quantile`` over the draws; a count above the threshold
+        gives 1), and the latent code at 0 for ``"normal"`` (the prior median) or at the
+        per-unit median over the draws for ``"ln"`` (values above give 1).
 
         Parameters
         ----------
@@ -789,6 +781,9 @@ class LDVAE:
             Fixed library size l (> 0) instead of draws from the library prior.
         quantile
             Dichotomisation quantile per gene, in [0, 1] (default the median).
+        batch
+            Generate every cell in this batch (models fitted with batches); None draws the
+            batch of each cell with the training frequencies.
 
         Returns
         -------
@@ -801,7 +796,7 @@ class LDVAE:
         ------
         InvalidInputError
             Not fitted, ``n_samples < 1``, a non-positive ``library_size``, a ``quantile``
-            outside [0, 1], or a bad seed.
+            outside [0, 1], an unknown batch, or a bad seed.
 
         """
         if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer):
@@ -813,89 +808,104 @@ class LDVAE:
         if not 0.0 <= quantile <= 1.0:
             raise InvalidInputError(f"quantile must be in [0, 1], got {quantile}")
         network, state = self._fitted()
-        rng = numpy_rng(seed)
         n = int(n_samples)
+        codes = None if batch is None else self._batch_codes(None, n, None, batch)
+        rng = numpy_rng(seed)
         epsilon = rng.standard_normal((n, network.n_latent)).astype(np.float32)
+        if codes is None:
+            codes = rng.choice(network.n_batch, size=n, p=state.batch_frequencies)
         if library_size is None:
-            log_library = rng.normal(state.library_log_mean, np.sqrt(state.library_log_var), size=n)
-            library = np.exp(np.minimum(log_library, 30.0))
+            prior_mean = np.asarray(state.library_log_mean)[codes]
+            prior_sd = np.sqrt(np.asarray(state.library_log_var))[codes]
+            library = np.exp(np.minimum(rng.normal(prior_mean, prior_sd), 30.0))
         else:
             library = np.full(n, float(library_size))
         theta = network.theta.detach().cpu().numpy().astype(np.float64)
-        counts = np.empty((n, network.n_genes), dtype=np.float64)
-        codes = np.empty((n, network.n_latent), dtype=np.float32)
+        counts = np.empty((n, network.n_genes), dtype=np.int32)
+        z_values = np.empty((n, network.n_latent), dtype=np.float32)
         with torch.no_grad():
-            for start in range(0, n, _CHUNK):
-                stop = min(start + _CHUNK, n)
+            for start in range(0, n, self.chunk_size):
+                stop = min(start + self.chunk_size, n)
                 z = network.transform_latent(torch.from_numpy(epsilon[start:stop]).to(self.device))
-                scale = network.px_scale(z).double().cpu().numpy()
+                batch_index = _code_tensor(codes, start, stop - start, self.device)
+                scale = network.px_scale(z, batch_index).double().cpu().numpy()
                 mean = np.maximum(library[start:stop, None] * scale, 1e-12)
-                counts[start:stop] = rng.negative_binomial(theta, theta / (theta + mean))
-                codes[start:stop] = z.cpu().numpy()
+                drawn = rng.negative_binomial(theta, theta / (theta + mean))
+                counts[start:stop] = np.minimum(drawn, np.iinfo(np.int32).max)
+                z_values[start:stop] = z.cpu().numpy()
         thresholds = np.quantile(counts, quantile, axis=0)
         features = np.ascontiguousarray(counts > thresholds, dtype=np.uint8)
-        cut = np.median(codes, axis=0) if network.latent_distribution == "ln" else 0.0
-        latent = np.ascontiguousarray(codes > cut, dtype=np.uint8)
+        cut = np.median(z_values, axis=0) if network.latent_distribution == "ln" else 0.0
+        latent = np.ascontiguousarray(z_values > cut, dtype=np.uint8)
         return features, latent
 
     # ------------------------------------------------------------------ persistence
-    def _params(self) -> dict[str, Any]:
-        return asdict(self.settings)
+    def _network_sizes(self) -> dict[str, Any]:
+        return {"n_genes": self._fitted()[0].n_genes}
 
-    def save(self, folder: str | Path) -> Path:
-        """Write the fitted model to ``folder`` (safetensors weights + JSON settings).
-
-        Returns
-        -------
-        Path
-            The folder.
-
-        Raises
-        ------
-        InvalidInputError
-            If the model is not fitted.
-
-        """
-        network, state = self._fitted()
-        tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-        meta = {"settings": self._params(), "n_genes": network.n_genes, "state": asdict(state)}
-        return write_model_folder(folder, _MODEL, meta, lambda target: save_file(tensors, target))
-
-    @classmethod
-    def load(
-        cls, folder: str | Path, *, device: str = "auto", progress: bool | None = None
-    ) -> LDVAE:
-        """Restore a model written by :meth:`save` (weights bit for bit).
-
-        Raises
-        ------
-        InvalidInputError
-            If the folder does not hold a saved LDVAE or its files do not match.
-
-        """
-        weights, meta = read_model_folder(folder, _MODEL)
-        model = cls(**meta["settings"], device=device, progress=progress)
-        state = _FittedState(**meta["state"])
-        if len(state.feature_names) != meta["n_genes"]:
-            raise InvalidInputError(f"{folder}: gene names do not match n_genes")
-        s = model.settings
-        network = LDVAENetwork(
-            meta["n_genes"],
+    def _build_network(self, sizes: dict[str, Any], state: LDVAEState) -> LDVAENetwork:
+        if len(state.feature_names) != sizes["n_genes"]:
+            raise InvalidInputError("the saved gene names do not match n_genes")
+        s = self.settings
+        return LDVAENetwork(
+            sizes["n_genes"],
             n_latent=s.n_latent,
             n_hidden=s.n_hidden,
             dropout_rate=s.dropout_rate,
             latent_distribution=s.latent_distribution,  # type: ignore[arg-type]
             use_batch_norm=s.use_batch_norm,
             use_observed_library=s.use_observed_library,
+            n_batch=max(1, len(state.batch_categories)),
             library_log_mean=state.library_log_mean,
             library_log_var=state.library_log_var,
         )
-        try:
-            network.load_state_dict(load_file(weights))
-        except RuntimeError as error:
+
+
+def _code_tensor(
+    codes: np.ndarray | None, start: int, size: int, device: torch.device
+) -> torch.Tensor | None:
+    """Batch codes of rows ``start:start+size`` as an int64 tensor (None without batches)."""
+    if codes is None:
+        return None
+    return torch.from_numpy(codes[start : start + size]).to(device)
+
+
+def _batch_labels(
+    data: AnnData | Counts | None,
+    batch_key: str | None,
+    batch: Sequence[Any] | np.ndarray | pd.Series | None,
+    n_cells: int,
+) -> np.ndarray | None:
+    """Batch labels of the cells as strings, from ``batch`` or ``data.obs[batch_key]``.
+
+    Raises
+    ------
+    InvalidInputError
+        Both or an unknown key, a key without AnnData, or missing labels.
+    ShapeMismatchError
+        ``batch`` with a length other than ``n_cells``.
+
+    """
+    if batch_key is not None and batch is not None:
+        raise InvalidInputError("give batch_key= or batch=, not both")
+    if batch_key is not None:
+        if not isinstance(data, AnnData):
+            raise InvalidInputError("batch_key= needs AnnData input; pass batch= for arrays")
+        if batch_key not in data.obs:
             raise InvalidInputError(
-                f"{weights} does not match the settings saved beside it: {error}"
-            ) from error
-        model.network_ = network.to(model.device).eval()
-        model._state = state
-        return model
+                f"batch_key {batch_key!r} is not a column of .obs; columns: {list(data.obs)}"
+            )
+        values = pd.Series(data.obs[batch_key])
+    elif batch is not None:
+        values = pd.Series(np.asarray(batch, dtype=object).ravel())
+        if len(values) != n_cells:
+            raise ShapeMismatchError(f"batch has {len(values)} labels for {n_cells} cells")
+    else:
+        return None
+    missing = values.isna().to_numpy()
+    if missing.any():
+        raise InvalidInputError(
+            f"{int(missing.sum())} cells have no batch label, first at row "
+            f"{int(np.flatnonzero(missing)[0])}; fill or drop them"
+        )
+    return values.astype(str).to_numpy()
