@@ -29,6 +29,7 @@ from omicsembed.nn.ldvae import LatentDistribution, LDVAENetwork
 __all__ = ["LDVAE", "FactorVariance", "LDVAESettings"]
 
 _INTEGER_TOLERANCE = 1e-6
+_CHECK_BLOCK = 1 << 20  # values validated at a time
 
 Counts: TypeAlias = np.ndarray | sparse.csr_matrix | sparse.csr_array
 
@@ -175,17 +176,22 @@ def count_matrix(
             "counts layer, e.g. layer='counts')",
         ),
     )
+    # checked in blocks, so that validating a large matrix needs little extra memory
+    blocks = range(0, values.size, _CHECK_BLOCK)
     for check, label, advice in checks:
-        bad = check(values)
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0])
+        for start in blocks:
+            bad = check(values[start : start + _CHECK_BLOCK])
+            if not bad.any():
+                continue
+            k = start + int(np.flatnonzero(bad)[0])
             if isinstance(result, np.ndarray):
                 row, column = divmod(k, result.shape[1])
             else:
                 row, column = _locate_sparse(result, k)
             gene = f"{names[column]!r} (column {column})" if names else f"column {column}"
+            n_bad = sum(int(check(values[b : b + _CHECK_BLOCK]).sum()) for b in blocks)
             raise InvalidInputError(
-                f"{what} have {int(bad.sum())} {label}, first {values[k]!r} at row {row}, gene "
+                f"{what} have {n_bad} {label}, first {values[k]!r} at row {row}, gene "
                 f"{gene}; {advice}"
             )
     return result
