@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from omicsembed.cli import app
 from omicsembed.exceptions import InvalidInputError
-from omicsembed.explain import GenerativeModel, explain
+from omicsembed.explain import GenerativeModel, SelectionMonitor, explain
 from omicsembed.models import LDVAE
 
 runner = CliRunner()
@@ -84,6 +84,14 @@ def test_explain_runs_on_ldvae(fitted: LDVAE) -> None:
     explanation = explain(fitted, 2000, 3)
     assert len(explanation.selected_features) == 3
     assert len(set(explanation.selected_features)) == 3
+
+
+def test_selection_monitor_follows_ldvae_training() -> None:
+    monitor = SelectionMonitor(every=2, n_synthetic=500, n_select=2)
+    LDVAE(n_latent=3, max_epochs=4, n_hidden=16, progress=False).fit(_counts(), monitor=monitor)
+    table = monitor.table()
+    assert sorted(table["epoch"].unique()) == [2, 4]
+    assert (table.groupby("epoch")["step"].nunique() == 2).all()
 
 
 @pytest.fixture
