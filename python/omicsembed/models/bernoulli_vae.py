@@ -279,7 +279,7 @@ class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedSta
             for _, chunk in self._chunks(matrix):
                 posterior = network.encode(chunk)
                 means.append(posterior.mean.cpu().numpy())
-                log_vars.append(torch.log(posterior.var).cpu().numpy())
+                log_vars.append(posterior.log_variance.cpu().numpy())
         return np.concatenate(means), np.concatenate(log_vars)
 
     # ------------------------------------------------------------------ uses

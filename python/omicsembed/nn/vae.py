@@ -77,6 +77,11 @@ class DiagonalGaussian:
         return cls(mean, torch.exp(log_var), log_var)
 
     @property
+    def log_variance(self) -> torch.Tensor:
+        """(..., d) log-variances (``log_var`` when given, else ``log(var)``)."""
+        return self.log_var if self.log_var is not None else torch.log(self.var)
+
+    @property
     def std(self) -> torch.Tensor:
         """(..., d) standard deviations."""
         if self.log_var is not None:
@@ -95,12 +100,12 @@ class DiagonalGaussian:
 
     def kl_standard_normal(self) -> torch.Tensor:
         """KL(self ‖ N(0, I)) summed over the last dimension, (...,), ≥ 0 (closed form)."""
-        log_var = self.log_var if self.log_var is not None else torch.log(self.var)
+        log_var = self.log_variance
         return 0.5 * (self.mean.square() + self.var - 1.0 - log_var).sum(dim=-1)
 
     def kl(self, prior_mean: torch.Tensor, prior_var: torch.Tensor) -> torch.Tensor:
         """KL(self ‖ N(prior_mean, prior_var)) summed over the last dimension, (...,), ≥ 0."""
-        log_var = self.log_var if self.log_var is not None else torch.log(self.var)
+        log_var = self.log_variance
         return (
             0.5
             * (
