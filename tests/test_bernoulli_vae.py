@@ -210,7 +210,7 @@ def test_errors(fitted, data):
     x, _, _ = data
     bad = x.astype(np.float32)
     bad[3, 7] = 2.0
-    with pytest.raises(InvalidInputError, match=r"binary.*column 7.*2\.0.*row 3.*dichotomi"):
+    with pytest.raises(InvalidInputError, match=r"non-binary.*2\.0 at row 3, column 7;.*dichotomi"):
         BernoulliVAE(**FAST).fit(bad)
     named = ad.AnnData(bad)
     named.var_names = [f"g{i}" for i in range(N_FEATURES)]
@@ -243,3 +243,17 @@ def test_errors(fitted, data):
     ):
         with pytest.raises(InvalidInputError, match=match):
             BernoulliVAE(**kwargs)
+
+
+def test_sparse_input_gives_the_same_model_as_dense(data):
+    x, _, _ = data
+    settings = {**FAST, "n_latent": 3, "max_epochs": 2, "seed": 4, "device": "cpu"}
+    dense = BernoulliVAE(**settings).fit(x)
+    csr = BernoulliVAE(**settings).fit(sp.csr_matrix(x))
+    for key, value in dense.network_.state_dict().items():
+        assert torch.equal(value, csr.network_.state_dict()[key]), key
+    np.testing.assert_array_equal(dense.transform(x), csr.transform(sp.csr_matrix(x)))
+    bad = sp.csr_matrix(x.astype(np.float32))
+    bad.data[0] = 3.0
+    with pytest.raises(InvalidInputError, match="non-binary"):
+        BernoulliVAE(**settings).fit(bad)

@@ -15,32 +15,29 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Self, TypeAlias, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import numpy as np
 import pandas as pd
 import torch
+from anndata import AnnData
 from safetensors.torch import load_file, save_file
 from scipy import sparse
 
-from omicsembed.exceptions import InvalidInputError
-from omicsembed.models._data import row_batches
+from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
+from omicsembed.models._data import RowMatrix, match_features, row_batches
 from omicsembed.models._folder import read_model_folder, write_model_folder
 from omicsembed.nn.vae import VariationalAutoencoder, kl_warmup_weight
 from omicsembed.train.loop import TrainingConfig, TrainingState, resolve_device, train
 
 __all__ = [
     "FittedState",
-    "RowMatrix",
     "TorchModel",
     "TrainingSettings",
     "VAEModel",
     "VAESettings",
     "row_tensor",
 ]
-
-#: A cells × features matrix read one minibatch of rows at a time.
-RowMatrix: TypeAlias = np.ndarray | sparse.csr_matrix | sparse.csr_array
 
 
 def row_tensor(matrix: RowMatrix, rows: np.ndarray | slice, device: torch.device) -> torch.Tensor:
@@ -361,10 +358,37 @@ class VAEModel(TorchModel[VAESettingsT, VAENetworkT, StateT]):
         self.network_ = network.eval()
         self._state = state(result.history)
 
+    def _read(self, data: AnnData | RowMatrix, *, layer: str | None, what: str) -> RowMatrix:
+        """Return the validated matrix of ``data`` (counts, binary values, ...)."""
+        raise NotImplementedError
+
+    def _cells(
+        self, data: AnnData | RowMatrix, layer: str | None, what: str = "the cells"
+    ) -> RowMatrix:
+        """Return validated new cells with the fitted features (AnnData columns by name).
+
+        Raises
+        ------
+        InvalidInputError
+            Fitted features missing from AnnData, or invalid values.
+        ShapeMismatchError
+            An array whose number of columns differs from the fitted features.
+
+        """
+        _, state = self._fitted()
+        if isinstance(data, AnnData):
+            data = match_features(data, state.feature_names)
+        elif len(np.shape(data)) != 2 or np.shape(data)[1] != len(state.feature_names):
+            raise ShapeMismatchError(
+                f"{what}: expected {len(state.feature_names)} features (columns), got shape "
+                f"{np.shape(data)}"
+            )
+        return self._read(data, layer=layer, what=what)
+
     def _chunks(
         self, matrix: RowMatrix, size: int | None = None
     ) -> Iterator[tuple[int, torch.Tensor]]:
-        """``(first row, float32 tensor of rows)`` over ``matrix`` in chunks on the device."""
+        """Yield ``(first row, float32 tensor of rows)`` over ``matrix`` in chunks on the device."""
         step = size or self.chunk_size
         for start in range(0, matrix.shape[0], step):
             yield start, row_tensor(matrix, slice(start, start + step), self.device)

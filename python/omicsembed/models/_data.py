@@ -1,9 +1,15 @@
-"""Shared input handling of the estimators: AnnData or arrays in, validated dense matrices out."""
+"""Shared input handling of the estimators: AnnData or arrays in, validated matrices out.
+
+Matrices come out as float32 dense arrays or CSR matrices (sparse input stays sparse; models
+read them a minibatch of rows at a time). Value checks run over the stored values in blocks, so
+validating a large matrix needs little extra memory, and name the first offending row and
+feature.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -15,27 +21,44 @@ from omicsembed._settings import settings as package_settings
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 
 __all__ = [
+    "RowMatrix",
     "Seed",
+    "binary_matrix",
+    "check_values",
+    "count_matrix",
     "dense_matrix",
     "descriptor_codes",
     "feature_names",
     "match_features",
     "numpy_rng",
     "row_batches",
+    "row_matrix",
     "seed_value",
     "torch_generator",
 ]
 
 
-def dense_matrix(data: AnnData | np.ndarray, *, layer: str | None = None) -> np.ndarray:
-    """Return the n×m float32 matrix of ``data`` (``.X`` or ``.layers[layer]`` for AnnData).
+#: A cells × features matrix read one minibatch of rows at a time.
+RowMatrix: TypeAlias = np.ndarray | sparse.csr_matrix | sparse.csr_array
+#: A value check: (elementwise "is bad" function, what is wrong, what to do).
+ValueCheck: TypeAlias = tuple[Callable[[np.ndarray], np.ndarray], str, str]
 
-    NaN marks missing values and is kept; infinite values raise.
+_CHECK_BLOCK = 1 << 20  # values checked at a time
+
+
+def row_matrix(
+    data: AnnData | np.ndarray | Any, *, layer: str | None = None, what: str = "the data"
+) -> RowMatrix:
+    """Return ``data`` (``.X`` or ``.layers[layer]`` for AnnData) as float32 dense or CSR.
+
+    Sparse input stays sparse (CSR, duplicates summed); dense input becomes a C-contiguous
+    float32 array. Values are not checked (see :func:`check_values`).
 
     Raises
     ------
     InvalidInputError
-        Unknown layer, non-numeric or infinite values, or a matrix that is not 2-D.
+        Unknown layer, no ``.X``, ``layer`` with an array, non-numeric values, or a matrix that
+        is not 2-D or is empty.
 
     """
     if isinstance(data, AnnData):
@@ -44,30 +67,164 @@ def dense_matrix(data: AnnData | np.ndarray, *, layer: str | None = None) -> np.
                 f"layer {layer!r} not found; available layers: {sorted(data.layers)}"
             )
         matrix: Any = data.layers[layer] if layer is not None else data.X
+        if matrix is None:
+            raise InvalidInputError("the AnnData object has no .X; pass layer=")
     else:
         if layer is not None:
             raise InvalidInputError("layer= is only meaningful for AnnData input")
         matrix = data
-    if matrix is None:
-        raise InvalidInputError("the AnnData object has no .X; pass layer=")
+    result: RowMatrix
     if sparse.issparse(matrix):
-        matrix = matrix.toarray()
-    try:
-        array = np.asarray(matrix, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise InvalidInputError(f"expression values must be numeric: {error}") from error
-    if array.ndim != 2:
-        raise InvalidInputError(f"expected a 2-D samples × genes matrix, got shape {array.shape}")
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise InvalidInputError(f"the matrix is empty (shape {array.shape})")
-    infinite = np.isinf(array)
-    if infinite.any():
-        row, column = np.argwhere(infinite)[0]
+        if matrix.dtype.kind not in "biuf":
+            raise InvalidInputError(f"{what} must be numeric, got dtype {matrix.dtype}")
+        result = sparse.csr_matrix(matrix, dtype=np.float32)
+        result.sum_duplicates()
+    else:
+        try:
+            result = np.ascontiguousarray(np.asarray(matrix, dtype=np.float32))
+        except (TypeError, ValueError) as error:
+            raise InvalidInputError(f"{what} must be numeric: {error}") from error
+    if result.ndim != 2 or result.shape[0] == 0 or result.shape[1] == 0:
         raise InvalidInputError(
-            f"{int(infinite.sum())} infinite values, first at row {row}, column {column}; "
-            "use NaN for missing values"
+            f"{what} must be a non-empty 2-D samples × features matrix, got shape {result.shape}"
         )
-    return np.ascontiguousarray(array)
+    return result
+
+
+def _locate(matrix: RowMatrix, k: int) -> tuple[int, int]:
+    """(row, column) of the k-th stored value."""
+    if isinstance(matrix, np.ndarray):
+        row, column = divmod(k, matrix.shape[1])
+        return int(row), int(column)
+    row = int(np.searchsorted(matrix.indptr, k, side="right") - 1)
+    return row, int(matrix.indices[k])
+
+
+def check_values(
+    matrix: RowMatrix,
+    checks: Sequence[ValueCheck],
+    *,
+    what: str,
+    names: Sequence[str] | None = None,
+    kind: str = "feature",
+) -> None:
+    """Run elementwise checks over the stored values of ``matrix``, in blocks.
+
+    Raises
+    ------
+    InvalidInputError
+        At the first check that finds a bad value: how many, the first one, its row and its
+        column (named by ``names`` when given), and the advice of the check.
+
+    """
+    values: np.ndarray = np.asarray(matrix.data) if sparse.issparse(matrix) else matrix.reshape(-1)
+    blocks = range(0, values.size, _CHECK_BLOCK)
+    for check, label, advice in checks:
+        for start in blocks:
+            bad = check(values[start : start + _CHECK_BLOCK])
+            if not bad.any():
+                continue
+            k = start + int(np.flatnonzero(bad)[0])
+            row, column = _locate(matrix, k)
+            name = f" ({kind} {names[column]!r})" if names else ""
+            n_bad = sum(np.count_nonzero(check(values[b : b + _CHECK_BLOCK])) for b in blocks)
+            raise InvalidInputError(
+                f"{what} has {n_bad} {label}, first {values[k].item()!r} at row {row}, column "
+                f"{column}{name}; {advice}"
+            )
+
+
+def _names(data: Any) -> list[str] | None:
+    return [str(name) for name in data.var_names] if isinstance(data, AnnData) else None
+
+
+def binary_matrix(
+    data: AnnData | np.ndarray | Any,
+    *,
+    layer: str | None = None,
+    what: str = "the data",
+    model: str = "this model",
+) -> RowMatrix:
+    """Return validated 0/1 data as float32 dense or CSR (sparse stays sparse).
+
+    Raises
+    ------
+    InvalidInputError
+        As :func:`row_matrix`, or NaN or values other than 0 and 1 (the message names the
+        first offending row and feature).
+
+    """
+    matrix = row_matrix(data, layer=layer, what=what)
+    check_values(
+        matrix,
+        (
+            (np.isnan, "missing (NaN) values", f"{model} needs complete binary data"),
+            (
+                lambda v: (v != 0) & (v != 1),
+                "non-binary values (other than 0 and 1)",
+                "dichotomise first, e.g. omicsembed.pp.dichotomize",
+            ),
+        ),
+        what=what,
+        names=_names(data),
+    )
+    return matrix
+
+
+_INTEGER_TOLERANCE = 1e-6
+
+
+def count_matrix(
+    data: AnnData | np.ndarray | Any, *, layer: str | None = None, what: str = "the counts"
+) -> RowMatrix:
+    """Return validated counts as float32 dense or CSR (sparse stays sparse).
+
+    Raises
+    ------
+    InvalidInputError
+        As :func:`row_matrix`, or NaN, infinite, negative or non-integer values (beyond 1e-6;
+        the message names row and gene).
+
+    """
+    matrix = row_matrix(data, layer=layer, what=what)
+    check_values(
+        matrix,
+        (
+            (lambda v: ~np.isfinite(v), "NaN or infinite values", "counts must be finite"),
+            (lambda v: v < 0, "negative values", "counts must be ≥ 0"),
+            (
+                lambda v: np.abs(v - np.round(v)) > _INTEGER_TOLERANCE,
+                "non-integer values",
+                "the model needs raw counts, not normalised or log-transformed values (use "
+                "the raw counts layer, e.g. layer='counts')",
+            ),
+        ),
+        what=what,
+        names=_names(data),
+        kind="gene",
+    )
+    return matrix
+
+
+def dense_matrix(data: AnnData | np.ndarray, *, layer: str | None = None) -> np.ndarray:
+    """Return the n×m float32 dense matrix of ``data`` (``.X`` or ``.layers[layer]``).
+
+    NaN marks missing values and is kept; infinite values raise.
+
+    Raises
+    ------
+    InvalidInputError
+        As :func:`row_matrix`, or infinite values.
+
+    """
+    matrix: Any = row_matrix(data, layer=layer, what="expression values")
+    array = np.ascontiguousarray(matrix.toarray() if sparse.issparse(matrix) else matrix)
+    check_values(
+        array,
+        ((np.isinf, "infinite values", "use NaN for missing values"),),
+        what="the matrix",
+    )
+    return array
 
 
 def descriptor_codes(

@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from anndata import AnnData
 
-from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
+from omicsembed.exceptions import InvalidInputError
 from omicsembed.models._base import FittedState, VAEModel, VAESettings
 from omicsembed.models._data import (
+    RowMatrix,
     Seed,
-    dense_matrix,
+    binary_matrix,
     feature_names,
-    match_features,
     torch_generator,
 )
 from omicsembed.nn.bernoulli_vae import BernoulliVAENetwork
@@ -56,30 +56,8 @@ class BernoulliVAESettings(VAESettings):
             raise InvalidInputError("max_epochs must be an integer ≥ 1")
 
 
-def _binary_matrix(data: AnnData | np.ndarray, *, layer: str | None, what: str) -> np.ndarray:
-    """Return a float32 0/1 matrix, or raise naming the first offending entry and its column."""
-    matrix = dense_matrix(data, layer=layer)
-    names = list(data.var_names) if isinstance(data, AnnData) else None
-    missing = np.isnan(matrix)
-    if missing.any():
-        row, column = np.argwhere(missing)[0]
-        label = f"{names[column]!r} (column {column})" if names else f"column {column}"
-        raise InvalidInputError(
-            f"{what} has {int(missing.sum())} missing values (NaN), first at row {row}, "
-            f"feature {label}; the Bernoulli VAE needs complete binary data"
-        )
-    bad = (matrix != 0) & (matrix != 1)
-    if bad.any():
-        columns = np.flatnonzero(bad.any(axis=0))
-        row, column = np.argwhere(bad)[0]
-        label = f"{names[column]!r} (column {column})" if names else f"column {column}"
-        raise InvalidInputError(
-            f"{what} must be binary (0/1); {columns.size} features have other values, first "
-            f"{label} with {matrix[row, column]!r} at row {row} (offending columns "
-            f"{columns[:10].tolist()}{' ...' if columns.size > 10 else ''}); dichotomise first, "
-            "e.g. omicsembed.pp.dichotomize"
-        )
-    return matrix
+def _binary_matrix(data: AnnData | RowMatrix, *, layer: str | None, what: str) -> RowMatrix:
+    return binary_matrix(data, layer=layer, what=what, model="the Bernoulli VAE")
 
 
 class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedState]):
@@ -187,7 +165,7 @@ class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedSta
     # ------------------------------------------------------------------ fitting
     def fit(
         self,
-        data: AnnData | np.ndarray,
+        data: AnnData | RowMatrix,
         *,
         layer: str | None = None,
         checkpoint_dir: str | Path | None = None,
@@ -235,7 +213,9 @@ class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedSta
         network = BernoulliVAENetwork(
             matrix.shape[1], n_latent=s.n_latent, hidden_sizes=s.hidden_sizes
         )
-        network.set_output_bias(torch.from_numpy(matrix[train_rows].mean(axis=0)))
+        ones = np.asarray(matrix[train_rows].sum(axis=0, dtype=np.float64)).ravel()
+        frequencies = (ones / train_rows.size).astype(np.float32)  # exact for dense and CSR
+        network.set_output_bias(torch.from_numpy(frequencies))
         names = feature_names(data, matrix.shape[1])
         self._train_network(
             network.to(self.device),
@@ -252,26 +232,16 @@ class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedSta
             data.uns["bvae"] = {"params": self._params()}
         return self
 
-    def fit_transform(self, data: AnnData | np.ndarray, **kwargs: Any) -> np.ndarray:
+    def fit_transform(self, data: AnnData | RowMatrix, **kwargs: Any) -> np.ndarray:
         """Fit, then return the posterior means of the cells (n_cells, n_latent) float32."""
         layer = kwargs.get("layer")
         return self.fit(data, **kwargs).transform(data, layer=layer)
 
     # ------------------------------------------------------------------ fitted state
-    def _cells(self, data: AnnData | np.ndarray, layer: str | None, what: str) -> np.ndarray:
-        _, state = self._fitted()
-        if isinstance(data, AnnData):
-            data = match_features(data, state.feature_names)
-        else:
-            array = np.asarray(data)
-            if array.ndim != 2 or array.shape[1] != len(state.feature_names):
-                raise ShapeMismatchError(
-                    f"{what}: expected {len(state.feature_names)} features (columns), "
-                    f"got shape {array.shape}"
-                )
+    def _read(self, data: AnnData | RowMatrix, *, layer: str | None, what: str) -> RowMatrix:
         return _binary_matrix(data, layer=layer, what=what)
 
-    def _posterior(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _posterior(self, matrix: RowMatrix) -> tuple[np.ndarray, np.ndarray]:
         """Posterior means and log-variances, each float32 (n_cells, n_latent)."""
         network, _ = self._fitted()
         means, log_vars = [], []
@@ -283,7 +253,7 @@ class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedSta
         return np.concatenate(means), np.concatenate(log_vars)
 
     # ------------------------------------------------------------------ uses
-    def transform(self, data: AnnData | np.ndarray, *, layer: str | None = None) -> np.ndarray:
+    def transform(self, data: AnnData | RowMatrix, *, layer: str | None = None) -> np.ndarray:
         """Posterior means of cells: the latent representation.
 
         Parameters
@@ -310,14 +280,14 @@ class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedSta
         return self._posterior(self._cells(data, layer, "the cells"))[0]
 
     def get_latent_representation(
-        self, data: AnnData | np.ndarray, *, layer: str | None = None
+        self, data: AnnData | RowMatrix, *, layer: str | None = None
     ) -> np.ndarray:
         """Alias of :meth:`transform` (scvi-tools naming)."""
         return self.transform(data, layer=layer)
 
     def elbo(
         self,
-        data: AnnData | np.ndarray,
+        data: AnnData | RowMatrix,
         *,
         layer: str | None = None,
         n_draws: int = 10,
@@ -370,7 +340,7 @@ class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedSta
         n_samples: int,
         *,
         seed: Seed = None,
-        from_cells: AnnData | np.ndarray | None = None,
+        from_cells: AnnData | RowMatrix | None = None,
         layer: str | None = None,
         dichotomize_latent: Literal["zero", "median"] = "zero",
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -32,13 +32,14 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from safetensors.numpy import load_file, save_file
+from scipy import sparse
 
 from omicsembed import _core
 from omicsembed._settings import settings
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 from omicsembed.models._data import (
     Seed,
-    dense_matrix,
+    binary_matrix,
     feature_names,
     match_features,
     seed_value,
@@ -52,23 +53,10 @@ Monitor = Callable[[Any, int], None]
 
 
 def _binary_matrix(data: AnnData | np.ndarray, layer: str | None, what: str) -> np.ndarray:
-    """Return the (n, p) float64 0/1 matrix of ``data``; NaN or non-binary values raise."""
-    matrix = dense_matrix(data, layer=layer)
-    missing = np.isnan(matrix)
-    if missing.any():
-        row, column = np.argwhere(missing)[0]
-        raise InvalidInputError(
-            f"{what} has {int(missing.sum())} missing (NaN) values, first at row {row}, column "
-            f"{column}; Boltzmann machines need complete binary data"
-        )
-    bad = (matrix != 0) & (matrix != 1)
-    if bad.any():
-        row, column = np.argwhere(bad)[0]
-        raise InvalidInputError(
-            f"{what} must be binary (0/1); found {matrix[row, column]!r} at row {row}, column "
-            f"{column}; dichotomise first, e.g. omicsembed.pp.dichotomize"
-        )
-    return np.ascontiguousarray(matrix, dtype=np.float64)
+    """Return the (n, p) float64 0/1 dense matrix of ``data``; NaN or non-binary values raise."""
+    matrix: Any = binary_matrix(data, layer=layer, what=what, model="Boltzmann machines")
+    dense = matrix.toarray() if sparse.issparse(matrix) else matrix
+    return np.ascontiguousarray(dense, dtype=np.float64)
 
 
 def _check_positive(**values: int) -> None:

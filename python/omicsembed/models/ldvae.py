@@ -19,19 +19,22 @@ import numpy as np
 import pandas as pd
 import torch
 from anndata import AnnData
-from scipy import sparse
 
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 from omicsembed.models._base import FittedState, VAEModel, VAESettings
-from omicsembed.models._data import Seed, feature_names, match_features, numpy_rng, torch_generator
+from omicsembed.models._data import (
+    RowMatrix,
+    Seed,
+    count_matrix,
+    feature_names,
+    numpy_rng,
+    torch_generator,
+)
 from omicsembed.nn.ldvae import LatentDistribution, LDVAENetwork
 
 __all__ = ["LDVAE", "FactorVariance", "LDVAESettings"]
 
-_INTEGER_TOLERANCE = 1e-6
-_CHECK_BLOCK = 1 << 20  # values validated at a time
-
-Counts: TypeAlias = np.ndarray | sparse.csr_matrix | sparse.csr_array
+Counts: TypeAlias = RowMatrix
 
 
 @dataclass
@@ -118,83 +121,6 @@ class FactorVariance:
     eigenvalues: np.ndarray
     eigenvectors: np.ndarray
     axis_variance_explained: np.ndarray
-
-
-def _locate_sparse(matrix: sparse.csr_matrix | sparse.csr_array, k: int) -> tuple[int, int]:
-    row = int(np.searchsorted(matrix.indptr, k, side="right") - 1)
-    return row, int(matrix.indices[k])
-
-
-def count_matrix(
-    data: AnnData | Counts, *, layer: str | None = None, what: str = "the counts"
-) -> Counts:
-    """Return validated counts as a float32 dense array or CSR matrix (sparse stays sparse).
-
-    Raises
-    ------
-    InvalidInputError
-        Unknown layer, non-numeric, NaN, infinite, negative or non-integer values (beyond
-        1e-6; the message names row and column), or an empty or non-2-D matrix.
-
-    """
-    names: list[str] | None = None
-    if isinstance(data, AnnData):
-        if layer is not None and layer not in data.layers:
-            raise InvalidInputError(
-                f"layer {layer!r} not found; available layers: {sorted(data.layers)}"
-            )
-        matrix: Any = data.layers[layer] if layer is not None else data.X
-        names = [str(name) for name in data.var_names]
-        if matrix is None:
-            raise InvalidInputError("the AnnData object has no .X; pass layer=")
-    else:
-        if layer is not None:
-            raise InvalidInputError("layer= is only meaningful for AnnData input")
-        matrix = data
-    result: Counts
-    if sparse.issparse(matrix):
-        result = sparse.csr_matrix(matrix, dtype=np.float32)
-        result.sum_duplicates()
-        values = result.data
-    else:
-        try:
-            result = np.ascontiguousarray(np.asarray(matrix, dtype=np.float32))
-        except (TypeError, ValueError) as error:
-            raise InvalidInputError(f"{what} must be numeric: {error}") from error
-        values = result.reshape(-1)
-    if result.ndim != 2 or result.shape[0] == 0 or result.shape[1] == 0:
-        raise InvalidInputError(
-            f"{what} must be a non-empty 2-D cells × genes matrix, got shape {result.shape}"
-        )
-    checks: tuple[tuple[Callable[[np.ndarray], np.ndarray], str, str], ...] = (
-        (lambda v: ~np.isfinite(v), "NaN or infinite values", "counts must be finite"),
-        (lambda v: v < 0, "negative values", "counts must be ≥ 0"),
-        (
-            lambda v: np.abs(v - np.round(v)) > _INTEGER_TOLERANCE,
-            "non-integer values",
-            "LDVAE models raw counts, not normalised or log-transformed values (use the raw "
-            "counts layer, e.g. layer='counts')",
-        ),
-    )
-    # checked in blocks, so that validating a large matrix needs little extra memory
-    blocks = range(0, values.size, _CHECK_BLOCK)
-    for check, label, advice in checks:
-        for start in blocks:
-            bad = check(values[start : start + _CHECK_BLOCK])
-            if not bad.any():
-                continue
-            k = start + int(np.flatnonzero(bad)[0])
-            if isinstance(result, np.ndarray):
-                row, column = divmod(k, result.shape[1])
-            else:
-                row, column = _locate_sparse(result, k)
-            gene = f"{names[column]!r} (column {column})" if names else f"column {column}"
-            n_bad = sum(int(check(values[b : b + _CHECK_BLOCK]).sum()) for b in blocks)
-            raise InvalidInputError(
-                f"{what} have {n_bad} {label}, first {values[k]!r} at row {row}, gene "
-                f"{gene}; {advice}"
-            )
-    return result
 
 
 class LDVAE(VAEModel[LDVAESettings, LDVAENetwork, LDVAEState]):
@@ -430,15 +356,8 @@ class LDVAE(VAEModel[LDVAESettings, LDVAENetwork, LDVAEState]):
         """Batches the model was fitted on, in code order (empty: a single batch)."""
         return list(self._fitted()[1].batch_categories)
 
-    def _cells(self, data: AnnData | Counts, layer: str | None) -> Counts:
-        _, state = self._fitted()
-        if isinstance(data, AnnData):
-            data = match_features(data, state.feature_names)  # type: ignore[assignment]
-        elif len(np.shape(data)) != 2 or np.shape(data)[1] != len(state.feature_names):
-            raise ShapeMismatchError(
-                f"expected {len(state.feature_names)} genes (columns), got shape {np.shape(data)}"
-            )
-        return count_matrix(data, layer=layer, what="the cells")
+    def _read(self, data: AnnData | Counts, *, layer: str | None, what: str) -> Counts:
+        return count_matrix(data, layer=layer, what=what)
 
     def _batch_codes(
         self,
