@@ -3,10 +3,12 @@
 The full selection of ``k`` features from ``p`` binary synthetic features with ``r`` binary latent
 units and ``n`` samples, model ``[U_j S][X_i]`` on 0.5-filled tables. Methods:
 
-- ``ours``: :func:`omicsembed.explain.loglinear.select_features_loglinear` (Rust: samples
-  sorted by stratum of the selected features, counts by row additions over feature blocks,
-  ``x ln x`` by table look-up over occupied strata only, rayon over feature blocks, GIL
-  released).
+- ``ours``: :func:`omicsembed.explain.loglinear.select_features_loglinear` (Rust: features
+  packed as bits, samples sorted by stratum of the selected features; cells of at most 16
+  samples summarised by class — pure, or mixed with κ ones — in bit-sliced per-feature
+  counters, 256 features per operation; larger strata by bit-sliced (carry-save) counts of
+  their smaller cell, the other by difference, and ``x ln x`` look-ups (AVX2 gathers); rayon
+  over latent units, GIL released).
 - ``numpy``: the best vectorised numpy I could write for the same closed form: per step the
   stratum codes, per-stratum counts of every feature by one sparse one-hot matrix product
   (``scipy.sparse`` CSR @ dense X) for all features at once and per latent unit, occupied

@@ -12,8 +12,20 @@
 //! where `n'` are the filled counts. Only configurations `s` of the selected features that occur
 //! in the data ("occupied strata", at most n) are visited; the cells of the other 2^|S| − m
 //! strata are all 0.5 and enter through closed-form constants. All filled counts are
-//! half-integers, so every `x ln x` is a table look-up. Counts are accumulated by adding whole
-//! rows of a block of features per sample, with the samples sorted by stratum.
+//! half-integers, so every `x ln x` is a table look-up.
+//!
+//! Each step works on X packed as bits (256 features per `Lane`) with the samples sorted by
+//! stratum, one parallel task per latent unit and lane of features:
+//!
+//! * a cell (u, s) of at most `SMALL` samples is summarised by its class — all x = 1, all
+//!   x = 0, or mixed with κ or a − κ ones — kept in bit-sliced per-feature counters, 256
+//!   features per operation (see "Small cells by class" below);
+//! * in larger strata the smaller cell is counted bit-sliced (Harley–Seal carry-save adders),
+//!   the other one is the stratum's total minus it, and the per-feature terms are table
+//!   look-ups (AVX2 gathers when available).
+//!
+//! Every sum is exact integer counting followed by the same floating-point operations in a fixed
+//! order, so the results do not depend on the number of threads.
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -25,9 +37,6 @@ use crate::error::{CoreError, CoreResult};
 
 /// Relative tolerance under which a permutation statistic counts as equal to the observed one.
 const TIE_TOLERANCE: f64 = 1e-10;
-
-/// Features per parallel task.
-const BLOCK: usize = 64;
 
 /// A row-major binary (0/1) matrix.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +56,15 @@ impl<'a> Binary<'a> {
                 data.len()
             )));
         }
-        if let Some(pos) = data.iter().position(|&v| v > 1) {
+        // a vectorised test first; the position only for the error message
+        let valid = data
+            .chunks(4096)
+            .all(|c| c.iter().fold(0, |acc, &v| acc | v) <= 1);
+        let first_invalid = match valid {
+            true => None,
+            false => data.iter().position(|&v| v > 1),
+        };
+        if let Some(pos) = first_invalid {
             let (row, col) = (pos / cols.max(1), pos % cols.max(1));
             return Err(CoreError::invalid(format!(
                 "{name} must be binary (0/1), but {name}[{row}, {col}] = {}; dichotomise column \
@@ -169,7 +186,10 @@ impl Strata {
 
 /// `(d/2) ln(d/2)` for the doubled half-integer counts `d = 0 ..= 2n + 4`.
 fn half_log_table(n: usize) -> Vec<f64> {
-    (0..=2 * n + 4).map(|d| xlogx(d as f64 / 2.0)).collect()
+    (0..=2 * n + 4)
+        .into_par_iter()
+        .map(|d| xlogx(d as f64 / 2.0))
+        .collect()
 }
 
 /// Doubled filled count: an empty cell becomes 0.5.
@@ -198,7 +218,9 @@ fn term_conditional(h: &[f64], d00: usize, d01: usize, d10: usize, d11: usize) -
 /// G² of the marginal models from the stratum sum and the empty-cell counts.
 /// `cells_per_stratum` is 2 for `[U S][X]` (u = 0, 1) and 1 for `[S][X]`.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn finish_marginal(
+    h: &[f64],
     half: f64,
     empty0: u32,
     empty1: u32,
@@ -213,7 +235,18 @@ fn finish_marginal(
     let n0 = (n - ones as usize) as f64 + 0.5 * e0;
     // each unoccupied stratum: cells_per_stratum·2 cells of 0.5, margins of 1
     let constant = -cells_per_stratum * std::f64::consts::LN_2 * unoccupied;
-    2.0 * (half + constant - xlogx(n0) - xlogx(n1) + xlogx(n0 + n1))
+    2.0 * (half + constant - half_xlogx(h, n0) - half_xlogx(h, n1) + half_xlogx(h, n0 + n1))
+}
+
+/// `x ln x` of a half-integer `x`, from the table `h` when it is in range (same value).
+#[inline(always)]
+fn half_xlogx(h: &[f64], x: f64) -> f64 {
+    let doubled = 2.0 * x;
+    if doubled < h.len() as f64 {
+        h[doubled as usize]
+    } else {
+        xlogx(x)
+    }
 }
 
 #[inline(always)]
@@ -223,305 +256,1089 @@ fn add_row(acc: &mut [u32], row: &[u8]) {
     }
 }
 
-/// Largest cell size of the two-dimensional cell table.
-const CELL_MAX: usize = 64;
+// ---------------------------------------------------------------------------------------------
+// Bit-sliced counting
+//
+// A sample's features are packed into bits, `LANE` features per `Lane`. The counts of ones of
+// a group of features over a set of samples are kept bit-sliced: plane q is a `Lane` holding
+// bit q of every feature's count, so adding a sample adds 256 features at once with a few word
+// operations (a ripple-carry or carry-save adder over the planes).
+// ---------------------------------------------------------------------------------------------
 
-/// Per (u, s) cell with `size` samples of which `ones` have x = 1: its part of G²/2,
-/// `F(n'₀) + F(n'₁) − F(n'₀ + n'₁)` with 0.5-filled counts, tabulated for `size ≤ CELL_MAX`.
-struct CellTable {
-    g: Vec<f64>,
+/// Features per lane.
+const LANE: usize = 256;
+
+/// One bit for each of [`LANE`] features (feature `64·w + b` of the lane is bit `b` of word
+/// `w`); with AVX2 its bitwise operations are single 256-bit instructions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Lane([u64; 4]);
+
+impl Lane {
+    const ZERO: Self = Self([0; 4]);
+    const ONES: Self = Self([u64::MAX; 4]);
+
+    #[inline(always)]
+    fn zip_with(self, other: Self, f: impl Fn(u64, u64) -> u64) -> Self {
+        let (a, b) = (self.0, other.0);
+        Self([f(a[0], b[0]), f(a[1], b[1]), f(a[2], b[2]), f(a[3], b[3])])
+    }
+
+    #[inline(always)]
+    fn is_zero(self) -> bool {
+        (self.0[0] | self.0[1] | self.0[2] | self.0[3]) == 0
+    }
 }
 
-impl CellTable {
-    fn new(h: &[f64]) -> Self {
-        let mut g = vec![0.0; (CELL_MAX + 1) * (CELL_MAX + 1)];
-        for size in 0..=CELL_MAX.min((h.len() - 5) / 2) {
-            for ones in 0..=size {
-                let (d0, d1) = (dbl((size - ones) as u32), dbl(ones as u32));
-                g[size * (CELL_MAX + 1) + ones] = h[d0] + h[d1] - h[d0 + d1];
+impl std::ops::BitAnd for Lane {
+    type Output = Self;
+    #[inline(always)]
+    fn bitand(self, other: Self) -> Self {
+        self.zip_with(other, |a, b| a & b)
+    }
+}
+
+impl std::ops::BitOr for Lane {
+    type Output = Self;
+    #[inline(always)]
+    fn bitor(self, other: Self) -> Self {
+        self.zip_with(other, |a, b| a | b)
+    }
+}
+
+impl std::ops::BitXor for Lane {
+    type Output = Self;
+    #[inline(always)]
+    fn bitxor(self, other: Self) -> Self {
+        self.zip_with(other, |a, b| a ^ b)
+    }
+}
+
+impl std::ops::Not for Lane {
+    type Output = Self;
+    #[inline(always)]
+    fn not(self) -> Self {
+        Self(self.0.map(|a| !a))
+    }
+}
+
+/// Bit planes needed for the counts `0 ..= max`.
+fn plane_count(max: usize) -> usize {
+    (usize::BITS - max.leading_zeros()) as usize
+}
+
+/// Adds one bit per feature (`carry`) to the bit-sliced counts `planes`, stopping as soon as no
+/// feature carries further. The planes must hold the resulting counts.
+#[inline(always)]
+fn ripple_add(planes: &mut [Lane], mut carry: Lane) {
+    for plane in planes {
+        let next = *plane & carry;
+        *plane = *plane ^ carry;
+        carry = next;
+        if carry.is_zero() {
+            return;
+        }
+    }
+}
+
+/// Carry-save adder of three bits per feature: `(carry, sum)`.
+#[inline(always)]
+fn csa(a: Lane, b: Lane, c: Lane) -> (Lane, Lane) {
+    let u = a ^ b;
+    ((a & b) | (u & c), u ^ c)
+}
+
+/// Adds 16 rows to the bit-sliced counts `planes` (at least 5 planes) with a Harley–Seal
+/// carry-save tree: planes 0–3 take the ones, twos, fours and eights of the batch and only its
+/// sixteens ripple into the higher planes (about 5 operations per row).
+#[inline(always)]
+fn add_sixteen(planes: &mut [Lane], rows: &[Lane; 16]) {
+    let (mut ones, mut twos, mut fours) = (planes[0], planes[1], planes[2]);
+    let mut eights = [Lane::ZERO; 2];
+    for (half, eights_out) in rows.chunks_exact(8).zip(&mut eights) {
+        let mut fours_pair = [Lane::ZERO; 2];
+        for (quad, fours_out) in half.chunks_exact(4).zip(&mut fours_pair) {
+            let (twos_a, sum) = csa(ones, quad[0], quad[1]);
+            let (twos_b, sum) = csa(sum, quad[2], quad[3]);
+            ones = sum;
+            let (carry, sum) = csa(twos, twos_a, twos_b);
+            twos = sum;
+            *fours_out = carry;
+        }
+        let (carry, sum) = csa(fours, fours_pair[0], fours_pair[1]);
+        fours = sum;
+        *eights_out = carry;
+    }
+    let (sixteens, sum) = csa(planes[3], eights[0], eights[1]);
+    planes[..4].copy_from_slice(&[ones, twos, fours, sum]);
+    ripple_add(&mut planes[4..], sixteens);
+}
+
+/// Per-feature counts from bit-sliced planes: `counts[b] = Σ_q 2^q · (bit b of plane q)`
+/// (`counts` holds the [`LANE`] features of the planes).
+#[inline(always)]
+fn unslice(planes: &[Lane], counts: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if counts.len() == LANE && has_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { avx2::unslice(planes, counts) };
+    }
+    for count in counts.iter_mut() {
+        *count = 0;
+    }
+    for (q, plane) in planes.iter().enumerate() {
+        let halves = plane.0.iter().flat_map(|&w| [w as u32, (w >> 32) as u32]);
+        for (out, bits) in counts.chunks_exact_mut(32).zip(halves) {
+            if bits != 0 {
+                for (b, count) in out.iter_mut().enumerate() {
+                    *count |= ((bits >> b) & 1) << q;
+                }
             }
         }
-        Self { g }
-    }
-
-    #[inline(always)]
-    fn row(&self, size: u32) -> Option<&[f64; CELL_MAX + 1]> {
-        let q = size as usize * (CELL_MAX + 1);
-        self.g.get(q..q + CELL_MAX + 1)?.try_into().ok()
     }
 }
 
-/// A per-stratum counter: `u16` while no stratum can exceed 65,535 samples, else `u32`.
-trait Counter: Copy + Default + PartialEq + Send + Sync {
-    fn from_u8(x: u8) -> Self;
-    /// Truncating conversion (callers only pass values that fit).
-    fn from_u32(x: u32) -> Self;
-    fn minus(self, other: Self) -> Self;
-    fn plus(self, other: Self) -> Self;
-    fn value(self) -> u32;
+/// Features whose bit-sliced count equals `value`.
+#[inline(always)]
+fn equals(planes: &[Lane], value: usize) -> Lane {
+    planes
+        .iter()
+        .enumerate()
+        .fold(Lane::ONES, |acc, (q, &plane)| {
+            acc & if (value >> q) & 1 == 1 { plane } else { !plane }
+        })
 }
 
-impl Counter for u16 {
-    #[inline(always)]
-    fn from_u8(x: u8) -> Self {
-        x as u16
+/// AVX2 versions of the two per-feature loops that do not vectorise by themselves.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Lane, LANE};
+    use std::arch::x86_64::*;
+
+    /// [`super::unslice`]: each 32-bit piece of a plane is spread to 32 bytes (0 or 1 << q) and
+    /// or-ed into a byte per feature, 8 planes at a time, then widened to `u32`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `counts` holds [`LANE`] features.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn unslice(planes: &[Lane], counts: &mut [u32]) {
+        debug_assert_eq!(counts.len(), LANE);
+        // byte k of the 32 takes byte k / 8 of the piece (within each 128-bit half)
+        let spread = _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
+            3, 3, 3,
+        );
+        let select = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+        for (piece, out) in counts.chunks_exact_mut(32).enumerate() {
+            let (word, shift) = (piece / 2, 32 * (piece % 2));
+            let mut total = [_mm256_setzero_si256(); 4];
+            for (group, eight) in planes.chunks(8).enumerate() {
+                let mut bytes = _mm256_setzero_si256();
+                for (q, plane) in eight.iter().enumerate() {
+                    let bits = (plane.0[word] >> shift) as u32;
+                    if bits != 0 {
+                        let spread = _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), spread);
+                        let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
+                        let weight = _mm256_set1_epi8((1u8 << q) as i8);
+                        bytes = _mm256_or_si256(bytes, _mm256_and_si256(set, weight));
+                    }
+                }
+                let (lo, hi) = (
+                    _mm256_castsi256_si128(bytes),
+                    _mm256_extracti128_si256::<1>(bytes),
+                );
+                let parts = [lo, _mm_srli_si128::<8>(lo), hi, _mm_srli_si128::<8>(hi)];
+                let shift = _mm_cvtsi32_si128(8 * group as i32);
+                for (t, part) in total.iter_mut().zip(parts) {
+                    *t = _mm256_or_si256(*t, _mm256_sll_epi32(_mm256_cvtepu8_epi32(part), shift));
+                }
+            }
+            for (dst, t) in out.chunks_exact_mut(8).zip(total) {
+                _mm256_storeu_si256(dst.as_mut_ptr() as *mut __m256i, t);
+            }
+        }
     }
-    #[inline(always)]
-    fn from_u32(x: u32) -> Self {
-        x as u16
+
+    /// [`super::pack_bytes`]: 32 bytes at a time, shifted so that their 0/1 value is the byte's
+    /// top bit, gathered by `movemask`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pack_bytes(bytes: &[u8], words: &mut [u64]) {
+        for (word, features) in words.iter_mut().zip(bytes.chunks(64)) {
+            let mut halves = [0u32; 2];
+            for (half, chunk) in halves.iter_mut().zip(features.chunks(32)) {
+                let mut buffer = [0u8; 32];
+                let full = match chunk.len() {
+                    32 => chunk,
+                    len => {
+                        buffer[..len].copy_from_slice(chunk);
+                        &buffer[..]
+                    }
+                };
+                let v = _mm256_loadu_si256(full.as_ptr() as *const __m256i);
+                *half = _mm256_movemask_epi8(_mm256_slli_epi32::<7>(v)) as u32;
+            }
+            *word = halves[0] as u64 | (halves[1] as u64) << 32;
+        }
     }
-    #[inline(always)]
-    fn minus(self, other: Self) -> Self {
-        self.wrapping_sub(other)
-    }
-    #[inline(always)]
-    fn plus(self, other: Self) -> Self {
-        self.wrapping_add(other)
-    }
-    #[inline(always)]
-    fn value(self) -> u32 {
-        self as u32
+
+    /// [`super::StepData::cell_lookups`]'s sum: `half[b] += G(c) + G(a − c) − G(a)` for mixed
+    /// features, `pure` for the others (c = 0 or a), with `g[c] = c ln c` gathered four at a time.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `a < g.len()`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn cell_terms(
+        g: &[f64],
+        a: u32,
+        pure: f64,
+        counts: &[u32],
+        half: &mut [f64],
+    ) {
+        debug_assert!((a as usize) < g.len());
+        let (size, ga) = (_mm_set1_epi32(a as i32), _mm256_set1_pd(g[a as usize]));
+        let pure = _mm256_set1_pd(pure);
+        let quads = counts.chunks_exact(4).zip(half.chunks_exact_mut(4));
+        for (c, acc) in quads {
+            // counts never exceed a; the clamp keeps the gathers inside g regardless
+            let c = _mm_min_epu32(_mm_loadu_si128(c.as_ptr() as *const __m128i), size);
+            let rest = _mm_sub_epi32(size, c);
+            let gc = _mm256_i32gather_pd::<8>(g.as_ptr(), c);
+            let gr = _mm256_i32gather_pd::<8>(g.as_ptr(), rest);
+            let mixed = _mm256_sub_pd(_mm256_add_pd(gc, gr), ga);
+            let is_pure = _mm_or_si128(
+                _mm_cmpeq_epi32(c, _mm_setzero_si128()),
+                _mm_cmpeq_epi32(c, size),
+            );
+            let mask = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(is_pure));
+            let term = _mm256_blendv_pd(mixed, pure, mask);
+            let sum = _mm256_add_pd(_mm256_loadu_pd(acc.as_ptr()), term);
+            _mm256_storeu_pd(acc.as_mut_ptr(), sum);
+        }
     }
 }
 
-impl Counter for u32 {
-    #[inline(always)]
-    fn from_u8(x: u8) -> Self {
-        x as u32
+/// `len ≤ 64` bits of the bit vector `bits` from bit `lo` on (bit 0 of the result is bit `lo`).
+/// `bits` has a zero word past its last bit.
+#[inline(always)]
+fn bit_window(bits: &[u64], lo: usize, len: usize) -> u64 {
+    let (word, shift) = (lo / 64, lo % 64);
+    let mut w = bits[word] >> shift;
+    if shift > 0 {
+        w |= bits[word + 1] << (64 - shift);
     }
-    #[inline(always)]
-    fn from_u32(x: u32) -> Self {
-        x
-    }
-    #[inline(always)]
-    fn minus(self, other: Self) -> Self {
-        self.wrapping_sub(other)
-    }
-    #[inline(always)]
-    fn plus(self, other: Self) -> Self {
-        self.wrapping_add(other)
-    }
-    #[inline(always)]
-    fn value(self) -> u32 {
-        self
+    if len < 64 {
+        w & ((1 << len) - 1)
+    } else {
+        w
     }
 }
 
-/// [`Step::block`] compiled with AVX2 (the kernel is inlined here, so its counting loops use
-/// 256-bit lanes).
+/// Number of set bits of `bits` in `lo..hi`.
+fn count_bits(bits: &[u64], lo: usize, hi: usize) -> usize {
+    (lo..hi)
+        .step_by(64)
+        .map(|pos| bit_window(bits, pos, (hi - pos).min(64)).count_ones() as usize)
+        .sum()
+}
+
+/// Up to eight bytes as a little-endian word.
+#[inline(always)]
+fn load8(bytes: &[u8]) -> u64 {
+    match <[u8; 8]>::try_from(bytes) {
+        Ok(full) => u64::from_le_bytes(full),
+        Err(_) => bytes.iter().rev().fold(0, |w, &b| (w << 8) | b as u64),
+    }
+}
+
+/// Eight 0/1 bytes (little-endian in `word`) as the low bits of a byte (byte k → bit k).
+#[inline(always)]
+fn pack8(word: u64) -> u64 {
+    // byte k lands on bit 56 + k of the product; the other partial products do not overlap
+    word.wrapping_mul(0x0102_0408_1020_4080) >> 56
+}
+
+/// X as bit rows, `⌈p / LANE⌉` lanes per sample (`rows[t · groups + g]`, features past p are 0).
+fn pack_rows(x: &Binary<'_>) -> Vec<Lane> {
+    let words = pack_row_words(x, 4 * x.cols.div_ceil(LANE));
+    words
+        .chunks_exact(4)
+        .map(|w| Lane([w[0], w[1], w[2], w[3]]))
+        .collect()
+}
+
+/// Column sums of X (lane `g`) from its bit rows.
+#[inline(always)]
+fn lane_column_sums(rows: &[Lane], groups: usize, g: usize, out: &mut [u32]) {
+    let mut planes = vec![Lane::ZERO; plane_count(rows.len()).max(5)];
+    let mut batches = rows.chunks_exact(16 * groups);
+    for chunk in &mut batches {
+        let mut batch = [Lane::ZERO; 16];
+        for (b, row) in batch.iter_mut().zip(chunk.chunks_exact(groups)) {
+            *b = row[g];
+        }
+        add_sixteen(&mut planes, &batch);
+    }
+    for row in batches.remainder().chunks_exact(groups) {
+        ripple_add(&mut planes, row[g]);
+    }
+    unslice(&planes, out);
+}
+
+/// [`lane_column_sums`] compiled for AVX2.
 ///
 /// # Safety
-/// The CPU must support AVX2.
+/// As [`lane_sums_avx2`].
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn block_avx2<C: Counter, const B: usize>(step: &Step<'_>, b0: usize, w: usize) -> Vec<f64> {
-    step.block::<C, B>(b0, w)
+#[target_feature(enable = "avx2,bmi1,popcnt")]
+unsafe fn lane_column_sums_avx2(rows: &[Lane], groups: usize, g: usize, out: &mut [u32]) {
+    lane_column_sums(rows, groups, g, out)
 }
 
-/// [`Step::block`] with AVX2 when the CPU has it (runtime-detected).
-fn block_dispatch<C: Counter, const B: usize>(step: &Step<'_>, b0: usize, w: usize) -> Vec<f64> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
+/// Column sums of X (`p` features) from its bit rows.
+fn column_sums(rows: &[Lane], groups: usize, p: usize) -> Vec<u32> {
+    let mut sums = vec![0u32; groups * LANE];
+    sums.par_chunks_mut(LANE).enumerate().for_each(|(g, out)| {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { block_avx2::<C, B>(step, b0, w) };
+            return unsafe { lane_column_sums_avx2(rows, groups, g, out) };
+        }
+        lane_column_sums(rows, groups, g, out)
+    });
+    sums.truncate(p);
+    sums
+}
+
+/// Rows `order[..]` of the bit rows (`groups` lanes per sample).
+fn gather_lanes(rows: &[Lane], groups: usize, order: &[u32]) -> Vec<Lane> {
+    let mut out = vec![Lane::ZERO; order.len() * groups];
+    out.par_chunks_mut(groups * 1024)
+        .zip(order.par_chunks(1024))
+        .for_each(|(dst, idx)| {
+            for (d, &t) in dst.chunks_exact_mut(groups).zip(idx) {
+                let t = t as usize;
+                for (d, &lane) in d.iter_mut().zip(&rows[t * groups..(t + 1) * groups]) {
+                    *d = lane;
+                }
+            }
+        });
+    out
+}
+
+/// Columns of a binary matrix as bit vectors (bit t of column j: row t).
+fn pack_columns(x: &Binary<'_>) -> Vec<Vec<u64>> {
+    (0..x.cols)
+        .into_par_iter()
+        .map(|i| {
+            let mut col = vec![0u64; x.n.div_ceil(64)];
+            for (word, rows) in col.iter_mut().zip(x.data.chunks(64 * x.cols)) {
+                *word = rows
+                    .iter()
+                    .skip(i)
+                    .step_by(x.cols)
+                    .enumerate()
+                    .fold(0, |w, (b, &v)| w | (v as u64) << b);
+            }
+            col
+        })
+        .collect()
+}
+
+/// 0/1 bytes as bits (byte k → bit k % 64 of word k / 64).
+#[inline]
+fn pack_bytes(bytes: &[u8], words: &mut [u64]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { avx2::pack_bytes(bytes, words) };
+    }
+    for (word, features) in words.iter_mut().zip(bytes.chunks(64)) {
+        *word = features
+            .chunks(8)
+            .enumerate()
+            .map(|(q, bytes)| pack8(load8(bytes)) << (8 * q))
+            .fold(0, |a, b| a | b);
+    }
+}
+
+/// Rows of a binary matrix as bits, `words` 64-bit words per row (bit j of word w: column
+/// 64·w + j; columns past the last are 0).
+fn pack_row_words(x: &Binary<'_>, words: usize) -> Vec<u64> {
+    let mut out = vec![0u64; x.n * words];
+    out.par_chunks_mut(words * 512)
+        .zip(x.data.par_chunks(x.cols.max(1) * 512))
+        .for_each(|(dst, src)| {
+            for (row_words, row) in dst
+                .chunks_exact_mut(words)
+                .zip(src.chunks_exact(x.cols.max(1)))
+            {
+                pack_bytes(row, row_words);
+            }
+        });
+    out
+}
+
+/// 64 × 64 bit-matrix transpose in place: bit j of `a[i]` becomes bit i of `a[j]` (swaps of
+/// off-diagonal blocks of 32, 16, …, 1 bits).
+fn transpose64(a: &mut [u64; 64]) {
+    let mut width = 32;
+    let mut mask: u64 = 0x0000_0000_FFFF_FFFF;
+    while width != 0 {
+        let mut k = 0;
+        while k < 64 {
+            let t = ((a[k] >> width) ^ a[k + width]) & mask;
+            a[k] ^= t << width;
+            a[k + width] ^= t;
+            k = (k + width + 1) & !width;
+        }
+        width >>= 1;
+        mask ^= mask << width;
+    }
+}
+
+/// Columns of U in stratum order as bit vectors (with the zero word [`bit_window`] needs),
+/// from U's bit rows (`words` per sample): 64 sorted rows at a time are transposed.
+fn sorted_columns(rows: &[u64], words: usize, r: usize, order: &[u32]) -> Vec<Vec<u64>> {
+    if r == 0 {
+        return Vec::new();
+    }
+    let chunks = order.len().div_ceil(64);
+    // [chunk][column] words, filled in parallel, then split by column
+    let mut blocked = vec![0u64; chunks * words * 64];
+    blocked
+        .par_chunks_mut(words * 64)
+        .zip(order.par_chunks(64))
+        .for_each(|(dst, idx)| {
+            for (w, out) in dst.chunks_exact_mut(64).enumerate() {
+                let mut block = [0u64; 64];
+                for (b, &t) in block.iter_mut().zip(idx) {
+                    *b = rows[t as usize * words + w];
+                }
+                transpose64(&mut block);
+                out.copy_from_slice(&block);
+            }
+        });
+    (0..r)
+        .into_par_iter()
+        .map(|j| {
+            let mut col = vec![0u64; order.len() / 64 + 2];
+            for (c, word) in col.iter_mut().take(chunks).enumerate() {
+                *word = blocked[c * words * 64 + j];
+            }
+            col
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small cells by class
+//
+// Marginal models sum over cells (u, s) the term φ(a, c) = F(n'₀) + F(n'₁) − F(n'₀ + n'₁) of a
+// cell of a samples, c of them with x = 1 (filled counts: 0 → 0.5). A cell is "pure" when
+// c = 0 or c = a, with φ = π(a) = F(a) + F(0.5) − F(a + 0.5) whatever x; otherwise it is
+// "mixed", and φ(a, c) = φ(a, a − c) depends on its class κ = min(c, a − c) only. So for cells
+// of at most SMALL samples
+//
+//   Σ_cells φ = Σ_cells π(a) + Σ_{mixed classes (a, κ)} #cells(a, κ) · (φ(a, κ) − π(a)),
+//
+// where the first sum does not depend on the feature, and the empty-cell counts of the x
+// margin are #{c = a} (no x = 0) and #cells − #{c = a} − #mixed (no x = 1). Each cell then
+// costs one bit-sliced comparison and increment per class it can have, for 256 features at
+// once, instead of one table look-up per feature.
+// ---------------------------------------------------------------------------------------------
+
+/// Cells of at most this many samples are summarised by class (marginal models); at most 64
+/// (a stratum of at most `SMALL` samples is one 64-bit window of member positions).
+const SMALL: usize = 16;
+
+/// Class of the cells where every sample has x = 1 (no x = 0).
+const ALL_ONES: usize = 0;
+
+/// Number of classes: [`ALL_ONES`] and the mixed classes of cells of 2 ..= [`SMALL`] samples.
+const CLASSES: usize = SMALL * SMALL / 4 + 1;
+
+/// Class of a mixed cell of `a` samples with `κ` or `a − κ` ones (1 ≤ κ ≤ a/2): numbered by a,
+/// then κ, after [`ALL_ONES`] (Σ_{b<a} ⌊b/2⌋ = ⌊(a − 1)²/4⌋ classes come before size a).
+#[inline(always)]
+fn mixed_class(a: usize, kappa: usize) -> usize {
+    (a - 1) * (a - 1) / 4 + kappa
+}
+
+/// `φ(a, c)`: the part of G²/2 of a cell (u, s) of `a` samples, `c` with x = 1.
+fn cell_term(h: &[f64], a: usize, c: usize) -> f64 {
+    let (d0, d1) = (dbl((a - c) as u32), dbl(c as u32));
+    h[d0] + h[d1] - h[d0 + d1]
+}
+
+/// Masks waiting to be added to a class counter (16 at a time, see [`add_sixteen`]).
+#[derive(Clone)]
+struct Pending {
+    batch: [Lane; 16],
+    len: usize,
+    /// Masks added so far (a bound on the counts).
+    total: u32,
+}
+
+/// Per-feature histograms of the classes of small cells, as bit-sliced counters (allocated
+/// on first use).
+struct ClassCounts {
+    /// Planes per counter (at least 5).
+    depth: usize,
+    /// Counter of each class (`u32::MAX`: none yet).
+    slot: Vec<u32>,
+    /// `depth` planes per allocated counter.
+    planes: Vec<Lane>,
+    pending: Vec<Pending>,
+    /// Small cells by size (`sizes[0]`: empty cells).
+    sizes: [u32; SMALL + 1],
+}
+
+impl ClassCounts {
+    fn new(depth: usize) -> Self {
+        Self {
+            depth: depth.max(5),
+            slot: vec![u32::MAX; CLASSES],
+            planes: Vec::with_capacity(CLASSES * depth.max(5)),
+            pending: Vec::with_capacity(CLASSES),
+            sizes: [0; SMALL + 1],
         }
     }
-    step.block::<C, B>(b0, w)
-}
 
-/// [`block_dispatch`] with the narrowest counting width (16, 32 or 64 features) that holds `w`.
-fn block_width<C: Counter>(step: &Step<'_>, b0: usize, w: usize) -> Vec<f64> {
-    match w {
-        0..=16 => block_dispatch::<C, 16>(step, b0, w),
-        17..=32 => block_dispatch::<C, 32>(step, b0, w),
-        _ => block_dispatch::<C, 64>(step, b0, w),
-    }
-}
-
-/// Shared, read-only state of one step.
-struct Step<'a> {
-    /// X sorted by stratum in chunk-major blocked layout (see [`gather_blocked`]).
-    xs: &'a [u8],
-    /// Latent units equal to 1 of each sorted sample: `u_idx[u_ptr[t]..u_ptr[t + 1]]`.
-    u_idx: &'a [u16],
-    u_ptr: &'a [usize],
-    strata: &'a Strata,
-    /// `r × m`: samples with U_j = 1 in each stratum.
-    a: &'a [u32],
-    /// Column sums of X.
-    ones: &'a [u32],
-    n: usize,
-    p: usize,
-    r: usize,
-    model: Model,
-    /// 2^|S| − m.
-    unoccupied: f64,
-    h: &'a [f64],
-    cells: &'a CellTable,
-}
-
-impl Step<'_> {
-    /// Scores (`w × max(r, 1)`, row-major by feature) of the features `b0 .. b0 + w`.
+    /// Counts one more cell of `a` samples (its classes are added separately).
     #[inline(always)]
-    fn block<C: Counter, const B: usize>(&self, b0: usize, w: usize) -> Vec<f64> {
-        let (r, m) = (self.r, self.strata.m);
-        let (h, cells) = (self.h, self.cells);
-        let rr = r.max(1);
-        let zero = C::default();
-        let mut wide = [zero; B];
-        let mut c1 = [zero; B];
-        let mut c11 = vec![zero; r * B];
-        let mut acc = vec![0f64; rr * B];
-        // empty cells with x = 0 and with x = 1 in the occupied strata (marginal models)
-        let mut empty0 = vec![0u32; rr * B];
-        let mut empty1 = vec![0u32; rr * B];
-        for s in 0..m {
-            c1.fill(zero);
-            c11.fill(zero);
-            for t in self.strata.offsets[s]..self.strata.offsets[s + 1] {
-                let start = blocked_offset(t, b0 / BLOCK, self.p);
-                let row = &self.xs[start..start + w];
-                for (d, &x) in wide.iter_mut().zip(row) {
-                    *d = C::from_u8(x);
-                }
-                for (a, &v) in c1.iter_mut().zip(&wide) {
-                    *a = a.plus(v);
-                }
-                for &j in &self.u_idx[self.u_ptr[t]..self.u_ptr[t + 1]] {
-                    let j = j as usize;
-                    let target = &mut c11[j * B..(j + 1) * B];
-                    for (a, &v) in target.iter_mut().zip(&wide) {
-                        *a = a.plus(v);
-                    }
-                }
+    fn cell(&mut self, a: usize) {
+        self.sizes[a] += 1;
+    }
+
+    /// Adds one to the counter of `class` for the features of `mask`.
+    #[inline(always)]
+    fn add(&mut self, class: usize, mask: Lane) {
+        if mask.is_zero() {
+            return;
+        }
+        if self.slot[class] == u32::MAX {
+            self.slot[class] = self.pending.len() as u32;
+            self.pending.push(Pending {
+                batch: [Lane::ZERO; 16],
+                len: 0,
+                total: 0,
+            });
+            self.planes
+                .resize(self.planes.len() + self.depth, Lane::ZERO);
+        }
+        let k = self.slot[class] as usize;
+        let pending = &mut self.pending[k];
+        pending.batch[pending.len] = mask;
+        pending.len += 1;
+        pending.total += 1;
+        if pending.len == 16 {
+            add_sixteen(
+                &mut self.planes[k * self.depth..(k + 1) * self.depth],
+                &pending.batch,
+            );
+            pending.len = 0;
+        }
+    }
+
+    /// Records a cell of `a ≤ SMALL` samples from the bit-sliced counts of its ones.
+    #[inline(always)]
+    fn add_cell(&mut self, ones: &[Lane], a: usize) {
+        self.cell(a);
+        if a == 0 {
+            return;
+        }
+        let ones = &ones[..plane_count(a)];
+        self.add(ALL_ONES, equals(ones, a));
+        for kappa in 1..=a / 2 {
+            let mut mask = equals(ones, kappa);
+            if 2 * kappa != a {
+                mask = mask | equals(ones, a - kappa);
             }
-            let ns = self.strata.size(s);
-            if r == 0 {
-                let size = C::from_u32(ns);
-                let flags = empty0.iter_mut().zip(empty1.iter_mut()).zip(&c1);
-                for ((e0, e1), &c) in flags {
-                    *e0 += (c == size) as u32;
-                    *e1 += (c == zero) as u32;
-                }
-                let acc = &mut acc[..w];
-                match cells.row(ns) {
-                    Some(g) => {
-                        for (a, c) in acc.iter_mut().zip(&c1) {
-                            *a += g[(c.value() as usize).min(CELL_MAX)];
-                        }
-                    }
-                    None => {
-                        for (a, c) in acc.iter_mut().zip(&c1) {
-                            let (d0, d1) = (dbl(ns - c.value()), dbl(c.value()));
-                            *a += h[d0] + h[d1] - h[d0 + d1];
-                        }
-                    }
-                }
-                continue;
+            self.add(mixed_class(a, kappa), mask);
+        }
+    }
+
+    /// Adds the small cells' part to the per-feature sums of the first `width` features.
+    #[inline(always)]
+    fn finish(&mut self, h: &[f64], sums: &mut LaneSums, width: usize) {
+        // Σ π(a) over the cells (−ln 2 for the empty ones), and the cells without x = 0 or
+        // x = 1 if all were pure with x = 0 (corrected below)
+        let constant: f64 = (0..=SMALL)
+            .map(|a| self.sizes[a] as f64 * cell_term(h, a, 0))
+            .sum();
+        let (empty, cells) = (self.sizes[0], self.sizes.iter().sum::<u32>());
+        let flags = sums.empty0.iter_mut().zip(&mut sums.empty1);
+        for (half, (e0, e1)) in sums.half.iter_mut().zip(flags) {
+            *half += constant;
+            *e0 += empty;
+            *e1 += cells;
+        }
+        let depth = self.depth;
+        for (k, pending) in self.pending.iter().enumerate() {
+            let planes = &mut self.planes[k * depth..(k + 1) * depth];
+            for &mask in &pending.batch[..pending.len] {
+                ripple_add(planes, mask);
             }
-            for j in 0..r {
-                let a1 = self.a[j * m + s];
-                let a0 = ns - a1;
-                let range = j * B..(j + 1) * B;
-                let c11_j = &c11[range.clone()];
-                let acc_j = &mut acc[range.clone()][..w];
-                if self.model == Model::Conditional {
-                    for ((a, c11), c1) in acc_j.iter_mut().zip(c11_j).zip(&c1) {
-                        let n11 = c11.value();
-                        let n01 = c1.value() - n11;
-                        let (n10, n00) = (a1 - n11, a0 - n01);
-                        *a += term_conditional(h, dbl(n00), dbl(n01), dbl(n10), dbl(n11));
+        }
+        // the planes in use of a class's counter
+        let counter = |class: usize| {
+            let k = self.slot[class] as usize;
+            let used = plane_count(self.pending.get(k)?.total as usize);
+            self.planes.get(k * depth..k * depth + used)
+        };
+        let mut counts = vec![0u32; LANE];
+        if let Some(planes) = counter(ALL_ONES) {
+            unslice(planes, &mut counts);
+            let flags = sums.empty0.iter_mut().zip(&mut sums.empty1);
+            for ((e0, e1), &c) in flags.zip(&counts) {
+                *e0 += c;
+                *e1 -= c;
+            }
+        }
+        for a in 2..=SMALL {
+            for kappa in 1..=a / 2 {
+                let Some(planes) = counter(mixed_class(a, kappa)) else {
+                    continue;
+                };
+                let weight = cell_term(h, a, kappa) - cell_term(h, a, 0);
+                let touched = planes.iter().fold(Lane::ZERO, |acc, &plane| acc | plane);
+                let lanes: u32 = touched.0.iter().map(|w| w.count_ones()).sum();
+                if lanes > 32 {
+                    unslice(planes, &mut counts);
+                    let acc = sums.half[..width].iter_mut().zip(&mut sums.empty1);
+                    for ((half, e1), &c) in acc.zip(&counts) {
+                        *half += c as f64 * weight;
+                        *e1 -= c;
                     }
                     continue;
                 }
-                let (a0c, a1c) = (C::from_u32(a0), C::from_u32(a1));
-                let flags = empty0[range.clone()]
-                    .iter_mut()
-                    .zip(empty1[range].iter_mut())
-                    .zip(c11_j.iter().zip(&c1));
-                for ((e0, e1), (&c11, &c1)) in flags {
-                    let n01 = c1.minus(c11);
-                    *e0 += (n01 == a0c) as u32 + (c11 == a1c) as u32;
-                    *e1 += (n01 == zero) as u32 + (c11 == zero) as u32;
-                }
-                match (cells.row(a0), cells.row(a1)) {
-                    (Some(g0), Some(g1)) => {
-                        for ((a, c11), c1) in acc_j.iter_mut().zip(c11_j).zip(&c1) {
-                            let n11 = c11.value() as usize;
-                            let n01 = (c1.value() as usize).wrapping_sub(n11).min(CELL_MAX);
-                            *a += g0[n01] + g1[n11.min(CELL_MAX)];
-                        }
-                    }
-                    _ => {
-                        for ((a, c11), c1) in acc_j.iter_mut().zip(c11_j).zip(&c1) {
-                            let n11 = c11.value();
-                            let n01 = c1.value() - n11;
-                            let (n10, n00) = (a1 - n11, a0 - n01);
-                            *a += term_marginal(h, dbl(n00), dbl(n01), dbl(n10), dbl(n11));
+                // few features have such cells: visit them one by one (same sums)
+                for (w, &word) in touched.0.iter().enumerate() {
+                    let mut rest = word;
+                    while rest != 0 {
+                        let b = rest.trailing_zeros() as usize;
+                        rest &= rest - 1;
+                        let count = planes.iter().enumerate().fold(0u32, |c, (q, plane)| {
+                            c | (((plane.0[w] >> b) & 1) as u32) << q
+                        });
+                        if let (Some(half), Some(e1)) = (
+                            sums.half.get_mut(64 * w + b),
+                            sums.empty1.get_mut(64 * w + b),
+                        ) {
+                            *half += count as f64 * weight;
+                            *e1 -= count;
                         }
                     }
                 }
             }
         }
-        let mut out = vec![0f64; w * rr];
-        for ii in 0..w {
-            for j in 0..rr {
-                let q = j * B + ii;
-                out[ii * rr + j] = match self.model {
-                    Model::Conditional => 2.0 * acc[q],
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One step
+// ---------------------------------------------------------------------------------------------
+
+/// Per-feature sums of one latent unit (or of the strata alone) over one lane of features.
+struct LaneSums {
+    /// Σ over cells (marginal) or strata (conditional) of their part of G²/2.
+    half: Vec<f64>,
+    /// Occupied cells without x = 0 / without x = 1 (marginal models).
+    empty0: Vec<u32>,
+    empty1: Vec<u32>,
+}
+
+/// Feature counts of the strata of more than [`SMALL`] samples.
+struct LargeTotals {
+    /// Row of each stratum in `counts` (`u32::MAX` for small strata).
+    slot: Vec<u32>,
+    /// `[slot][group][LANE]` counts.
+    counts: Vec<u32>,
+}
+
+/// Read-only state of one step.
+struct StepData<'a> {
+    /// Bit rows of X in stratum order (`rows[pos · groups + g]`).
+    rows: &'a [Lane],
+    groups: usize,
+    /// Columns of U in stratum order (empty without latent units).
+    units: &'a [Vec<u64>],
+    strata: &'a Strata,
+    totals: &'a LargeTotals,
+    model: Model,
+    h: &'a [f64],
+    /// `g[c] = c ln c` (`h[2c]`).
+    g: &'a [f64],
+    /// Planes of a bit-sliced count (enough for 2n).
+    depth: usize,
+    /// Number of features.
+    p: usize,
+}
+
+impl StepData<'_> {
+    #[inline(always)]
+    fn row(&self, pos: usize, g: usize) -> Lane {
+        self.rows[pos * self.groups + g]
+    }
+
+    /// Bit-sliced feature counts (lane `g`) of the `size` samples of stratum `s` whose unit bit
+    /// equals `value` (all of them without `unit`), in the first planes of `planes`.
+    #[inline(always)]
+    fn count_cell<'p>(
+        &self,
+        planes: &'p mut [Lane],
+        size: usize,
+        unit: Option<&[u64]>,
+        value: bool,
+        s: usize,
+        g: usize,
+    ) -> &'p [Lane] {
+        let (lo, hi) = (self.strata.offsets[s], self.strata.offsets[s + 1]);
+        let planes = &mut planes[..plane_count(size)];
+        planes.fill(Lane::ZERO);
+        // rows in batches of 16 through the carry-save tree, the rest one by one
+        let (mut batch, mut len) = ([Lane::ZERO; 16], 0);
+        for base in (lo..hi).step_by(64) {
+            let width = (hi - base).min(64);
+            let all = if width < 64 {
+                (1 << width) - 1
+            } else {
+                u64::MAX
+            };
+            let mut members = match unit {
+                Some(bits) if value => bit_window(bits, base, width),
+                Some(bits) => !bit_window(bits, base, width) & all,
+                None => all,
+            };
+            while members != 0 {
+                batch[len] = self.row(base + members.trailing_zeros() as usize, g);
+                members &= members - 1;
+                len += 1;
+                if len == 16 {
+                    add_sixteen(planes, &batch);
+                    len = 0;
+                }
+            }
+        }
+        for &row in &batch[..len] {
+            ripple_add(planes, row);
+        }
+        planes
+    }
+
+    /// Feature counts (lane `g`) of every large stratum.
+    fn large_totals(&self) -> LargeTotals {
+        let large: Vec<usize> = (0..self.strata.m)
+            .filter(|&s| self.strata.size(s) as usize > SMALL)
+            .collect();
+        let mut slot = vec![u32::MAX; self.strata.m];
+        for (k, &s) in large.iter().enumerate() {
+            slot[s] = k as u32;
+        }
+        let mut counts = vec![0u32; large.len() * self.groups * LANE];
+        counts
+            .par_chunks_mut(LANE)
+            .enumerate()
+            .for_each(|(q, out)| {
+                let (s, g) = (large[q / self.groups], q % self.groups);
+                #[cfg(target_arch = "x86_64")]
+                if has_avx2() {
+                    // SAFETY: the CPU supports AVX2 (checked just above).
+                    return unsafe { stratum_total_avx2(self, s, g, out) };
+                }
+                self.stratum_total(s, g, out)
+            });
+        LargeTotals { slot, counts }
+    }
+
+    /// Feature counts (lane `g`) of stratum `s`.
+    #[inline(always)]
+    fn stratum_total(&self, s: usize, g: usize, out: &mut [u32]) {
+        let mut planes = vec![Lane::ZERO; self.depth];
+        let size = self.strata.size(s) as usize;
+        unslice(self.count_cell(&mut planes, size, None, true, s, g), out);
+    }
+
+    /// Records the cell of the samples `lo + b` for the set bits `b` of `members` (a cell of a
+    /// stratum of at most 64 samples). Cells of up to three samples take their classes from
+    /// AND / OR of the rows directly; larger ones from bit-sliced counts.
+    #[inline(always)]
+    fn window_cell(
+        &self,
+        classes: &mut ClassCounts,
+        planes: &mut [Lane],
+        lo: usize,
+        members: u64,
+        g: usize,
+    ) {
+        let a = members.count_ones() as usize;
+        classes.cell(a);
+        let mut rest = members;
+        let mut next = || {
+            let row = self.row(lo + rest.trailing_zeros() as usize, g);
+            rest &= rest.wrapping_sub(1);
+            row
+        };
+        match a {
+            0 => {}
+            1 => classes.add(ALL_ONES, next()),
+            2 => {
+                let (x, y) = (next(), next());
+                classes.add(ALL_ONES, x & y);
+                classes.add(mixed_class(2, 1), x ^ y);
+            }
+            3 => {
+                let (x, y, z) = (next(), next(), next());
+                let all = x & y & z;
+                classes.add(ALL_ONES, all);
+                classes.add(mixed_class(3, 1), (x | y | z) & !all);
+            }
+            _ => {
+                let planes = &mut planes[..plane_count(a)];
+                planes.fill(Lane::ZERO);
+                for _ in 0..a {
+                    ripple_add(planes, next());
+                }
+                let ones = &planes[..];
+                classes.add(ALL_ONES, equals(ones, a));
+                for kappa in 1..=a / 2 {
+                    let mut mask = equals(ones, kappa);
+                    if 2 * kappa != a {
+                        mask = mask | equals(ones, a - kappa);
+                    }
+                    classes.add(mixed_class(a, kappa), mask);
+                }
+            }
+        }
+    }
+
+    /// Sums of unit `unit` (None: the strata alone) over the features of lane `g`.
+    #[inline(always)]
+    fn lane_sums(&self, unit: Option<usize>, g: usize) -> LaneSums {
+        let bits = unit.map(|j| &self.units[j][..]);
+        let width = self.width(g);
+        let mut sums = LaneSums {
+            half: vec![0.0; LANE],
+            empty0: vec![0; LANE],
+            empty1: vec![0; LANE],
+        };
+        let mut classes = ClassCounts::new(self.depth);
+        let mut planes = vec![Lane::ZERO; self.depth];
+        let (mut c1, mut c11) = (vec![0u32; LANE], vec![0u32; LANE]);
+        for s in 0..self.strata.m {
+            let (lo, hi) = (self.strata.offsets[s], self.strata.offsets[s + 1]);
+            let ns = hi - lo;
+            if self.model == Model::Marginal && ns <= SMALL {
+                // one window of at most 64 samples; cells (u = 0, u = 1), or the stratum itself
+                // without latent units
+                let all = if ns < 64 { (1 << ns) - 1 } else { u64::MAX };
+                let ones = bits.map_or(all, |b| bit_window(b, lo, ns));
+                let cells = [ones, !ones & all];
+                for &members in &cells[..1 + bits.is_some() as usize] {
+                    self.window_cell(&mut classes, &mut planes, lo, members, g);
+                }
+                continue;
+            }
+            let a1 = bits.map_or(0, |b| count_bits(b, lo, hi));
+            let slot = self.totals.slot[s];
+            let total = (slot != u32::MAX)
+                .then(|| &self.totals.counts[(slot as usize * self.groups + g) * LANE..][..LANE]);
+            match (self.model, bits, total) {
+                (Model::Marginal, None, Some(total)) => {
+                    self.cell_lookups(&mut sums, ns, &total[..width]);
+                }
+                (Model::Marginal, Some(_), Some(total)) => {
+                    // count the smaller cell; the larger one is the stratum minus it
+                    let ones_smaller = 2 * a1 <= ns;
+                    let (small, large) = match ones_smaller {
+                        true => (a1, ns - a1),
+                        false => (ns - a1, a1),
+                    };
+                    let counts = self.count_cell(&mut planes, small, bits, ones_smaller, s, g);
+                    if small <= SMALL {
+                        classes.add_cell(counts, small);
+                    }
+                    if large <= SMALL {
+                        let counts = self.count_cell(&mut planes, large, bits, !ones_smaller, s, g);
+                        classes.add_cell(counts, large);
+                        continue;
+                    }
+                    unslice(counts, &mut c11);
+                    if small > SMALL {
+                        self.cell_lookups(&mut sums, small, &c11[..width]);
+                    }
+                    for (c, &t) in c11.iter_mut().zip(total) {
+                        *c = t - *c;
+                    }
+                    self.cell_lookups(&mut sums, large, &c11[..width]);
+                }
+                _ => {
+                    // conditional model: per-feature counts c1 of the stratum, c11 of U = 1
+                    match total {
+                        Some(total) => {
+                            // the smaller cell counted, the other by difference
+                            c1.copy_from_slice(total);
+                            let ones_smaller = 2 * a1 <= ns;
+                            let size = if ones_smaller { a1 } else { ns - a1 };
+                            let counts =
+                                self.count_cell(&mut planes, size, bits, ones_smaller, s, g);
+                            unslice(counts, &mut c11);
+                            if !ones_smaller {
+                                for (c, &t) in c11.iter_mut().zip(total) {
+                                    *c = t - *c;
+                                }
+                            }
+                        }
+                        None => {
+                            unslice(self.count_cell(&mut planes, a1, bits, true, s, g), &mut c11);
+                            unslice(
+                                self.count_cell(&mut planes, ns - a1, bits, false, s, g),
+                                &mut c1,
+                            );
+                            for (c, &c11) in c1.iter_mut().zip(&c11) {
+                                *c += c11;
+                            }
+                        }
+                    }
+                    self.conditional_lookups(&mut sums, ns as u32, a1 as u32, &c1[..width], &c11);
+                }
+            }
+        }
+        if self.model == Model::Marginal {
+            classes.finish(self.h, &mut sums, width);
+        }
+        sums
+    }
+
+    /// Features of lane `g` (the last lane may be partial).
+    fn width(&self, g: usize) -> usize {
+        LANE.min(self.p - g * LANE)
+    }
+
+    /// Adds one cell of `a` samples from its per-feature counts of ones `c`:
+    /// φ(a, c) = G(c) + G(a − c) − G(a) with G(c) = c ln c if the cell is mixed, π(a) if pure.
+    #[inline(always)]
+    fn cell_lookups(&self, sums: &mut LaneSums, a: usize, counts: &[u32]) {
+        let g = self.g;
+        let pure = cell_term(self.h, a, 0);
+        let flags = sums.empty0.iter_mut().zip(&mut sums.empty1).zip(counts);
+        for ((e0, e1), &c) in flags {
+            *e0 += (c as usize == a) as u32;
+            *e1 += (c == 0) as u32;
+        }
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() && a < g.len() && a <= i32::MAX as usize {
+            // SAFETY: the CPU supports AVX2 and a < g.len() (checked just above).
+            unsafe { avx2::cell_terms(g, a as u32, pure, counts, &mut sums.half) };
+            done = counts.len() / 4 * 4;
+        }
+        let ga = g[a];
+        for (half, &c) in sums.half[done..].iter_mut().zip(&counts[done..]) {
+            let c = c as usize;
+            let mixed = g[c] + g[a - c] - ga;
+            *half += if c == 0 || c == a { pure } else { mixed };
+        }
+    }
+
+    /// Adds one stratum's part of the conditional model from its per-feature counts.
+    #[inline(always)]
+    fn conditional_lookups(&self, sums: &mut LaneSums, ns: u32, a1: u32, c1: &[u32], c11: &[u32]) {
+        let (h, a0) = (self.h, ns - a1);
+        for ((half, &c1), &n11) in sums.half.iter_mut().zip(c1).zip(c11) {
+            let n01 = c1 - n11;
+            let (n10, n00) = (a1 - n11, a0 - n01);
+            *half += term_conditional(h, dbl(n00), dbl(n01), dbl(n10), dbl(n11));
+        }
+    }
+
+    /// `p × max(r, 1)` scores of every feature.
+    fn scores(&self, ones: &[u32], r: usize, unoccupied: f64) -> Vec<f64> {
+        let p = ones.len();
+        let n = self.strata.id.len();
+        let rr = r.max(1);
+        let units: Vec<Option<usize>> = if r == 0 {
+            vec![None]
+        } else {
+            (0..r).map(Some).collect()
+        };
+        let tasks: Vec<(usize, Option<usize>, usize)> = units
+            .iter()
+            .enumerate()
+            .flat_map(|(jj, &unit)| (0..self.groups).map(move |g| (jj, unit, g)))
+            .collect();
+        let sums: Vec<LaneSums> = tasks
+            .par_iter()
+            .map(|&(_, unit, g)| {
+                #[cfg(target_arch = "x86_64")]
+                if has_avx2() {
+                    // SAFETY: the CPU supports AVX2 (checked just above).
+                    return unsafe { lane_sums_avx2(self, unit, g) };
+                }
+                self.lane_sums(unit, g)
+            })
+            .collect();
+        let mut scores = vec![0.0; p * rr];
+        for (&(jj, _, g), sums) in tasks.iter().zip(&sums) {
+            for (b, i) in (g * LANE..p.min((g + 1) * LANE)).enumerate() {
+                scores[i * rr + jj] = match self.model {
+                    Model::Conditional => 2.0 * sums.half[b],
                     Model::Marginal => finish_marginal(
-                        acc[q],
-                        empty0[q],
-                        empty1[q],
-                        self.ones[b0 + ii],
-                        self.n,
-                        self.unoccupied,
-                        if self.r == 0 { 1.0 } else { 2.0 },
+                        self.h,
+                        sums.half[b],
+                        sums.empty0[b],
+                        sums.empty1[b],
+                        ones[i],
+                        n,
+                        unoccupied,
+                        if r == 0 { 1.0 } else { 2.0 },
                     ),
                 };
             }
         }
-        out
-    }
-
-    /// `p × max(r, 1)` scores of every feature.
-    fn all(&self) -> Vec<f64> {
-        let blocks: Vec<usize> = (0..self.p).step_by(BLOCK).collect();
-        let small = (0..self.strata.m).all(|s| self.strata.size(s) <= u16::MAX as u32);
-        blocks
-            .par_iter()
-            .map(|&b0| {
-                let w = BLOCK.min(self.p - b0);
-                if small {
-                    block_width::<u16>(self, b0, w)
-                } else {
-                    block_width::<u32>(self, b0, w)
-                }
-            })
-            .collect::<Vec<_>>()
-            .concat()
+        scores
     }
 }
 
-/// Latent units equal to 1 of each row of `u` (sorted rows, `n × r`), as CSR (branch-free).
-fn latent_lists(us: &[u8], r: usize) -> (Vec<u16>, Vec<usize>) {
-    let n = us.len().checked_div(r).unwrap_or(0);
-    let mut idx = vec![0u16; us.len() + 1];
-    let mut ptr = Vec::with_capacity(n + 1);
-    ptr.push(0usize);
-    let mut pos = 0usize;
-    if r > 0 {
-        for row in us.chunks_exact(r) {
-            for (j, &v) in row.iter().enumerate() {
-                idx[pos] = j as u16;
-                pos += v as usize;
-            }
-            ptr.push(pos);
-        }
+/// Whether the CPU runs the AVX2 versions of the kernels.
+fn has_avx2() -> bool {
+    #[cfg(test)]
+    if tests::PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
     }
-    idx.truncate(pos);
-    (idx, ptr)
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("popcnt")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// [`StepData::lane_sums`] compiled for AVX2: its kernels are `#[inline(always)]`, so their
+/// 256-bit lanes become single vector instructions.
+///
+/// # Safety
+/// The CPU must support AVX2, BMI1 and POPCNT ([`has_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi1,popcnt")]
+unsafe fn lane_sums_avx2(data: &StepData<'_>, unit: Option<usize>, g: usize) -> LaneSums {
+    data.lane_sums(unit, g)
+}
+
+/// [`StepData::stratum_total`] compiled for AVX2.
+///
+/// # Safety
+/// As [`lane_sums_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi1,popcnt")]
+unsafe fn stratum_total_avx2(data: &StepData<'_>, s: usize, g: usize, out: &mut [u32]) {
+    data.stratum_total(s, g, out)
 }
 
 /// Everything needed to score one (possibly permuted) feature column against fixed strata.
@@ -557,7 +1374,7 @@ impl Scorer<'_> {
                 e1 += (n1 == 0) as u32;
             }
             return (
-                finish_marginal(acc, e0, e1, ones, n, self.unoccupied, 1.0),
+                finish_marginal(h, acc, e0, e1, ones, n, self.unoccupied, 1.0),
                 0,
             );
         };
@@ -592,7 +1409,7 @@ impl Scorer<'_> {
                 }
             }
             let g2 = match self.model {
-                Model::Marginal => finish_marginal(acc, e0, e1, ones, n, self.unoccupied, 2.0),
+                Model::Marginal => finish_marginal(h, acc, e0, e1, ones, n, self.unoccupied, 2.0),
                 Model::Conditional => 2.0 * acc,
             };
             if g2 > best.0 {
@@ -601,21 +1418,6 @@ impl Scorer<'_> {
         }
         best
     }
-}
-
-/// Bit-packed columns of X (for the pair step without latent units).
-fn pack_columns(x: &Binary<'_>) -> Vec<Vec<u64>> {
-    let words = x.n.div_ceil(64);
-    (0..x.cols)
-        .into_par_iter()
-        .map(|i| {
-            let mut col = vec![0u64; words];
-            for t in 0..x.n {
-                col[t / 64] |= (x.get(t, i) as u64) << (t % 64);
-            }
-            col
-        })
-        .collect()
 }
 
 fn pack(col: &[u8]) -> Vec<u64> {
@@ -734,36 +1536,6 @@ fn gather_rows(data: &[u8], cols: usize, order: &[u32]) -> Vec<u8> {
     out
 }
 
-/// Samples per chunk of the blocked layout.
-const CHUNK: usize = 256;
-
-/// Offset of sample `pos` (sorted order) of feature block `block` in the blocked layout: chunks
-/// of [`CHUNK`] samples, inside a chunk one run of `CHUNK × BLOCK` bytes per feature block, so
-/// every feature block streams contiguous runs.
-#[inline(always)]
-fn blocked_offset(pos: usize, block: usize, p: usize) -> usize {
-    let blocks = p.div_ceil(BLOCK);
-    (pos / CHUNK) * blocks * CHUNK * BLOCK + block * CHUNK * BLOCK + (pos % CHUNK) * BLOCK
-}
-
-/// Rows `order[..]` of X (row-major `n × p`) in the blocked layout of [`blocked_offset`].
-fn gather_blocked(data: &[u8], p: usize, order: &[u32]) -> Vec<u8> {
-    let blocks = p.div_ceil(BLOCK);
-    let mut out = vec![0u8; order.len().div_ceil(CHUNK) * blocks * CHUNK * BLOCK];
-    out.par_chunks_mut(blocks * CHUNK * BLOCK)
-        .zip(order.par_chunks(CHUNK))
-        .for_each(|(dst, idx)| {
-            for (k, &t) in idx.iter().enumerate() {
-                let row = &data[t as usize * p..(t as usize + 1) * p];
-                for (b, src) in row.chunks(BLOCK).enumerate() {
-                    let at = b * CHUNK * BLOCK + k * BLOCK;
-                    dst[at..at + src.len()].copy_from_slice(src);
-                }
-            }
-        });
-    out
-}
-
 /// `r × m` counts of U_j = 1 per stratum, from the rows of U sorted by stratum (`n × r`).
 fn latent_counts(us: &[u8], r: usize, strata: &Strata) -> Vec<u32> {
     let m = strata.m;
@@ -870,23 +1642,33 @@ pub fn select_features(
     options: &SelectOptions,
 ) -> CoreResult<Selection> {
     validate(x, u, options)?;
+    // on a worker thread of the pool, the many short parallel loops below do not each put the
+    // calling thread to sleep and wake it again
+    rayon::scope(|_| select_validated(x, u, options))
+}
+
+/// [`select_features`] after validation.
+fn select_validated(
+    x: &Binary<'_>,
+    u: Option<&Binary<'_>>,
+    options: &SelectOptions,
+) -> CoreResult<Selection> {
     let (n, p, k) = (x.n, x.cols, options.k);
     let r = u.map_or(0, |u| u.cols);
     let rr = r.max(1);
     let h = half_log_table(n);
-    let cells = CellTable::new(&h);
-    let ones: Vec<u32> = {
-        let mut ones = vec![0u32; p];
-        for row in x.data.chunks_exact(p) {
-            add_row(&mut ones, row);
-        }
-        ones
-    };
+    let g: Vec<f64> = h.iter().step_by(2).copied().collect();
+    let groups = p.div_ceil(LANE);
+    let rows = pack_rows(x);
+    let ones = column_sums(&rows, groups, p);
     let packed = if u.is_none() {
         pack_columns(x)
     } else {
         Vec::new()
     };
+    let unit_words = r.div_ceil(64);
+    let unit_rows = u.map_or_else(Vec::new, |u| pack_row_words(u, unit_words));
+    let depth = plane_count(2 * n);
     let mut strata = Strata::whole(n);
     let mut in_set = vec![false; p];
     let mut selection = Selection {
@@ -899,35 +1681,32 @@ pub fn select_features(
     };
     for step in 0..k {
         let unoccupied = 2f64.powi(step as i32) - strata.m as f64;
-        let us = u.map_or_else(Vec::new, |u| gather_rows(u.data, r, &strata.order));
-        let a = latent_counts(&us, r, &strata);
         let mut scores = if u.is_none() && step == 0 {
             (0..p)
                 .into_par_iter()
                 .map(|i| best_pair_of(&h, n, &packed[i], ones[i], i, &packed, &ones))
                 .collect()
         } else {
-            let xs = gather_blocked(x.data, p, &strata.order);
-            let (u_idx, mut u_ptr) = latent_lists(&us, r);
-            if r == 0 {
-                u_ptr = vec![0; n + 1];
-            }
-            Step {
-                xs: &xs,
-                u_idx: &u_idx,
-                u_ptr: &u_ptr,
+            let sorted = gather_lanes(&rows, groups, &strata.order);
+            let units = sorted_columns(&unit_rows, unit_words, r, &strata.order);
+            let mut data = StepData {
+                rows: &sorted,
+                groups,
+                units: &units,
                 strata: &strata,
-                a: &a,
-                ones: &ones,
-                n,
-                p,
-                r,
+                totals: &LargeTotals {
+                    slot: Vec::new(),
+                    counts: Vec::new(),
+                },
                 model: options.model,
-                unoccupied,
                 h: &h,
-                cells: &cells,
-            }
-            .all()
+                g: &g,
+                depth,
+                p,
+            };
+            let totals = data.large_totals();
+            data.totals = &totals;
+            data.scores(&ones, r, unoccupied)
         };
         let mut best: Option<(f64, usize, usize)> = None;
         for (i, &taken) in in_set.iter().enumerate() {
@@ -947,6 +1726,8 @@ pub fn select_features(
             return Err(CoreError::invalid("no candidate feature left to select"));
         };
         if let Some(p_values) = selection.p_values.as_mut() {
+            let us = u.map_or_else(Vec::new, |u| gather_rows(u.data, r, &strata.order));
+            let a = latent_counts(&us, r, &strata);
             let scorer = Scorer {
                 u: u.copied(),
                 strata: &strata,
@@ -972,8 +1753,8 @@ pub fn select_features(
         selection.g2.push(g2);
         selection.scores.extend_from_slice(&scores);
         in_set[i] = true;
-        let chosen = column(x, i);
-        strata = strata.split(|t| chosen[t]);
+        let (lane, word, bit) = (i / LANE, (i % LANE) / 64, i % 64);
+        strata = strata.split(|t| ((rows[t * groups + lane].0[word] >> bit) & 1) as u8);
     }
     Ok(selection)
 }
@@ -1026,4 +1807,145 @@ pub fn feature_scores(
             Ok(scorer.score(&column).0)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use rand::Rng;
+    use std::sync::atomic::AtomicBool;
+
+    /// Makes [`has_avx2`] false (the portable kernels), for the tests comparing both.
+    pub(super) static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
+
+    fn random_binary(n: usize, cols: usize, prob: f64, seed: u64) -> Vec<u8> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n * cols).map(|_| rng.random_bool(prob) as u8).collect()
+    }
+
+    /// Features that copy one of a few binary factors with some noise, so that the selected
+    /// ones form strata of every size from 1 to thousands.
+    fn clustered(n: usize, p: usize, seed: u64) -> Vec<u8> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let factors = random_binary(n, 6, 0.5, seed + 1);
+        let mut x = vec![0u8; n * p];
+        for i in 0..p {
+            let (f, noise) = (i % 6, 0.05 + 0.3 * (i % 7) as f64 / 7.0);
+            for t in 0..n {
+                x[t * p + i] = factors[t * 6 + f] ^ rng.random_bool(noise) as u8;
+            }
+        }
+        x
+    }
+
+    fn close(a: f64, b: f64, rel: f64) -> bool {
+        (a - b).abs() <= rel * a.abs().max(b.abs()).max(1.0)
+    }
+
+    #[test]
+    fn transpose64_swaps_rows_and_columns() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let a: [u64; 64] = std::array::from_fn(|_| rng.random());
+        let mut b = a;
+        transpose64(&mut b);
+        for (i, &row) in a.iter().enumerate() {
+            for (j, &col) in b.iter().enumerate() {
+                assert_eq!((row >> j) & 1, (col >> i) & 1);
+            }
+        }
+    }
+
+    #[test]
+    fn bit_rows_and_counts_round_trip() {
+        let (n, p) = (77, 300);
+        let x = random_binary(n, p, 0.4, 5);
+        let xb = Binary::new(&x, n, p, "X").unwrap();
+        let rows = pack_rows(&xb);
+        for t in 0..n {
+            for i in 0..2 * LANE {
+                let bit = (rows[t * 2 + i / LANE].0[(i % LANE) / 64] >> (i % 64)) & 1;
+                assert_eq!(bit as u8, if i < p { x[t * p + i] } else { 0 });
+            }
+        }
+        let sums = column_sums(&rows, 2, p);
+        for (i, &c) in sums.iter().enumerate() {
+            assert_eq!(c, (0..n).map(|t| x[t * p + i] as u32).sum::<u32>());
+        }
+        // AVX2 and portable conversion of bit planes to counts agree
+        let planes: Vec<Lane> = (0..13).map(|q| rows[q]).collect();
+        let mut fast = vec![0u32; LANE];
+        unslice(&planes, &mut fast);
+        PORTABLE_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut slow = vec![0u32; LANE];
+        unslice(&planes, &mut slow);
+        PORTABLE_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(fast, slow);
+        for (b, &c) in slow.iter().enumerate() {
+            let want: u32 = (0..13)
+                .map(|q| (((planes[q].0[b / 64] >> (b % 64)) & 1) as u32) << q)
+                .sum();
+            assert_eq!(c, want);
+        }
+    }
+
+    /// Every path of the engine (cells of 0–3 samples, small and large classes, look-ups with
+    /// gathers, two feature lanes with a partial one, with and without latent units, both
+    /// models) against the slow per-feature scorer, and the AVX2 kernels against the portable
+    /// ones (bit for bit).
+    #[test]
+    fn engine_matches_slow_scorer_on_every_path() {
+        let (n, p, r, k) = (3000, 300, 3, 9);
+        let x = clustered(n, p, 7);
+        let u = random_binary(n, r, 0.5, 8);
+        let xb = Binary::new(&x, n, p, "X").unwrap();
+        let ub = Binary::new(&u, n, r, "U").unwrap();
+        let cases = [
+            (Some(&ub), Model::Marginal),
+            (Some(&ub), Model::Conditional),
+            (None, Model::Marginal),
+        ];
+        for (units, model) in cases {
+            let options = SelectOptions {
+                k,
+                model,
+                n_permutations: 0,
+                seed: 0,
+            };
+            let sel = select_features(&xb, units, &options).unwrap();
+            let rr = sel.r;
+            // the strata of the steps cover every path: tiny, small, mid-size and large
+            let mut strata = Strata::whole(n);
+            let mut sizes = Vec::new();
+            for &f in &sel.selected[..k - 1] {
+                strata = strata.split(|t| x[t * p + f]);
+                sizes.extend((0..strata.m).map(|s| strata.size(s) as usize));
+            }
+            for (lo, hi) in [(1, 3), (4, SMALL), (SMALL + 1, 64), (65, n)] {
+                assert!(sizes.iter().any(|s| (lo..=hi).contains(s)), "{lo}..={hi}");
+            }
+            for step in 1..k {
+                let before = &sel.selected[..step];
+                for i in (0..p).filter(|i| !before.contains(i)).step_by(7) {
+                    let want = feature_scores(&xb, units, before, i, model).unwrap();
+                    for (j, &want) in want.iter().enumerate() {
+                        let got = sel.scores[(step * p + i) * rr + j];
+                        assert!(
+                            close(got, want, 1e-10),
+                            "{model:?} {step} {i} {j}: {got} {want}"
+                        );
+                    }
+                }
+            }
+            PORTABLE_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
+            let portable = select_features(&xb, units, &options).unwrap();
+            PORTABLE_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
+            assert!(sel
+                .scores
+                .iter()
+                .zip(&portable.scores)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
 }
