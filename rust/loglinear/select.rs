@@ -483,6 +483,21 @@ mod avx2 {
         }
     }
 
+    /// `half[b] += row[min(counts[b], a)]`: a [`super::CellTable`] row gathered four at a time.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and `row.len() > a`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn table_terms(row: &[f64], a: u32, counts: &[u32], half: &mut [f64]) {
+        let size = _mm_set1_epi32(a as i32);
+        for (c, acc) in counts.chunks_exact(4).zip(half.chunks_exact_mut(4)) {
+            let c = _mm_min_epu32(_mm_loadu_si128(c.as_ptr() as *const __m128i), size);
+            let term = _mm256_i32gather_pd::<8>(row.as_ptr(), c);
+            let sum = _mm256_add_pd(_mm256_loadu_pd(acc.as_ptr()), term);
+            _mm256_storeu_pd(acc.as_mut_ptr(), sum);
+        }
+    }
+
     /// [`super::StepData::cell_lookups`]'s sum: `half[b] += G(c) + G(a − c) − G(a)` for mixed
     /// features, `pure` for the others (c = 0 or a), with `g[c] = c ln c` gathered four at a time.
     ///
@@ -772,6 +787,40 @@ fn cell_term(h: &[f64], a: usize, c: usize) -> f64 {
     h[d0] + h[d1] - h[d0 + d1]
 }
 
+/// Largest cell size of [`CellTable`].
+const TABLE_MAX: usize = 255;
+
+/// φ(a, c) = G(c) + G(a − c) − G(a) (0.5-filled, see [`cell_term`]) tabulated for every cell
+/// size `a ≤ TABLE_MAX` and count of ones `c ≤ a`, so a cell's term is one look-up (no pure/mixed
+/// branch); row `a` holds `TABLE_MAX + 1` entries (zeros past `c = a`).
+struct CellTable {
+    terms: Vec<f64>,
+}
+
+impl CellTable {
+    fn new(h: &[f64]) -> Self {
+        let rows = TABLE_MAX.min((h.len() - 5) / 2) + 1;
+        let terms = (0..rows * (TABLE_MAX + 1))
+            .into_par_iter()
+            .map(|k| {
+                let (a, c) = (k / (TABLE_MAX + 1), k % (TABLE_MAX + 1));
+                if c <= a {
+                    cell_term(h, a, c)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Self { terms }
+    }
+
+    #[inline(always)]
+    fn row(&self, a: usize) -> Option<&[f64]> {
+        self.terms
+            .get(a * (TABLE_MAX + 1)..(a + 1) * (TABLE_MAX + 1))
+    }
+}
+
 /// Masks waiting to be added to a class counter (16 at a time, see [`add_sixteen`]).
 #[derive(Clone)]
 struct Pending {
@@ -971,6 +1020,7 @@ struct StepData<'a> {
     h: &'a [f64],
     /// `g[c] = c ln c` (`h[2c]`).
     g: &'a [f64],
+    cells: &'a CellTable,
     /// Planes of a bit-sliced count (enough for 2n).
     depth: usize,
     /// Number of features.
@@ -1217,27 +1267,39 @@ impl StepData<'_> {
         LANE.min(self.p - g * LANE)
     }
 
-    /// Adds one cell of `a` samples from its per-feature counts of ones `c`:
-    /// φ(a, c) = G(c) + G(a − c) − G(a) with G(c) = c ln c if the cell is mixed, π(a) if pure.
     #[inline(always)]
     fn cell_lookups(&self, sums: &mut LaneSums, a: usize, counts: &[u32]) {
-        let g = self.g;
-        let pure = cell_term(self.h, a, 0);
         let flags = sums.empty0.iter_mut().zip(&mut sums.empty1).zip(counts);
         for ((e0, e1), &c) in flags {
             *e0 += (c as usize == a) as u32;
             *e1 += (c == 0) as u32;
         }
+        let half = &mut sums.half[..counts.len()];
+        if let Some(row) = self.cells.row(a) {
+            let mut done = 0;
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2() {
+                // SAFETY: the CPU supports AVX2 (checked just above); counts are clamped to
+                // `a < row.len()` before the gather.
+                unsafe { avx2::table_terms(row, a as u32, counts, half) };
+                done = counts.len() / 4 * 4;
+            }
+            for (half, &c) in half[done..].iter_mut().zip(&counts[done..]) {
+                *half += row[(c as usize).min(a)];
+            }
+            return;
+        }
+        let (g, pure) = (self.g, cell_term(self.h, a, 0));
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if has_avx2() && a < g.len() && a <= i32::MAX as usize {
             // SAFETY: the CPU supports AVX2 and a < g.len() (checked just above).
-            unsafe { avx2::cell_terms(g, a as u32, pure, counts, &mut sums.half) };
+            unsafe { avx2::cell_terms(g, a as u32, pure, counts, half) };
             done = counts.len() / 4 * 4;
         }
         let ga = g[a];
-        for (half, &c) in sums.half[done..].iter_mut().zip(&counts[done..]) {
-            let c = c as usize;
+        for (half, &c) in half[done..].iter_mut().zip(&counts[done..]) {
+            let c = (c as usize).min(a);
             let mixed = g[c] + g[a - c] - ga;
             *half += if c == 0 || c == a { pure } else { mixed };
         }
@@ -1658,6 +1720,7 @@ fn select_validated(
     let rr = r.max(1);
     let h = half_log_table(n);
     let g: Vec<f64> = h.iter().step_by(2).copied().collect();
+    let cells = CellTable::new(&h);
     let groups = p.div_ceil(LANE);
     let rows = pack_rows(x);
     let ones = column_sums(&rows, groups, p);
@@ -1701,6 +1764,7 @@ fn select_validated(
                 model: options.model,
                 h: &h,
                 g: &g,
+                cells: &cells,
                 depth,
                 p,
             };
