@@ -1,9 +1,10 @@
 //! Dense float64 kernels of training and mean-field inference.
 //!
 //! Large products go through `ndarray` (matrixmultiply GEMM, runtime AVX/FMA dispatch), split into
-//! fixed row blocks run by rayon; small ones (minibatches of a few rows) use row-axpy kernels
-//! that skip zero inputs (binary data) and avoid GEMM packing. Row blocks are fixed, so results do
-//! not depend on the number of threads.
+//! fixed row blocks run by rayon; small ones (minibatches of a few rows, gradient steps of few
+//! samples) use two register-blocked kernels without GEMM packing: `small_gemm` (`c += a·b`, also
+//! for the transposed `a` of gradient outer products) and `small_abt` (`c += a·bᵀ`, dot products
+//! of rows). Row blocks are fixed, so results do not depend on the number of threads.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -50,9 +51,10 @@ impl Mat {
         Self::from_vec(index.len(), self.cols, out)
     }
 
-    /// The first `rows` rows.
-    pub fn head(&self, rows: usize) -> Self {
-        Self::from_vec(rows, self.cols, self.data[..rows * self.cols].to_vec())
+    /// The whole matrix as a borrowed view.
+    #[inline]
+    pub fn view(&self) -> MatRef<'_> {
+        MatRef::new(self.rows, self.cols, &self.data)
     }
 
     /// Column means.
@@ -68,14 +70,6 @@ impl Mat {
         sums
     }
 }
-
-const BLOCK_ROWS: usize = 128;
-/// From this many rows on, products go through GEMM (packing pays off).
-const GEMM_ROWS: usize = 4;
-/// Gradient outer products go through GEMM from this many rows on.
-const OUTER_GEMM_ROWS: usize = 64;
-/// Work (multiply-adds) from which gradient outer products are split over threads.
-const PARALLEL_WORK: usize = 1 << 22;
 
 /// `1 / (1 + exp(-x))` with the branch-free [`exp_f64`] (vectorises in loops).
 #[inline(always)]
@@ -124,302 +118,501 @@ pub fn softplus(x: f64) -> f64 {
 
 #[inline(always)]
 pub fn sigmoid_inplace(m: &mut Mat) {
-    m.data.iter_mut().for_each(|v| *v = sigmoid(*v));
+    sigmoid_slice(&mut m.data);
 }
 
-fn view(data: &[f64], rows: usize, cols: usize) -> ArrayView2<'_, f64> {
-    // The callers pass `rows * cols == data.len()`; an empty view is the (unreachable) fallback.
-    ArrayView2::from_shape((rows, cols), data)
-        .unwrap_or_else(|_| ArrayView2::from(&[] as &[[f64; 0]]))
+/// [`sigmoid`] of every value, in place.
+#[inline(always)]
+pub fn sigmoid_slice(values: &mut [f64]) {
+    values.iter_mut().for_each(|v| *v = sigmoid(*v));
 }
 
-/// `out = factor * (x · w + bias)` with `x` (b×k), `w` (k×n, row-major), `bias` (n).
+/// Rows per block of the threaded GEMM paths.
+const BLOCK_ROWS: usize = 128;
+/// Up to this many rows, affine maps use the register-blocked kernels (GEMM packing of the whole
+/// weight matrix does not pay off).
+const SMALL_ROWS: usize = 16;
+/// Gradient outer products go through GEMM from this many rows on.
+const OUTER_GEMM_ROWS: usize = 64;
+/// Work (multiply-adds) from which gradient outer products are split over threads.
+const PARALLEL_WORK: usize = 1 << 22;
+
+/// A borrowed row-major matrix.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: &'a [f64],
+}
+
+impl<'a> MatRef<'a> {
+    #[inline]
+    pub fn new(rows: usize, cols: usize, data: &'a [f64]) -> Self {
+        debug_assert_eq!(data.len(), rows * cols);
+        Self { rows, cols, data }
+    }
+
+    fn ndarray(self) -> ArrayView2<'a, f64> {
+        // `rows * cols == data.len()` by construction; an empty view is the (unreachable) fallback.
+        ArrayView2::from_shape((self.rows, self.cols), self.data)
+            .unwrap_or_else(|_| ArrayView2::from(&[] as &[[f64; 0]]))
+    }
+
+    /// The transpose as a new row-major matrix.
+    fn transpose(self) -> Vec<f64> {
+        let mut out = vec![0.0; self.data.len()];
+        transpose_into(&mut out, self);
+        out
+    }
+}
+
+/// `out` (`m.cols × m.rows`, row-major) `= mᵀ`: 4×4 tiles through registers, then the edges.
+#[inline(always)]
+pub fn transpose_into(out: &mut [f64], m: MatRef) {
+    const T: usize = 4;
+    let (rows, cols) = (m.rows, m.cols);
+    let (rows_t, cols_t) = (rows / T * T, cols / T * T);
+    for i0 in (0..rows_t).step_by(T) {
+        for j0 in (0..cols_t).step_by(T) {
+            let mut tile = [[0.0; T]; T];
+            for (t, row) in tile.iter_mut().enumerate() {
+                row.copy_from_slice(&m.data[(i0 + t) * cols + j0..][..T]);
+            }
+            for t in 0..T {
+                let dst = &mut out[(j0 + t) * rows + i0..][..T];
+                for (d, row) in dst.iter_mut().zip(&tile) {
+                    *d = row[t];
+                }
+            }
+        }
+    }
+    for i in 0..rows {
+        let first = if i < rows_t { cols_t } else { 0 };
+        for j in first..cols {
+            out[j * rows + i] = m.data[i * cols + j];
+        }
+    }
+}
+
+/// Where element `(r, c)` of a matrix lies in its slice: `r * row + c * col`.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    row: usize,
+    col: usize,
+}
+
+impl Layout {
+    fn row_major(cols: usize) -> Self {
+        Self { row: cols, col: 1 }
+    }
+
+    /// The transpose of a row-major matrix with `cols` columns, read in place.
+    fn transposed(cols: usize) -> Self {
+        Self { row: 1, col: cols }
+    }
+
+    #[inline(always)]
+    fn at(self, r: usize, c: usize) -> usize {
+        r * self.row + c * self.col
+    }
+}
+
+/// `factor * (x · w + bias)` with `x` (b×k), `w` (k×n, row-major), `bias` (n).
 #[inline(always)]
 pub fn affine_up(x: &Mat, w: &[f64], n: usize, bias: &[f64], factor: f64) -> Mat {
-    let (b, k) = (x.rows, x.cols);
-    let mut out = Mat::zeros(b, n);
-    if b <= BLOCK_ROWS && is_sparse_binary(&x.data) {
-        // Binary inputs (data rows, sampled states): sum the weight rows of the active units.
-        for (o, xr) in out
-            .data
-            .chunks_exact_mut(n.max(1))
-            .zip(x.data.chunks_exact(k.max(1)))
-        {
-            for (i, &xi) in xr.iter().enumerate() {
-                if xi != 0.0 {
-                    for (a, wv) in o.iter_mut().zip(&w[i * n..(i + 1) * n]) {
-                        *a += wv;
-                    }
-                }
-            }
-        }
-    } else if (GEMM_ROWS..=BLOCK_ROWS).contains(&b) {
-        let (xv, wv) = (view(&x.data, b, k), view(w, k, n));
-        if let Ok(mut ov) = ArrayViewMut2::from_shape((b, n), out.data.as_mut_slice()) {
-            general_mat_mul(1.0, &xv, &wv, 0.0, &mut ov);
-        }
-    } else if b >= GEMM_ROWS {
-        let wv = view(w, k, n);
-        out.data
-            .par_chunks_mut(BLOCK_ROWS * n)
-            .zip(x.data.par_chunks(BLOCK_ROWS * k))
-            .for_each(|(o, xs)| {
-                let rows = xs.len() / k.max(1);
-                let xv = view(xs, rows, k);
-                if let Ok(mut ov) = ArrayViewMut2::from_shape((rows, n), o) {
-                    general_mat_mul(1.0, &xv, &wv, 0.0, &mut ov);
-                }
-            });
-    } else {
-        small_xw(&mut out.data, &x.data, w, b, k, n);
-    }
-    finish_affine(&mut out, bias, factor);
+    let mut out = Mat::zeros(x.rows, n);
+    affine_up_into(
+        &mut out.data,
+        x.view(),
+        MatRef::new(x.cols, n, w),
+        bias,
+        factor,
+    );
     out
 }
 
-/// `out = factor * (h · wᵀ + bias)` with `h` (b×n), `w` (k×n, row-major), `bias` (k).
+/// `out = factor * (x · w + bias)` with `x` (b×k), `w` (k×n), `bias` (n), `out` (b×n).
+#[inline(always)]
+pub fn affine_up_into(out: &mut [f64], x: MatRef, w: MatRef, bias: &[f64], factor: f64) {
+    fill_rows(out, bias);
+    let b = x.rows;
+    if b * x.cols * w.cols == 0 {
+    } else if b <= BLOCK_ROWS && is_sparse_binary(x.data) {
+        add_active_rows(out, x, w);
+    } else if b <= SMALL_ROWS {
+        let layout = Layout::row_major(x.cols);
+        SmallGemm::new(x.data, layout, b, w).add_to(out, None, 1.0);
+    } else if b <= BLOCK_ROWS {
+        gemm_acc(out, 1.0, x.ndarray(), w.ndarray());
+    } else {
+        let wv = w.ndarray();
+        out.par_chunks_mut(BLOCK_ROWS * w.cols)
+            .zip(x.data.par_chunks(BLOCK_ROWS * x.cols))
+            .for_each(|(o, xs)| {
+                let rows = xs.len() / x.cols;
+                gemm_acc(o, 1.0, MatRef::new(rows, x.cols, xs).ndarray(), wv);
+            });
+    }
+    scale(out, factor);
+}
+
+/// `factor * (h · wᵀ + bias)` with `h` (b×n), `w` (k×n, row-major), `bias` (k).
 #[inline(always)]
 pub fn affine_down(h: &Mat, w: &[f64], k: usize, bias: &[f64], factor: f64) -> Mat {
-    let (b, n) = (h.rows, h.cols);
-    let mut out = Mat::zeros(b, k);
-    if (GEMM_ROWS..=BLOCK_ROWS).contains(&b) {
-        let (hv, wv) = (view(&h.data, b, n), view(w, k, n));
-        if let Ok(mut ov) = ArrayViewMut2::from_shape((b, k), out.data.as_mut_slice()) {
-            general_mat_mul(1.0, &hv, &wv.t(), 0.0, &mut ov);
-        }
-    } else if b >= GEMM_ROWS {
-        let wv = view(w, k, n);
-        let wt = wv.t();
-        out.data
-            .par_chunks_mut(BLOCK_ROWS * k)
-            .zip(h.data.par_chunks(BLOCK_ROWS * n))
-            .for_each(|(o, hs)| {
-                let rows = hs.len() / n.max(1);
-                let hv = view(hs, rows, n);
-                if let Ok(mut ov) = ArrayViewMut2::from_shape((rows, k), o) {
-                    general_mat_mul(1.0, &hv, &wt, 0.0, &mut ov);
-                }
-            });
-    } else {
-        small_hwt(&mut out.data, &h.data, w, b, k, n);
-    }
-    finish_affine(&mut out, bias, factor);
+    let mut out = Mat::zeros(h.rows, k);
+    affine_down_into(
+        &mut out.data,
+        h.view(),
+        MatRef::new(k, h.cols, w),
+        bias,
+        factor,
+    );
     out
 }
 
+/// `out = factor * (h · wᵀ + bias)` with `h` (b×n), `w` (k×n), `bias` (k), `out` (b×k).
 #[inline(always)]
-fn finish_affine(out: &mut Mat, bias: &[f64], factor: f64) {
-    let n = out.cols;
-    if n == 0 {
-        return;
+pub fn affine_down_into(out: &mut [f64], h: MatRef, w: MatRef, bias: &[f64], factor: f64) {
+    fill_rows(out, bias);
+    let b = h.rows;
+    if b * h.cols * w.rows == 0 {
+    } else if b == 1 {
+        for (o, wr) in out.iter_mut().zip(w.data.chunks_exact(w.cols)) {
+            *o += dot(h.data, wr);
+        }
+    } else if b <= SMALL_ROWS {
+        // outᵀ (k×b) = w (k×n) · hᵀ (n×b).
+        let ht = h.transpose();
+        let mut out_t = vec![0.0; w.rows * b];
+        SmallGemm::new(
+            w.data,
+            Layout::row_major(w.cols),
+            w.rows,
+            MatRef::new(h.cols, b, &ht),
+        )
+        .add_to(&mut out_t, None, 1.0);
+        for (i, row) in out_t.chunks_exact(b).enumerate() {
+            for (r, v) in row.iter().enumerate() {
+                out[r * w.rows + i] += v;
+            }
+        }
+    } else if b <= BLOCK_ROWS {
+        gemm_acc(out, 1.0, h.ndarray(), w.ndarray().reversed_axes());
+    } else {
+        let wt = w.ndarray().reversed_axes();
+        out.par_chunks_mut(BLOCK_ROWS * w.rows)
+            .zip(h.data.par_chunks(BLOCK_ROWS * h.cols))
+            .for_each(|(o, hs)| {
+                let rows = hs.len() / h.cols;
+                gemm_acc(o, 1.0, MatRef::new(rows, h.cols, hs).ndarray(), wt);
+            });
     }
-    for row in out.data.chunks_mut(n) {
-        for (v, b) in row.iter_mut().zip(bias) {
-            *v = factor * (*v + b);
+    scale(out, factor);
+}
+
+/// Every row of `out` set to `bias`.
+#[inline(always)]
+fn fill_rows(out: &mut [f64], bias: &[f64]) {
+    if !bias.is_empty() {
+        for row in out.chunks_exact_mut(bias.len()) {
+            row.copy_from_slice(bias);
         }
     }
 }
 
-/// `w += alpha · xᵀ y` with `x` (b×k), `y` (b×n), `w` (k×n).
 #[inline(always)]
-pub fn add_outer(w: &mut [f64], alpha: f64, x: &Mat, y: &Mat) {
+fn scale(values: &mut [f64], factor: f64) {
+    if factor != 1.0 {
+        values.iter_mut().for_each(|v| *v *= factor);
+    }
+}
+
+/// `w += alpha · xᵀ y` with `x` (b×k), `y` (b×n), `w` (k×n): the sum of the outer products of
+/// the rows.
+#[inline(always)]
+pub fn add_outer(w: &mut [f64], alpha: f64, x: MatRef, y: MatRef) {
     let (b, k, n) = (x.rows, x.cols, y.cols);
-    if b >= OUTER_GEMM_ROWS && b * k * n < PARALLEL_WORK {
-        let (xv, yv) = (view(&x.data, b, k), view(&y.data, b, n));
-        if let Ok(mut wv) = ArrayViewMut2::from_shape((k, n), w) {
-            general_mat_mul(alpha, &xv.t(), &yv, 1.0, &mut wv);
-        }
-    } else if b >= OUTER_GEMM_ROWS {
-        let xv = view(&x.data, b, k);
-        let yv = view(&y.data, b, n);
-        let block = 64usize;
-        w.par_chunks_mut(block * n).enumerate().for_each(|(i, wb)| {
-            let rows = wb.len() / n.max(1);
-            let xs = xv.slice(ndarray::s![.., i * block..i * block + rows]);
-            if let Ok(mut wv) = ArrayViewMut2::from_shape((rows, n), wb) {
-                general_mat_mul(alpha, &xs.t(), &yv, 1.0, &mut wv);
-            }
-        });
+    if b * k * n == 0 {
+    } else if b < OUTER_GEMM_ROWS {
+        let layout = Layout::transposed(k);
+        SmallGemm::new(x.data, layout, k, y).add_to(w, None, alpha);
+    } else if b * k * n < PARALLEL_WORK {
+        gemm_acc(w, alpha, x.ndarray().reversed_axes(), y.ndarray());
     } else {
-        small_add_outer(w, alpha, &x.data, &y.data, b, k, n);
+        let block = 64usize;
+        let (xv, yv) = (x.ndarray(), y.ndarray());
+        w.par_chunks_mut(block * n).enumerate().for_each(|(i, wb)| {
+            let rows = wb.len() / n;
+            let xs = xv.slice(ndarray::s![.., i * block..i * block + rows]);
+            gemm_acc(wb, alpha, xs.t(), yv);
+        });
+    }
+}
+
+/// [`add_outer`] that keeps `wt` (n×k) equal to `wᵀ`: the small-batch kernel writes every updated
+/// block of `w` to both; larger batches transpose afterwards.
+#[inline(always)]
+pub fn add_outer_mirrored(w: &mut [f64], wt: &mut [f64], alpha: f64, x: MatRef, y: MatRef) {
+    let (b, k, n) = (x.rows, x.cols, y.cols);
+    if b < OUTER_GEMM_ROWS && b * k * n > 0 {
+        let layout = Layout::transposed(k);
+        SmallGemm::new(x.data, layout, k, y).add_to(w, Some(wt), alpha);
+    } else {
+        add_outer(w, alpha, x, y);
+        transpose_into(wt, MatRef::new(k, n, w));
+    }
+}
+
+/// `c += alpha · a · b` through GEMM, `c` row-major with the shape of the product.
+fn gemm_acc(c: &mut [f64], alpha: f64, a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) {
+    if let Ok(mut cv) = ArrayViewMut2::from_shape((a.nrows(), b.ncols()), c) {
+        general_mat_mul(alpha, &a, &b, 1.0, &mut cv);
     }
 }
 
 /// Whether all values are 0 or 1 and at most 60 % are 1 (then skipping zeros beats GEMM).
+/// Branch-free (random 0/1 data would defeat branch prediction).
 #[inline(always)]
 fn is_sparse_binary(values: &[f64]) -> bool {
     let mut ones = 0usize;
+    let mut other = false;
     for &v in values {
-        if v == 1.0 {
-            ones += 1;
-        } else if v != 0.0 {
-            return false;
-        }
+        ones += usize::from(v == 1.0);
+        other |= (v != 0.0) & (v != 1.0);
     }
-    ones * 5 <= values.len() * 3
+    !other && ones * 5 <= values.len() * 3
 }
 
-/// Columns per register block of the small kernels (four AVX2 vectors of f64).
-const CB: usize = 16;
-
-/// `out = x · w` for few rows: two rows of `x` × 16 columns of `w` accumulate in registers.
+/// `out += x · w` for binary `x`: each output row adds the sum of the rows of `w` of its active
+/// units, without multiplications. Column strips of 16 (then 8, 4, 1) are summed in registers
+/// for one output row after the other, so that a strip of `w` is read from L1 by all rows.
 #[inline(always)]
-fn small_xw(out: &mut [f64], x: &[f64], w: &[f64], b: usize, k: usize, n: usize) {
-    let mut r0 = 0;
-    while r0 < b {
-        let two = r0 + 1 < b;
+fn add_active_rows(out: &mut [f64], x: MatRef, w: MatRef) {
+    let n = w.cols;
+    // Offsets in `w` of the active weight rows, row after row of `x`; `ends[r]` closes row `r`.
+    // Branch-free compaction: every offset is written, the length only grows for active units.
+    let mut starts = vec![0; x.data.len() + 1];
+    let mut ends = Vec::with_capacity(x.rows);
+    let mut len = 0;
+    for xr in x.data.chunks_exact(x.cols) {
+        for (i, &v) in xr.iter().enumerate() {
+            starts[len] = i * n;
+            len += usize::from(v != 0.0);
+        }
+        ends.push(len);
+    }
+    let mut c0 = 0;
+    while c0 + 16 <= n {
+        add_strip::<16>(out, w, &starts, &ends, c0);
+        c0 += 16;
+    }
+    while c0 + 8 <= n {
+        add_strip::<8>(out, w, &starts, &ends, c0);
+        c0 += 8;
+    }
+    if c0 + 4 <= n {
+        add_strip::<4>(out, w, &starts, &ends, c0);
+        c0 += 4;
+    }
+    for c0 in c0..n {
+        add_strip::<1>(out, w, &starts, &ends, c0);
+    }
+}
+
+/// Columns `c0..c0 + C` of [`add_active_rows`]; two partial sums (even and odd active units)
+/// double the independent add chains.
+#[inline(always)]
+fn add_strip<const C: usize>(
+    out: &mut [f64],
+    w: MatRef,
+    starts: &[usize],
+    ends: &[usize],
+    c0: usize,
+) {
+    let mut begin = 0;
+    for (o, &end) in out.chunks_exact_mut(w.cols).zip(ends) {
+        let mut acc = [[0.0; C]; 2];
+        let mut pairs = starts[begin..end].chunks_exact(2);
+        for pair in &mut pairs {
+            for (acc, &s) in acc.iter_mut().zip(pair) {
+                for (a, v) in acc.iter_mut().zip(&w.data[s + c0..s + c0 + C]) {
+                    *a += v;
+                }
+            }
+        }
+        for &s in pairs.remainder() {
+            for (a, v) in acc[0].iter_mut().zip(&w.data[s + c0..s + c0 + C]) {
+                *a += v;
+            }
+        }
+        for ((o, a0), a1) in o[c0..c0 + C].iter_mut().zip(acc[0]).zip(acc[1]) {
+            *o += a0 + a1;
+        }
+        begin = end;
+    }
+}
+
+/// `c += alpha · a · b` without packing, for products with few rows or few terms: `a` (p×s) is
+/// read through strides (so a transposed operand costs no copy), `b` (s×q) and `c` (p×q) are
+/// row-major. For every block of up to 6 rows, their part of `a` is copied term by term into a
+/// small panel; blocks of these rows × 8 columns of `c` (12 AVX2 registers) then accumulate while
+/// the `s` rows of `b` stream past, with one broadcast from the panel per row and term. The
+/// summation order is fixed; multiply-adds are fused where the CPU has FMA (one rounding), plain
+/// elsewhere.
+#[derive(Clone, Copy)]
+struct SmallGemm<'a> {
+    a: &'a [f64],
+    a_layout: Layout,
+    /// `p`
+    rows: usize,
+    b: MatRef<'a>,
+}
+
+impl<'a> SmallGemm<'a> {
+    #[inline(always)]
+    fn new(a: &'a [f64], a_layout: Layout, rows: usize, b: MatRef<'a>) -> Self {
+        Self {
+            a,
+            a_layout,
+            rows,
+            b,
+        }
+    }
+
+    /// `c += alpha · a · b`; `ct`, when given, receives the updated `cᵀ` (q×p).
+    fn add_to(self, c: &mut [f64], ct: Option<&mut [f64]>, alpha: f64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn fused(gemm: SmallGemm, c: &mut [f64], ct: Option<&mut [f64]>, alpha: f64) {
+                gemm.add_all::<true>(c, ct, alpha);
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                return unsafe { fused(self, c, ct, alpha) };
+            }
+        }
+        self.add_all::<false>(c, ct, alpha);
+    }
+
+    #[inline(always)]
+    fn add_all<const FUSED: bool>(self, c: &mut [f64], mut ct: Option<&mut [f64]>, alpha: f64) {
+        let q = self.b.cols;
+        let mut panel = vec![0.0; 6 * self.b.rows];
+        let mut r0 = 0;
+        while r0 < self.rows {
+            let rows = (self.rows - r0).min(6);
+            let panel = &mut panel[..rows * self.b.rows];
+            for (l, p) in panel.chunks_exact_mut(rows).enumerate() {
+                for (r, p) in p.iter_mut().enumerate() {
+                    *p = self.a[self.a_layout.at(r0 + r, l)];
+                }
+            }
+            let c = &mut c[r0 * q..(r0 + rows) * q];
+            match rows {
+                1 => self.add_rows::<1, 32, FUSED>(c, panel, alpha),
+                2 => self.add_rows::<2, 16, FUSED>(c, panel, alpha),
+                3 => self.add_rows::<3, 8, FUSED>(c, panel, alpha),
+                4 => self.add_rows::<4, 8, FUSED>(c, panel, alpha),
+                5 => self.add_rows::<5, 8, FUSED>(c, panel, alpha),
+                _ => self.add_rows::<6, 8, FUSED>(c, panel, alpha),
+            }
+            if let Some(ct) = ct.as_deref_mut() {
+                for (r, c_row) in c.chunks_exact(q).enumerate() {
+                    for (j, &v) in c_row.iter().enumerate() {
+                        ct[j * self.rows + r0 + r] = v;
+                    }
+                }
+            }
+            r0 += rows;
+        }
+    }
+
+    /// `R` rows of `c` from their panel (`R` values of `a` per term), in column blocks of `C` (at
+    /// least 8 independent accumulator chains, so that latency does not limit few rows), then of
+    /// 8, 4, 2 and 1.
+    #[inline(always)]
+    fn add_rows<const R: usize, const C: usize, const FUSED: bool>(
+        self,
+        c: &mut [f64],
+        panel: &[f64],
+        alpha: f64,
+    ) {
+        let q = self.b.cols;
         let mut c0 = 0;
-        while c0 + CB <= n {
-            let mut a0 = [0f64; CB];
-            let mut a1 = [0f64; CB];
-            for i in 0..k {
-                let row = &w[i * n + c0..i * n + c0 + CB];
-                let x0 = x[r0 * k + i];
-                let x1 = if two { x[(r0 + 1) * k + i] } else { 0.0 };
-                for j in 0..CB {
-                    a0[j] += x0 * row[j];
-                    a1[j] += x1 * row[j];
-                }
-            }
-            out[r0 * n + c0..r0 * n + c0 + CB].copy_from_slice(&a0);
-            if two {
-                out[(r0 + 1) * n + c0..(r0 + 1) * n + c0 + CB].copy_from_slice(&a1);
-            }
-            c0 += CB;
+        while c0 + C <= q {
+            self.add_block::<R, C, FUSED>(c, panel, c0, alpha);
+            c0 += C;
         }
-        if c0 < n {
-            for r in r0..(r0 + 2).min(b) {
-                let o = &mut out[r * n + c0..(r + 1) * n];
-                o.fill(0.0);
-                for i in 0..k {
-                    let xi = x[r * k + i];
-                    if xi != 0.0 {
-                        axpy(o, xi, &w[i * n + c0..(i + 1) * n]);
-                    }
-                }
-            }
+        while c0 + 8 <= q {
+            self.add_block::<R, 8, FUSED>(c, panel, c0, alpha);
+            c0 += 8;
         }
-        r0 += 2;
+        if c0 + 4 <= q {
+            self.add_block::<R, 4, FUSED>(c, panel, c0, alpha);
+            c0 += 4;
+        }
+        if c0 + 2 <= q {
+            self.add_block::<R, 2, FUSED>(c, panel, c0, alpha);
+            c0 += 2;
+        }
+        if c0 < q {
+            self.add_block::<R, 1, FUSED>(c, panel, c0, alpha);
+        }
     }
-}
 
-/// `out = h · wᵀ` for few rows: two rows of `h` × four rows of `w`, four-lane partial sums.
-#[inline(always)]
-fn small_hwt(out: &mut [f64], h: &[f64], w: &[f64], b: usize, k: usize, n: usize) {
-    let n4 = n / 4 * 4;
-    let mut r0 = 0;
-    while r0 < b {
-        let two = r0 + 1 < b;
-        let h0 = &h[r0 * n..(r0 + 1) * n];
-        let h1 = if two {
-            &h[(r0 + 1) * n..(r0 + 2) * n]
-        } else {
-            h0
-        };
-        let mut i0 = 0;
-        while i0 + 4 <= k {
-            let mut acc = [[[0f64; 4]; 4]; 2];
-            let rows = [
-                &w[i0 * n..(i0 + 1) * n],
-                &w[(i0 + 1) * n..(i0 + 2) * n],
-                &w[(i0 + 2) * n..(i0 + 3) * n],
-                &w[(i0 + 3) * n..(i0 + 4) * n],
-            ];
-            let mut j = 0;
-            while j < n4 {
-                for (q, row) in rows.iter().enumerate() {
-                    for l in 0..4 {
-                        acc[0][q][l] += h0[j + l] * row[j + l];
-                        acc[1][q][l] += h1[j + l] * row[j + l];
-                    }
+    /// Columns `c0..c0 + C` of the `R` rows, accumulated in registers over all terms.
+    #[inline(always)]
+    fn add_block<const R: usize, const C: usize, const FUSED: bool>(
+        self,
+        c: &mut [f64],
+        panel: &[f64],
+        c0: usize,
+        alpha: f64,
+    ) {
+        let mut acc = [[0.0; C]; R];
+        for (a, b_row) in panel
+            .chunks_exact(R)
+            .zip(self.b.data.chunks_exact(self.b.cols))
+        {
+            let b_row = &b_row[c0..c0 + C];
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = a[r];
+                for (v, &y) in acc.iter_mut().zip(b_row) {
+                    *v = if FUSED { x.mul_add(y, *v) } else { *v + x * y };
                 }
-                j += 4;
-            }
-            for (q, row) in rows.iter().enumerate() {
-                let mut tail = [0f64; 2];
-                for jj in n4..n {
-                    tail[0] += h0[jj] * row[jj];
-                    tail[1] += h1[jj] * row[jj];
-                }
-                for (t, (a, tail)) in acc
-                    .iter()
-                    .zip(tail)
-                    .enumerate()
-                    .take(if two { 2 } else { 1 })
-                {
-                    out[(r0 + t) * k + i0 + q] = (a[q][0] + a[q][2]) + (a[q][1] + a[q][3]) + tail;
-                }
-            }
-            i0 += 4;
-        }
-        for i in i0..k {
-            let row = &w[i * n..(i + 1) * n];
-            out[r0 * k + i] = dot(h0, row);
-            if two {
-                out[(r0 + 1) * k + i] = dot(h1, row);
             }
         }
-        r0 += 2;
-    }
-}
-
-/// `w += alpha · xᵀ y` for few rows: a 16-column block of a row of `w` stays in registers
-/// while the rows of `y` are added (zero coefficients skipped).
-#[inline(always)]
-fn small_add_outer(w: &mut [f64], alpha: f64, x: &[f64], y: &[f64], b: usize, k: usize, n: usize) {
-    for i in 0..k {
-        let mut c0 = 0;
-        while c0 + CB <= n {
-            let mut acc = [0f64; CB];
-            acc.copy_from_slice(&w[i * n + c0..i * n + c0 + CB]);
-            for r in 0..b {
-                let coef = alpha * x[r * k + i];
-                if coef != 0.0 {
-                    let yr = &y[r * n + c0..r * n + c0 + CB];
-                    for j in 0..CB {
-                        acc[j] += coef * yr[j];
-                    }
-                }
-            }
-            w[i * n + c0..i * n + c0 + CB].copy_from_slice(&acc);
-            c0 += CB;
-        }
-        if c0 < n {
-            for r in 0..b {
-                let coef = alpha * x[r * k + i];
-                if coef != 0.0 {
-                    axpy(
-                        &mut w[i * n + c0..(i + 1) * n],
-                        coef,
-                        &y[r * n + c0..(r + 1) * n],
-                    );
-                }
-            }
+        // Constant trip counts over the accumulators keep them in registers.
+        let q = self.b.cols;
+        for (r, acc) in acc.iter().enumerate() {
+            let c_row = &mut c[r * q + c0..][..C];
+            c_row.iter_mut().zip(acc).for_each(|(c, v)| *c += alpha * v);
         }
     }
 }
 
-#[inline(always)]
-fn axpy(out: &mut [f64], a: f64, x: &[f64]) {
-    for (o, v) in out.iter_mut().zip(x) {
-        *o += a * v;
-    }
-}
-
-/// Dot product with eight independent accumulators (vectorises; fixed summation order).
+/// Dot product with eight independent accumulators, two four-lane vectors (fixed summation
+/// order).
 #[inline(always)]
 pub fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 8];
+    let mut lo = [0.0f64; 4];
+    let mut hi = [0.0f64; 4];
     let mut ca = a.chunks_exact(8);
     let mut cb = b.chunks_exact(8);
     for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
+        for l in 0..4 {
+            lo[l] += x[l] * y[l];
+            hi[l] += x[l + 4] * y[l + 4];
         }
     }
     let mut tail = 0.0;
     for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
         tail += x * y;
     }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    // Halves of the vector added lane-wise (cheap horizontal reduction).
+    let s: [f64; 4] = std::array::from_fn(|l| lo[l] + hi[l]);
+    (s[0] + s[2]) + (s[1] + s[3]) + tail
 }

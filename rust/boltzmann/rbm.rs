@@ -5,7 +5,10 @@
 
 use rand_chacha::ChaCha8Rng;
 
-use super::dense::{add_outer, affine_down, affine_up, sigmoid_inplace, Mat};
+use super::dense::{
+    add_outer, add_outer_mirrored, affine_down_into, affine_up_into, sigmoid_slice, transpose_into,
+    Mat, MatRef,
+};
 use super::rng::{normal, permutation, stream, uniform, Purpose};
 use super::simd::simd_dispatch;
 use super::{Dbm, EpochHook, Rbm};
@@ -92,22 +95,41 @@ pub fn init_rbm(x: &Mat, n_hidden: usize, seed: u64, tag: u64) -> CoreResult<Rbm
 /// Hidden probabilities `σ(factor · (v W + b))` (`hiddenpotential`).
 #[inline(always)]
 pub fn hidden_potential(rbm: &Rbm, v: &Mat, factor: f64) -> Mat {
-    let mut h = affine_up(v, &rbm.weights, rbm.n_hidden, &rbm.hidden_bias, factor);
-    sigmoid_inplace(&mut h);
+    let mut h = Mat::zeros(v.rows, rbm.n_hidden);
+    hidden_potential_into(&mut h.data, rbm, v.view(), factor);
     h
 }
 
-/// Visible probabilities `σ(factor · (h Wᵀ + a))` (`visiblepotential`).
+/// [`hidden_potential`] written to `out` (`v.rows × n_hidden`).
 #[inline(always)]
-pub fn visible_potential(rbm: &Rbm, h: &Mat, factor: f64) -> Mat {
-    let mut v = affine_down(h, &rbm.weights, rbm.n_visible, &rbm.visible_bias, factor);
-    sigmoid_inplace(&mut v);
-    v
+fn hidden_potential_into(out: &mut [f64], rbm: &Rbm, v: MatRef, factor: f64) {
+    let w = MatRef::new(rbm.n_visible, rbm.n_hidden, &rbm.weights);
+    affine_up_into(out, v, w, &rbm.hidden_bias, factor);
+    sigmoid_slice(out);
 }
 
+/// Visible probabilities `σ(factor · (h Wᵀ + a))` (`visiblepotential`), written to `out`
+/// (`h.rows × n_visible`). With `wt = Wᵀ` (`n_hidden × n_visible`) this is the same product as
+/// [`hidden_potential`], whose kernels sum weight rows for binary `h`.
 #[inline(always)]
-pub(crate) fn bernoulli_inplace(m: &mut Mat, rng: &mut ChaCha8Rng) {
-    for p in m.data.iter_mut() {
+fn visible_potential_into(out: &mut [f64], rbm: &Rbm, h: MatRef, factor: f64, wt: Option<&[f64]>) {
+    match wt {
+        Some(wt) => {
+            let wt = MatRef::new(rbm.n_hidden, rbm.n_visible, wt);
+            affine_up_into(out, h, wt, &rbm.visible_bias, factor);
+        }
+        None => {
+            let w = MatRef::new(rbm.n_visible, rbm.n_hidden, &rbm.weights);
+            affine_down_into(out, h, w, &rbm.visible_bias, factor);
+        }
+    }
+    sigmoid_slice(out);
+}
+
+/// Replaces probabilities by Bernoulli draws (one uniform per value, in order).
+#[inline(always)]
+fn bernoulli_inplace(values: &mut [f64], rng: &mut ChaCha8Rng) {
+    for p in values.iter_mut() {
         *p = if uniform(rng) < *p { 1.0 } else { 0.0 };
     }
 }
@@ -175,7 +197,18 @@ pub fn fit_rbm(
     Ok(rbm)
 }
 
+/// Number of chains from which [`train_epoch`] transposes the weights for the downward products.
+const TRANSPOSE_ROWS: usize = 4;
+
 /// One epoch of `trainrbm!`.
+///
+/// Per minibatch of `b` rows with `m` chains (`batch_size` persistent chains for PCD, `b` for
+/// CD), in buffers reused over the epoch: `visible` holds the data rows `v` and then the model
+/// visibles `vm = σ(hs Wᵀ + a)` of the sampled chain states `hs`; `hidden` holds
+/// `h = σ(vW + b)` and then the model hiddens `hm = σ(vm W + b)`. The gradient step takes their
+/// first `2b` rows at once. From [`TRANSPOSE_ROWS`] chains on, a copy of `Wᵀ` is kept up to date
+/// by the gradient steps, so that the downward products of the binary chain states sum rows of
+/// `Wᵀ`.
 #[inline(always)]
 fn train_epoch_kernel(
     rbm: &mut Rbm,
@@ -185,29 +218,67 @@ fn train_epoch_kernel(
     chain: &mut Mat,
     rng: &mut ChaCha8Rng,
 ) {
+    let (k, n, rows) = (rbm.n_visible, rbm.n_hidden, cfg.batch_size);
     let order = permutation(rng, x.rows);
-    for batch in order.chunks(cfg.batch_size) {
-        let v = x.gather(batch);
-        let h = hidden_potential(rbm, &v, cfg.up_factor);
-        let mut hmodel = if cfg.pcd { chain.clone() } else { h.clone() };
-        bernoulli_inplace(&mut hmodel, rng);
+    let mut visible = vec![0.0; 2 * rows * k];
+    let mut hidden = vec![0.0; 2 * rows * n];
+    let mut hidden_states = vec![0.0; rows * n];
+    let mut visible_states = vec![0.0; if cfg.cd_steps > 1 { rows * k } else { 0 }];
+    let mut wt = (rows >= TRANSPOSE_ROWS).then(|| {
+        let mut wt = vec![0.0; k * n];
+        transpose_into(&mut wt, MatRef::new(k, n, &rbm.weights));
+        wt
+    });
+    for batch in order.chunks(rows) {
+        let b = batch.len();
+        let m = if cfg.pcd { chain.rows } else { b };
+        let (v, vm) = visible.split_at_mut(b * k);
+        let (h, hm) = hidden.split_at_mut(b * n);
+        let (vm, hm, hs) = (
+            &mut vm[..m * k],
+            &mut hm[..m * n],
+            &mut hidden_states[..m * n],
+        );
+        for (row, &r) in v.chunks_exact_mut(k).zip(batch) {
+            row.copy_from_slice(x.row(r));
+        }
+        hidden_potential_into(h, rbm, MatRef::new(b, k, v), cfg.up_factor);
+        hs.copy_from_slice(if cfg.pcd { &chain.data } else { h });
+        bernoulli_inplace(hs, rng);
         for _ in 1..cfg.cd_steps {
-            let mut vmodel = visible_potential(rbm, &hmodel, cfg.down_factor);
-            bernoulli_inplace(&mut vmodel, rng);
-            hmodel = hidden_potential(rbm, &vmodel, cfg.up_factor);
-            bernoulli_inplace(&mut hmodel, rng);
+            let vs = &mut visible_states[..m * k];
+            visible_potential_into(
+                vs,
+                rbm,
+                MatRef::new(m, n, hs),
+                cfg.down_factor,
+                wt.as_deref(),
+            );
+            bernoulli_inplace(vs, rng);
+            hidden_potential_into(hs, rbm, MatRef::new(m, k, vs), cfg.up_factor);
+            bernoulli_inplace(hs, rng);
         }
         // No sampling in the last step (less noise), as in BoltzmannMachines.jl.
-        let mut vmodel = visible_potential(rbm, &hmodel, cfg.down_factor);
-        let mut hmodel = hidden_potential(rbm, &vmodel, cfg.up_factor);
+        visible_potential_into(
+            vm,
+            rbm,
+            MatRef::new(m, n, hs),
+            cfg.down_factor,
+            wt.as_deref(),
+        );
+        hidden_potential_into(hm, rbm, MatRef::new(m, k, vm), cfg.up_factor);
         if cfg.pcd {
-            chain.clone_from(&hmodel);
+            chain.data.copy_from_slice(hm);
         }
-        if hmodel.rows > batch.len() {
-            vmodel = vmodel.head(batch.len());
-            hmodel = hmodel.head(batch.len());
-        }
-        update_parameters(rbm, learning_rate, &v, &vmodel, &h, &hmodel);
+        // The negative phase uses as many chains as there are data rows.
+        apply_gradient(
+            rbm,
+            learning_rate,
+            &visible[..2 * b * k],
+            &mut hidden[..2 * b * n],
+            b,
+            wt.as_deref_mut(),
+        );
     }
 }
 
@@ -230,23 +301,49 @@ pub(crate) fn update_parameters(
     h: &Mat,
     hmodel: &Mat,
 ) {
-    let n_pos = v.rows.max(1) as f64;
-    let n_neg = vmodel.rows.max(1) as f64;
-    add_outer(&mut rbm.weights, learning_rate / n_pos, v, h);
-    add_outer(&mut rbm.weights, -learning_rate / n_neg, vmodel, hmodel);
-    for (bias, (pos, neg)) in rbm
-        .visible_bias
-        .iter_mut()
-        .zip(v.column_means().into_iter().zip(vmodel.column_means()))
+    let visible = [v.data.as_slice(), &vmodel.data].concat();
+    let mut hidden = [h.data.as_slice(), &hmodel.data].concat();
+    apply_gradient(rbm, learning_rate, &visible, &mut hidden, v.rows, None);
+}
+
+/// [`update_parameters`] on stacked rows: `visible` and `hidden` hold the `n_pos` rows of the
+/// positive phase and then those of the negative phase. The hidden rows are scaled in place by
+/// their weights `±lr/count`, so that one pass `W += visibleᵀ hidden` adds both outer products;
+/// `wt`, when given, is kept equal to `Wᵀ`.
+#[inline(always)]
+fn apply_gradient(
+    rbm: &mut Rbm,
+    learning_rate: f64,
+    visible: &[f64],
+    hidden: &mut [f64],
+    n_pos: usize,
+    wt: Option<&mut [f64]>,
+) {
+    let (k, n) = (rbm.n_visible, rbm.n_hidden);
+    let rows = visible.len() / k;
+    let n_neg = rows - n_pos;
+    let (pos, neg) = (
+        learning_rate / n_pos.max(1) as f64,
+        -learning_rate / n_neg.max(1) as f64,
+    );
+    for (r, (vr, hr)) in visible
+        .chunks_exact(k)
+        .zip(hidden.chunks_exact_mut(n))
+        .enumerate()
     {
-        *bias += learning_rate * (pos - neg);
+        let weight = if r < n_pos { pos } else { neg };
+        for (a, x) in rbm.visible_bias.iter_mut().zip(vr) {
+            *a += weight * x;
+        }
+        for (b, y) in rbm.hidden_bias.iter_mut().zip(hr.iter_mut()) {
+            *y *= weight;
+            *b += *y;
+        }
     }
-    for (bias, (pos, neg)) in rbm
-        .hidden_bias
-        .iter_mut()
-        .zip(h.column_means().into_iter().zip(hmodel.column_means()))
-    {
-        *bias += learning_rate * (pos - neg);
+    let (x, y) = (MatRef::new(rows, k, visible), MatRef::new(rows, n, hidden));
+    match wt {
+        Some(wt) => add_outer_mirrored(&mut rbm.weights, wt, 1.0, x, y),
+        None => add_outer(&mut rbm.weights, 1.0, x, y),
     }
 }
 
