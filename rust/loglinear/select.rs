@@ -182,6 +182,85 @@ impl Strata {
     fn size(&self, s: usize) -> u32 {
         (self.offsets[s + 1] - self.offsets[s]) as u32
     }
+
+    /// [`Strata::split`] by bit `bit` of the samples' rows in stratum order (`rows.bit(pos)`),
+    /// moving the rows with their samples: a stable partition of each stratum (x = 0 first)
+    /// written into `next`, so the rows never have to be gathered from the original order.
+    fn split_sorted(&self, rows: &SortedRows, bit: usize, next: &mut SortedRows) -> Self {
+        let n = self.order.len();
+        let mut order = vec![0u32; n];
+        let mut offsets = Vec::with_capacity(2 * self.m + 1);
+        offsets.push(0);
+        for s in 0..self.m {
+            let (lo, hi) = (self.offsets[s], self.offsets[s + 1]);
+            let zeros = (lo..hi).filter(|&pos| !rows.bit(pos, bit)).count();
+            let (mut zero, mut one) = (lo, lo + zeros);
+            for pos in lo..hi {
+                let slot = if rows.bit(pos, bit) {
+                    one += 1;
+                    one - 1
+                } else {
+                    zero += 1;
+                    zero - 1
+                };
+                next.copy_from(rows, pos, slot);
+                order[slot] = self.order[pos];
+            }
+            for end in [lo + zeros, hi] {
+                if end > offsets[offsets.len() - 1] {
+                    offsets.push(end);
+                }
+            }
+        }
+        let m = offsets.len() - 1;
+        let mut id = vec![0u32; n];
+        for (s, range) in offsets.windows(2).enumerate() {
+            for &t in &order[range[0]..range[1]] {
+                id[t as usize] = s as u32;
+            }
+        }
+        Self {
+            id,
+            m,
+            order,
+            offsets,
+        }
+    }
+}
+
+/// Bit rows of X (`groups` lanes per sample) and of U (`words` words per sample) in the order
+/// of the samples by stratum.
+struct SortedRows {
+    x: Vec<Lane>,
+    groups: usize,
+    u: Vec<u64>,
+    words: usize,
+}
+
+impl SortedRows {
+    /// Feature `i` of the sample at position `pos`.
+    #[inline(always)]
+    fn bit(&self, pos: usize, i: usize) -> bool {
+        let lane = &self.x[pos * self.groups + i / LANE];
+        (lane.0[(i % LANE) / 64] >> (i % 64)) & 1 == 1
+    }
+
+    /// Copies the rows of position `from` of `other` to position `to`.
+    #[inline(always)]
+    fn copy_from(&mut self, other: &Self, from: usize, to: usize) {
+        let (g, w) = (self.groups, self.words);
+        // one lane and at most one word per sample is the usual case: no memcpy calls
+        if g == 1 {
+            self.x[to] = other.x[from];
+        } else {
+            self.x[to * g..(to + 1) * g].copy_from_slice(&other.x[from * g..(from + 1) * g]);
+        }
+        match w {
+            0 => {}
+            1 => self.u[to] = other.u[from],
+            _ => self.u[to * w..(to + 1) * w].copy_from_slice(&other.u[from * w..(from + 1) * w]),
+        }
+    }
 }
 
 /// `(d/2) ln(d/2)` for the doubled half-integer counts `d = 0 ..= 2n + 4`.
@@ -626,22 +705,6 @@ fn column_sums(rows: &[Lane], groups: usize, p: usize) -> Vec<u32> {
     sums
 }
 
-/// Rows `order[..]` of the bit rows (`groups` lanes per sample).
-fn gather_lanes(rows: &[Lane], groups: usize, order: &[u32]) -> Vec<Lane> {
-    let mut out = vec![Lane::ZERO; order.len() * groups];
-    out.par_chunks_mut(groups * 1024)
-        .zip(order.par_chunks(1024))
-        .for_each(|(dst, idx)| {
-            for (d, &t) in dst.chunks_exact_mut(groups).zip(idx) {
-                let t = t as usize;
-                for (d, &lane) in d.iter_mut().zip(&rows[t * groups..(t + 1) * groups]) {
-                    *d = lane;
-                }
-            }
-        });
-    out
-}
-
 /// Columns of a binary matrix as bit vectors (bit t of column j: row t).
 fn pack_columns(x: &Binary<'_>) -> Vec<Vec<u64>> {
     (0..x.cols)
@@ -713,23 +776,23 @@ fn transpose64(a: &mut [u64; 64]) {
     }
 }
 
-/// Columns of U in stratum order as bit vectors (with the zero word [`bit_window`] needs),
-/// from U's bit rows (`words` per sample): 64 sorted rows at a time are transposed.
-fn sorted_columns(rows: &[u64], words: usize, r: usize, order: &[u32]) -> Vec<Vec<u64>> {
+/// Columns of U as bit vectors (with the zero word [`bit_window`] needs), from the bit rows of
+/// its `n` samples (`words` per sample, in stratum order): 64 rows at a time are transposed.
+fn sorted_columns(rows: &[u64], words: usize, r: usize, n: usize) -> Vec<Vec<u64>> {
     if r == 0 {
         return Vec::new();
     }
-    let chunks = order.len().div_ceil(64);
+    let chunks = n.div_ceil(64);
     // [chunk][column] words, filled in parallel, then split by column
     let mut blocked = vec![0u64; chunks * words * 64];
     blocked
         .par_chunks_mut(words * 64)
-        .zip(order.par_chunks(64))
-        .for_each(|(dst, idx)| {
+        .enumerate()
+        .for_each(|(c, dst)| {
             for (w, out) in dst.chunks_exact_mut(64).enumerate() {
                 let mut block = [0u64; 64];
-                for (b, &t) in block.iter_mut().zip(idx) {
-                    *b = rows[t as usize * words + w];
+                for (b, t) in block.iter_mut().zip(64 * c..n.min(64 * c + 64)) {
+                    *b = rows[t * words + w];
                 }
                 transpose64(&mut block);
                 out.copy_from_slice(&block);
@@ -738,7 +801,7 @@ fn sorted_columns(rows: &[u64], words: usize, r: usize, order: &[u32]) -> Vec<Ve
     (0..r)
         .into_par_iter()
         .map(|j| {
-            let mut col = vec![0u64; order.len() / 64 + 2];
+            let mut col = vec![0u64; n / 64 + 2];
             for (c, word) in col.iter_mut().take(chunks).enumerate() {
                 *word = blocked[c * words * 64 + j];
             }
@@ -1733,6 +1796,19 @@ fn select_validated(
     let unit_rows = u.map_or_else(Vec::new, |u| pack_row_words(u, unit_words));
     let depth = plane_count(2 * n);
     let mut strata = Strata::whole(n);
+    // the bit rows in stratum order, and a second buffer for the next split
+    let mut sorted = SortedRows {
+        x: rows,
+        groups,
+        u: unit_rows,
+        words: unit_words,
+    };
+    let mut spare = SortedRows {
+        x: vec![Lane::ZERO; sorted.x.len()],
+        groups,
+        u: vec![0; sorted.u.len()],
+        words: unit_words,
+    };
     let mut in_set = vec![false; p];
     let mut selection = Selection {
         selected: Vec::with_capacity(k),
@@ -1750,10 +1826,9 @@ fn select_validated(
                 .map(|i| best_pair_of(&h, n, &packed[i], ones[i], i, &packed, &ones))
                 .collect()
         } else {
-            let sorted = gather_lanes(&rows, groups, &strata.order);
-            let units = sorted_columns(&unit_rows, unit_words, r, &strata.order);
+            let units = sorted_columns(&sorted.u, unit_words, r, n);
             let mut data = StepData {
-                rows: &sorted,
+                rows: &sorted.x,
                 groups,
                 units: &units,
                 strata: &strata,
@@ -1817,8 +1892,10 @@ fn select_validated(
         selection.g2.push(g2);
         selection.scores.extend_from_slice(&scores);
         in_set[i] = true;
-        let (lane, word, bit) = (i / LANE, (i % LANE) / 64, i % 64);
-        strata = strata.split(|t| ((rows[t * groups + lane].0[word] >> bit) & 1) as u8);
+        if step + 1 < k {
+            strata = strata.split_sorted(&sorted, i, &mut spare);
+            std::mem::swap(&mut sorted, &mut spare);
+        }
     }
     Ok(selection)
 }
@@ -1917,6 +1994,64 @@ mod tests {
         for (i, &row) in a.iter().enumerate() {
             for (j, &col) in b.iter().enumerate() {
                 assert_eq!((row >> j) & 1, (col >> i) & 1);
+            }
+        }
+    }
+
+    #[test]
+    fn sorted_split_matches_split_and_moves_rows() {
+        // two lanes of X and two words of U per sample, so every copy path is taken
+        let (n, p, r) = (301, 300, 70);
+        let x = random_binary(n, p, 0.3, 8);
+        let u = random_binary(n, r, 0.5, 9);
+        let xb = Binary::new(&x, n, p, "X").unwrap();
+        let ub = Binary::new(&u, n, r, "U").unwrap();
+        for (groups, words) in [(2, 2), (1, 1)] {
+            let x_rows = pack_rows(&xb);
+            let x_rows: Vec<Lane> = if groups == 2 {
+                x_rows
+            } else {
+                x_rows.iter().step_by(2).copied().collect()
+            };
+            let u_rows = pack_row_words(&ub, 2);
+            let u_rows: Vec<u64> = u_rows.iter().step_by(3 - words).copied().collect();
+            let mut sorted = SortedRows {
+                x: x_rows.clone(),
+                groups,
+                u: u_rows.clone(),
+                words,
+            };
+            let mut spare = SortedRows {
+                x: vec![Lane::ZERO; x_rows.len()],
+                groups,
+                u: vec![0; u_rows.len()],
+                words,
+            };
+            let (mut plain, mut fast) = (Strata::whole(n), Strata::whole(n));
+            let features = if groups == 2 {
+                [3, 200, 299, 17, 3 + LANE]
+            } else {
+                [3, 200, 255, 17, 100]
+            };
+            for f in features {
+                plain = plain.split(|t| x[t * p + f]);
+                fast = fast.split_sorted(&sorted, f, &mut spare);
+                std::mem::swap(&mut sorted, &mut spare);
+                assert_eq!(fast.order, plain.order);
+                assert_eq!(fast.offsets, plain.offsets);
+                assert_eq!(fast.id, plain.id);
+                assert_eq!(fast.m, plain.m);
+                for (pos, &t) in plain.order.iter().enumerate() {
+                    let t = t as usize;
+                    assert_eq!(
+                        sorted.x[pos * groups..(pos + 1) * groups],
+                        x_rows[t * groups..(t + 1) * groups]
+                    );
+                    assert_eq!(
+                        sorted.u[pos * words..(pos + 1) * words],
+                        u_rows[t * words..(t + 1) * words]
+                    );
+                }
             }
         }
     }
