@@ -500,31 +500,38 @@ impl<'a> SmallGemm<'a> {
     #[inline(always)]
     fn add_all<const FUSED: bool>(self, c: &mut [f64], mut ct: Option<&mut [f64]>, alpha: f64) {
         let q = self.b.cols;
+        // With a mirror, blocks of 4 rows: each column of a block is one 4-wide store into `ct`.
+        let block = if ct.is_some() { 4 } else { 6 };
         let mut panel = vec![0.0; 6 * self.b.rows];
         let mut r0 = 0;
         while r0 < self.rows {
-            let rows = (self.rows - r0).min(6);
+            let rows = (self.rows - r0).min(block);
             let panel = &mut panel[..rows * self.b.rows];
-            for (l, p) in panel.chunks_exact_mut(rows).enumerate() {
-                for (r, p) in p.iter_mut().enumerate() {
-                    *p = self.a[self.a_layout.at(r0 + r, l)];
+            if self.a_layout.row == 1 {
+                // A transposed `a`: the `rows` values of a term are adjacent.
+                for (l, p) in panel.chunks_exact_mut(rows).enumerate() {
+                    p.copy_from_slice(&self.a[l * self.a_layout.col + r0..][..rows]);
+                }
+            } else {
+                for (l, p) in panel.chunks_exact_mut(rows).enumerate() {
+                    for (r, p) in p.iter_mut().enumerate() {
+                        *p = self.a[self.a_layout.at(r0 + r, l)];
+                    }
                 }
             }
             let c = &mut c[r0 * q..(r0 + rows) * q];
-            match rows {
-                1 => self.add_rows::<1, 32, FUSED>(c, panel, alpha),
-                2 => self.add_rows::<2, 16, FUSED>(c, panel, alpha),
-                3 => self.add_rows::<3, 8, FUSED>(c, panel, alpha),
-                4 => self.add_rows::<4, 8, FUSED>(c, panel, alpha),
-                5 => self.add_rows::<5, 8, FUSED>(c, panel, alpha),
-                _ => self.add_rows::<6, 8, FUSED>(c, panel, alpha),
-            }
-            if let Some(ct) = ct.as_deref_mut() {
-                for (r, c_row) in c.chunks_exact(q).enumerate() {
-                    for (j, &v) in c_row.iter().enumerate() {
-                        ct[j * self.rows + r0 + r] = v;
-                    }
-                }
+            let mirror = ct.as_deref_mut().map(|ct| Mirror {
+                ct,
+                first: r0,
+                stride: self.rows,
+            });
+            match (rows, mirror) {
+                (1, m) => self.add_rows::<1, 32, FUSED>(c, panel, alpha, m),
+                (2, m) => self.add_rows::<2, 16, FUSED>(c, panel, alpha, m),
+                (3, m) => self.add_rows::<3, 8, FUSED>(c, panel, alpha, m),
+                (4, m) => self.add_rows::<4, 8, FUSED>(c, panel, alpha, m),
+                (5, m) => self.add_rows::<5, 8, FUSED>(c, panel, alpha, m),
+                (_, m) => self.add_rows::<6, 8, FUSED>(c, panel, alpha, m),
             }
             r0 += rows;
         }
@@ -539,31 +546,33 @@ impl<'a> SmallGemm<'a> {
         c: &mut [f64],
         panel: &[f64],
         alpha: f64,
+        mut mirror: Option<Mirror>,
     ) {
         let q = self.b.cols;
         let mut c0 = 0;
         while c0 + C <= q {
-            self.add_block::<R, C, FUSED>(c, panel, c0, alpha);
+            self.add_block::<R, C, FUSED>(c, panel, c0, alpha, mirror.as_mut());
             c0 += C;
         }
         while c0 + 8 <= q {
-            self.add_block::<R, 8, FUSED>(c, panel, c0, alpha);
+            self.add_block::<R, 8, FUSED>(c, panel, c0, alpha, mirror.as_mut());
             c0 += 8;
         }
         if c0 + 4 <= q {
-            self.add_block::<R, 4, FUSED>(c, panel, c0, alpha);
+            self.add_block::<R, 4, FUSED>(c, panel, c0, alpha, mirror.as_mut());
             c0 += 4;
         }
         if c0 + 2 <= q {
-            self.add_block::<R, 2, FUSED>(c, panel, c0, alpha);
+            self.add_block::<R, 2, FUSED>(c, panel, c0, alpha, mirror.as_mut());
             c0 += 2;
         }
         if c0 < q {
-            self.add_block::<R, 1, FUSED>(c, panel, c0, alpha);
+            self.add_block::<R, 1, FUSED>(c, panel, c0, alpha, mirror.as_mut());
         }
     }
 
-    /// Columns `c0..c0 + C` of the `R` rows, accumulated in registers over all terms.
+    /// Columns `c0..c0 + C` of the `R` rows, accumulated in registers over all terms; the updated
+    /// values also go to the mirror, column by column (`R` adjacent values of `cᵀ` each).
     #[inline(always)]
     fn add_block<const R: usize, const C: usize, const FUSED: bool>(
         self,
@@ -571,6 +580,7 @@ impl<'a> SmallGemm<'a> {
         panel: &[f64],
         c0: usize,
         alpha: f64,
+        mirror: Option<&mut Mirror>,
     ) {
         let mut acc = [[0.0; C]; R];
         for (a, b_row) in panel
@@ -591,7 +601,67 @@ impl<'a> SmallGemm<'a> {
             let c_row = &mut c[r * q + c0..][..C];
             c_row.iter_mut().zip(acc).for_each(|(c, v)| *c += alpha * v);
         }
+        if let Some(m) = mirror {
+            #[cfg(target_arch = "x86_64")]
+            if FUSED && R == 4 && C % 4 == 0 {
+                for j in (0..C).step_by(4) {
+                    let src = &c[c0 + j..][..3 * q + 4];
+                    let dst = &mut m.ct[(c0 + j) * m.stride + m.first..][..3 * m.stride + 4];
+                    // SAFETY: `FUSED` kernels only run where the CPU has AVX2 and FMA (see
+                    // `add_to`); `src` and `dst` hold the 4×4 tiles read and written (their
+                    // lengths are checked by the slicing above).
+                    unsafe { transpose4x4(src, q, dst, m.stride) };
+                }
+                return;
+            }
+            for j in 0..C {
+                let dst = &mut m.ct[(c0 + j) * m.stride + m.first..][..R];
+                for (r, d) in dst.iter_mut().enumerate() {
+                    *d = c[r * q + c0 + j];
+                }
+            }
+        }
     }
+}
+
+/// `dst[t * dst_stride + r] = src[r * src_stride + t]` for a 4×4 tile, through registers
+/// (two rounds of lane shuffles).
+///
+/// # Safety
+/// The CPU must support AVX; `src` must hold `3 * src_stride + 4` and `dst` `3 * dst_stride + 4`
+/// values.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn transpose4x4(src: &[f64], src_stride: usize, dst: &mut [f64], dst_stride: usize) {
+    use std::arch::x86_64::*;
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    let r0 = _mm256_loadu_pd(s);
+    let r1 = _mm256_loadu_pd(s.add(src_stride));
+    let r2 = _mm256_loadu_pd(s.add(2 * src_stride));
+    let r3 = _mm256_loadu_pd(s.add(3 * src_stride));
+    // (r0[0] r1[0] r0[2] r1[2]), (r0[1] r1[1] r0[3] r1[3]), likewise for r2, r3.
+    let t0 = _mm256_unpacklo_pd(r0, r1);
+    let t1 = _mm256_unpackhi_pd(r0, r1);
+    let t2 = _mm256_unpacklo_pd(r2, r3);
+    let t3 = _mm256_unpackhi_pd(r2, r3);
+    _mm256_storeu_pd(d, _mm256_permute2f128_pd::<0x20>(t0, t2));
+    _mm256_storeu_pd(d.add(dst_stride), _mm256_permute2f128_pd::<0x20>(t1, t3));
+    _mm256_storeu_pd(
+        d.add(2 * dst_stride),
+        _mm256_permute2f128_pd::<0x31>(t0, t2),
+    );
+    _mm256_storeu_pd(
+        d.add(3 * dst_stride),
+        _mm256_permute2f128_pd::<0x31>(t1, t3),
+    );
+}
+
+/// Where [`SmallGemm`] writes `cᵀ`: row `j` of `ct` holds column `j` of `c`, whose rows start
+/// at `first` (`stride` = rows of `c`).
+struct Mirror<'a> {
+    ct: &'a mut [f64],
+    first: usize,
+    stride: usize,
 }
 
 /// Dot product with eight independent accumulators, two four-lane vectors (fixed summation
