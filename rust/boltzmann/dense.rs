@@ -483,34 +483,60 @@ impl<'a> SmallGemm<'a> {
     fn add_to(self, c: &mut [f64], ct: Option<&mut [f64]>, alpha: f64) {
         #[cfg(target_arch = "x86_64")]
         {
+            // Separate copies with and without the mirror keep each one lean.
             #[target_feature(enable = "avx2,fma")]
-            unsafe fn fused(gemm: SmallGemm, c: &mut [f64], ct: Option<&mut [f64]>, alpha: f64) {
-                gemm.add_all::<true>(c, ct, alpha);
+            unsafe fn fused(gemm: SmallGemm, c: &mut [f64], alpha: f64) {
+                gemm.add_all::<true>(c, None, alpha);
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn fused_mirrored(gemm: SmallGemm, c: &mut [f64], ct: &mut [f64], alpha: f64) {
+                gemm.add_all::<true>(c, Some(ct), alpha);
             }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                return unsafe { fused(self, c, ct, alpha) };
+                return unsafe {
+                    match ct {
+                        Some(ct) => fused_mirrored(self, c, ct, alpha),
+                        None => fused(self, c, alpha),
+                    }
+                };
             }
         }
         self.add_all::<false>(c, ct, alpha);
     }
 
     #[inline(always)]
-    fn add_all<const FUSED: bool>(self, c: &mut [f64], mut ct: Option<&mut [f64]>, alpha: f64) {
+    fn add_all<const FUSED: bool>(self, c: &mut [f64], ct: Option<&mut [f64]>, alpha: f64) {
         let q = self.b.cols;
-        // With a mirror, blocks of 4 rows: each column of a block is one 4-wide store into `ct`.
+        // With a mirror, blocks of 4 rows (each column of a block is one 4-wide store into
+        // `ct`), then single rows; otherwise blocks of 6 rows.
         let block = if ct.is_some() { 4 } else { 6 };
-        let mut panel = vec![0.0; 6 * self.b.rows];
+        let mut panel = vec![0.0; block * self.b.rows];
+        let mut ct = ct;
         let mut r0 = 0;
         while r0 < self.rows {
-            let rows = (self.rows - r0).min(block);
+            let left = self.rows - r0;
+            let rows = if left >= block || ct.is_none() {
+                left.min(block)
+            } else {
+                1
+            };
             let panel = &mut panel[..rows * self.b.rows];
             if self.a_layout.row == 1 {
-                // A transposed `a`: the `rows` values of a term are adjacent.
-                for (l, p) in panel.chunks_exact_mut(rows).enumerate() {
-                    p.copy_from_slice(&self.a[l * self.a_layout.col + r0..][..rows]);
+                // A transposed `a`: the `rows` values of a term are adjacent (copies of a fixed
+                // length for full blocks, which compile to moves rather than `memcpy` calls).
+                match rows {
+                    4 => self.copy_adjacent::<4>(panel, r0),
+                    6 => self.copy_adjacent::<6>(panel, r0),
+                    _ => {
+                        for (l, p) in panel.chunks_exact_mut(rows).enumerate() {
+                            for (r, p) in p.iter_mut().enumerate() {
+                                *p = self.a[l * self.a_layout.col + r0 + r];
+                            }
+                        }
+                    }
                 }
             } else {
                 for (l, p) in panel.chunks_exact_mut(rows).enumerate() {
@@ -520,20 +546,37 @@ impl<'a> SmallGemm<'a> {
                 }
             }
             let c = &mut c[r0 * q..(r0 + rows) * q];
-            let mirror = ct.as_deref_mut().map(|ct| Mirror {
-                ct,
-                first: r0,
-                stride: self.rows,
-            });
-            match (rows, mirror) {
-                (1, m) => self.add_rows::<1, 32, FUSED>(c, panel, alpha, m),
-                (2, m) => self.add_rows::<2, 16, FUSED>(c, panel, alpha, m),
-                (3, m) => self.add_rows::<3, 8, FUSED>(c, panel, alpha, m),
-                (4, m) => self.add_rows::<4, 8, FUSED>(c, panel, alpha, m),
-                (5, m) => self.add_rows::<5, 8, FUSED>(c, panel, alpha, m),
-                (_, m) => self.add_rows::<6, 8, FUSED>(c, panel, alpha, m),
+            match ct.as_deref_mut() {
+                Some(ct) => {
+                    let m = Some(Mirror {
+                        ct,
+                        first: r0,
+                        stride: self.rows,
+                    });
+                    match rows {
+                        4 => self.add_rows::<4, 8, FUSED>(c, panel, alpha, m),
+                        _ => self.add_rows::<1, 32, FUSED>(c, panel, alpha, m),
+                    }
+                }
+                // A literal `None` lets these kernels drop the mirror code.
+                None => match rows {
+                    1 => self.add_rows::<1, 32, FUSED>(c, panel, alpha, None),
+                    2 => self.add_rows::<2, 16, FUSED>(c, panel, alpha, None),
+                    3 => self.add_rows::<3, 8, FUSED>(c, panel, alpha, None),
+                    4 => self.add_rows::<4, 8, FUSED>(c, panel, alpha, None),
+                    5 => self.add_rows::<5, 8, FUSED>(c, panel, alpha, None),
+                    _ => self.add_rows::<6, 8, FUSED>(c, panel, alpha, None),
+                },
             }
             r0 += rows;
+        }
+    }
+
+    /// Panel of a transposed `a` for rows `r0..r0 + R`.
+    #[inline(always)]
+    fn copy_adjacent<const R: usize>(self, panel: &mut [f64], r0: usize) {
+        for (l, p) in panel.chunks_exact_mut(R).enumerate() {
+            p.copy_from_slice(&self.a[l * self.a_layout.col + r0..][..R]);
         }
     }
 
