@@ -141,6 +141,20 @@ def test_same_seed_same_result():
         np.testing.assert_array_equal(w1, w2)
 
 
+def test_memory_layout_does_not_change_training():
+    # C order is copied in one piece; Fortran order and strided views are read in logical order
+    x = planted(50, 7).astype(np.float64)
+    runs = [
+        _core.persistent_contrastive_divergence(
+            layout, 3, learning_rates=[0.05], batch_size=5, seed=1
+        )
+        for layout in (x, np.asfortranarray(x), np.hstack([x, x])[:, :7], x[::-1][::-1])
+    ]
+    for other in runs[1:]:
+        for reference, value in zip(runs[0], other, strict=True):
+            np.testing.assert_array_equal(reference, value)
+
+
 def test_training_increases_the_likelihood_on_planted_data():
     x = planted(200, 8)
     settings = {"learning_rate": 0.05, "batch_size": 10, "seed": 3, "progress": False}

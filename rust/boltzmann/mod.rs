@@ -170,13 +170,23 @@ pub fn check_data(x: &Mat, n_visible: usize, binary: bool, what: &str) -> CoreRe
     if x.rows == 0 {
         return Err(CoreError::invalid(format!("{what} has no rows")));
     }
-    for (index, &v) in x.data.iter().enumerate() {
-        let bad = if binary {
+    let bad = |v: f64| {
+        if binary {
             v != 0.0 && v != 1.0
         } else {
             !(0.0..=1.0).contains(&v)
-        };
-        if bad {
+        }
+    };
+    // a branch-free (vectorised) test first; the position only for the error message
+    let valid = x
+        .data
+        .chunks(4096)
+        .all(|chunk| !chunk.iter().fold(false, |any, &v| any | bad(v)));
+    if valid {
+        return Ok(());
+    }
+    for (index, &v) in x.data.iter().enumerate() {
+        if bad(v) {
             let (row, column) = (index / x.cols, index % x.cols);
             let expected = if binary { "0 or 1" } else { "in [0, 1]" };
             return Err(CoreError::invalid(format!(

@@ -33,7 +33,13 @@ type OutParams<'py> = (
 fn to_mat(x: &PyReadonlyArray2<'_, f64>) -> Mat {
     let view = x.as_array();
     let (rows, cols) = view.dim();
-    Mat::from_vec(rows, cols, view.iter().copied().collect())
+    // a C-ordered array is one memcpy; anything else (Fortran order, strides) is read in
+    // logical order element by element
+    let data = match view.as_slice() {
+        Some(slice) => slice.to_vec(),
+        None => view.iter().copied().collect(),
+    };
+    Mat::from_vec(rows, cols, data)
 }
 
 fn to_rbm(p: &PyParams<'_>) -> CoreResult<Rbm> {
