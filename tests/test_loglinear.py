@@ -416,6 +416,25 @@ def test_selection_errors_are_typed() -> None:
         select_features_loglinear(X[:0], U[:0], 2)
 
 
+def test_memory_layout_does_not_change_selection() -> None:
+    # the public function reads any layout; the Rust binding refuses Fortran order rather than
+    # reading its column-major memory as rows
+    from omicsembed import _core
+
+    rng = np.random.default_rng(3)
+    X = (rng.random((120, 9)) < 0.4).astype(np.uint8)
+    U = (rng.random((120, 3)) < 0.5).astype(np.uint8)
+    reference = select_features_loglinear(X, U, 3)
+    for layout in (np.asfortranarray(X), np.hstack([X, X])[:, :9], X.astype(bool)):
+        other = select_features_loglinear(layout, np.asfortranarray(U), 3)
+        np.testing.assert_array_equal(other.selected, reference.selected)
+        np.testing.assert_array_equal(other.scores, reference.scores)
+    with pytest.raises(InvalidInputError, match="C-contiguous"):
+        _core.select_features_loglinear(
+            np.asfortranarray(X), U, 3, conditional=False, n_permutations=0, seed=0
+        )
+
+
 @pytest.mark.slow
 def test_full_size_selection_takes_seconds() -> None:
     import time

@@ -16,7 +16,9 @@ fn contiguous<'a, T: numpy::Element, D: numpy::ndarray::Dimension>(
     a: &'a numpy::PyReadonlyArray<'_, T, D>,
     name: &str,
 ) -> PyResult<&'a [T]> {
-    a.as_slice().map_err(|_| {
+    // `as_slice` also accepts Fortran order, whose memory order is not the row-major one read
+    let slice = a.is_c_contiguous().then(|| a.as_slice().ok()).flatten();
+    slice.ok_or_else(|| {
         to_py_err(CoreError::invalid(format!(
             "{name} must be C-contiguous; pass np.ascontiguousarray({name})"
         )))
