@@ -977,7 +977,9 @@ impl ClassCounts {
     fn finish(&mut self, h: &[f64], sums: &mut LaneSums, width: usize) {
         // Σ π(a) over the cells (−ln 2 for the empty ones), and the cells without x = 0 or
         // x = 1 if all were pure with x = 0 (corrected below)
+        // only sizes that occur: `h` has no entries past 2n + 4 (n may be below SMALL)
         let constant: f64 = (0..=SMALL)
+            .filter(|&a| self.sizes[a] > 0)
             .map(|a| self.sizes[a] as f64 * cell_term(h, a, 0))
             .sum();
         let (empty, cells) = (self.sizes[0], self.sizes.iter().sum::<u32>());
@@ -2093,6 +2095,43 @@ mod tests {
     /// gathers, two feature lanes with a partial one, with and without latent units, both
     /// models) against the slow per-feature scorer, and the AVX2 kernels against the portable
     /// ones (bit for bit).
+    #[test]
+    fn tiny_sample_counts_match_slow_scorer() {
+        // fewer samples than the small-cell classes cover (n ≤ SMALL): the tables are short
+        for n in 1..=SMALL + 2 {
+            let (p, r, k) = (5, 2, 3);
+            let x = random_binary(n, p, 0.5, n as u64);
+            let u = random_binary(n, r, 0.5, 100 + n as u64);
+            let xb = Binary::new(&x, n, p, "X").unwrap();
+            let ub = Binary::new(&u, n, r, "U").unwrap();
+            for (units, model) in [
+                (Some(&ub), Model::Marginal),
+                (Some(&ub), Model::Conditional),
+                (None, Model::Marginal),
+            ] {
+                let options = SelectOptions {
+                    k,
+                    model,
+                    n_permutations: 0,
+                    seed: 0,
+                };
+                let sel = select_features(&xb, units, &options).unwrap();
+                // the step without latent units scores pairs, which feature_scores does not
+                let first = if units.is_none() { 2 } else { 0 };
+                for step in first..k {
+                    let before = &sel.selected[..step];
+                    for i in (0..p).filter(|i| !before.contains(i)) {
+                        let want = feature_scores(&xb, units, before, i, model).unwrap();
+                        for (j, &want) in want.iter().enumerate() {
+                            let got = sel.scores[(step * p + i) * sel.r + j];
+                            assert!(close(got, want, 1e-10), "n {n} {model:?}: {got} {want}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn engine_matches_slow_scorer_on_every_path() {
         let (n, p, r, k) = (3000, 300, 3, 9);
