@@ -729,3 +729,115 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     let s: [f64; 4] = std::array::from_fn(|l| lo[l] + hi[l]);
     (s[0] + s[2]) + (s[1] + s[3]) + tail
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Random `rows × cols` values: 0/1 with `binary` (sparse enough for the active-row path),
+    /// else uniform in [-1, 1].
+    fn random(rows: usize, cols: usize, binary: bool, seed: u64) -> Vec<f64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..rows * cols)
+            .map(|_| match binary {
+                true => f64::from(u8::from(rng.random::<f64>() < 0.4)),
+                false => rng.random::<f64>() * 2.0 - 1.0,
+            })
+            .collect()
+    }
+
+    fn assert_close(got: &[f64], want: &[f64], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (g - w).abs() <= 1e-12 * (1.0 + w.abs()),
+                "{what}: {g} vs {w}"
+            );
+        }
+    }
+
+    /// Every fast path of the affine maps and outer-product updates against naive loops, for
+    /// row counts around the kernel blocks (1–17, 70) and odd widths.
+    #[test]
+    fn small_matrix_kernels_match_naive_loops() {
+        for (case, (b, k, n)) in [1, 2, 3, 4, 5, 7, 8, 10, 16, 17, 70]
+            .into_iter()
+            .flat_map(|b| [(b, 1, 1), (b, 5, 3), (b, 13, 17), (b, 65, 33)])
+            .enumerate()
+        {
+            let case = case as u64;
+            for binary in [false, true] {
+                let x = random(b, k, binary, 3 * case);
+                let w = random(k, n, false, 3 * case + 1);
+                let bias = random(1, n, false, 3 * case + 2);
+                let what = format!("b {b} k {k} n {n} binary {binary}");
+                // up: out = 0.5 (x w + bias)
+                let mut want = vec![0.0; b * n];
+                for r in 0..b {
+                    for j in 0..n {
+                        let s: f64 = (0..k).map(|i| x[r * k + i] * w[i * n + j]).sum();
+                        want[r * n + j] = 0.5 * (s + bias[j]);
+                    }
+                }
+                let mut got = vec![0.0; b * n];
+                affine_up_into(
+                    &mut got,
+                    MatRef::new(b, k, &x),
+                    MatRef::new(k, n, &w),
+                    &bias,
+                    0.5,
+                );
+                assert_close(&got, &want, &format!("up {what}"));
+                // down: out = 2 (h wᵀ + bias) with h = x as b×k states and w read as n×k
+                let wt = MatRef::new(k, n, &w).transpose();
+                let bias_down = &bias[..n.min(bias.len())];
+                let mut want = vec![0.0; b * n];
+                for r in 0..b {
+                    for j in 0..n {
+                        let s: f64 = (0..k).map(|i| x[r * k + i] * wt[j * k + i]).sum();
+                        want[r * n + j] = 2.0 * (s + bias_down[j]);
+                    }
+                }
+                let mut got = vec![0.0; b * n];
+                let w_down = MatRef::new(n, k, &wt);
+                affine_down_into(&mut got, MatRef::new(b, k, &x), w_down, bias_down, 2.0);
+                assert_close(&got, &want, &format!("down {what}"));
+                // outer products: w += α xᵀ y, with and without the transposed mirror
+                let y = random(b, n, false, 3 * case + 7);
+                let mut want = w.clone();
+                for r in 0..b {
+                    for i in 0..k {
+                        for j in 0..n {
+                            want[i * n + j] += 0.3 * x[r * k + i] * y[r * n + j];
+                        }
+                    }
+                }
+                let (xm, ym) = (MatRef::new(b, k, &x), MatRef::new(b, n, &y));
+                let mut got = w.clone();
+                add_outer(&mut got, 0.3, xm, ym);
+                assert_close(&got, &want, &format!("outer {what}"));
+                let (mut got, mut mirror) = (w.clone(), wt.clone());
+                add_outer_mirrored(&mut got, &mut mirror, 0.3, xm, ym);
+                assert_close(&got, &want, &format!("mirrored {what}"));
+                assert_eq!(mirror, MatRef::new(k, n, &got).transpose(), "mirror {what}");
+                // the portable kernel (what CPUs without AVX2/FMA run) agrees too
+                if b < OUTER_GEMM_ROWS {
+                    let (mut got, mut mirror) = (w.clone(), wt.clone());
+                    SmallGemm::new(&x, Layout::transposed(k), k, ym).add_all::<false>(
+                        &mut got,
+                        Some(&mut mirror),
+                        0.3,
+                    );
+                    assert_close(&got, &want, &format!("portable {what}"));
+                    assert_eq!(
+                        mirror,
+                        MatRef::new(k, n, &got).transpose(),
+                        "portable {what}"
+                    );
+                }
+            }
+        }
+    }
+}
