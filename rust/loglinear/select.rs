@@ -1963,6 +1963,16 @@ mod tests {
     /// Makes [`has_avx2`] false (the portable kernels), for the tests comparing both.
     pub(super) static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
 
+    /// Held by the tests that switch [`PORTABLE_ONLY`], so that one of them never computes its
+    /// "fast" side while the other has the switch on (the comparison would then test nothing).
+    static KERNEL_SWITCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn kernel_switch() -> std::sync::MutexGuard<'static, ()> {
+        KERNEL_SWITCH
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn random_binary(n: usize, cols: usize, prob: f64, seed: u64) -> Vec<u8> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         (0..n * cols).map(|_| rng.random_bool(prob) as u8).collect()
@@ -2060,6 +2070,7 @@ mod tests {
 
     #[test]
     fn bit_rows_and_counts_round_trip() {
+        let _switch = kernel_switch();
         let (n, p) = (77, 300);
         let x = random_binary(n, p, 0.4, 5);
         let xb = Binary::new(&x, n, p, "X").unwrap();
@@ -2134,6 +2145,7 @@ mod tests {
 
     #[test]
     fn engine_matches_slow_scorer_on_every_path() {
+        let _switch = kernel_switch();
         let (n, p, r, k) = (3000, 300, 3, 9);
         let x = clustered(n, p, 7);
         let u = random_binary(n, r, 0.5, 8);
