@@ -417,6 +417,10 @@ def test_selection_errors_are_typed() -> None:
         select_features_loglinear(X, U, 2, seed=-3)
     with pytest.raises(InvalidInputError, match="no samples"):
         select_features_loglinear(X[:0], U[:0], 2)
+    wide = (rng.random((50, 45)) < 0.5).astype(np.uint8)
+    with pytest.raises(InvalidInputError, match="more than 40 features"):
+        select_features_loglinear(wide, U, 41)
+    assert len(select_features_loglinear(wide, U, 40).selected) == 40
 
 
 def test_memory_layout_does_not_change_selection() -> None:

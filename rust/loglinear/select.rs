@@ -38,6 +38,9 @@ use crate::error::{CoreError, CoreResult};
 /// Relative tolerance under which a permutation statistic counts as equal to the observed one.
 const TIE_TOLERANCE: f64 = 1e-10;
 
+/// Most features a selection may take (see [`validate`]: the filled table has 2^(k + 2) cells).
+const MAX_SELECT: usize = 40;
+
 /// A row-major binary (0/1) matrix.
 #[derive(Debug, Clone, Copy)]
 pub struct Binary<'a> {
@@ -1607,6 +1610,14 @@ fn validate(x: &Binary<'_>, u: Option<&Binary<'_>>, options: &SelectOptions) -> 
     if options.k == 0 || options.k > p {
         return Err(CoreError::invalid(format!(
             "k = {} features cannot be selected from p = {p}; choose 1 ≤ k ≤ {p}",
+            options.k
+        )));
+    }
+    if options.k > MAX_SELECT {
+        return Err(CoreError::invalid(format!(
+            "k = {} is more than {MAX_SELECT} features: the 0.5-filled table has 2^(k + 2) cells, \
+             and beyond k = {MAX_SELECT} float64 rounding of their empty-cell terms (x ln x near \
+             2^(k + 1)) exceeds 0.01 in G², so the candidates could no longer be told apart",
             options.k
         )));
     }

@@ -426,7 +426,9 @@ def select_features_loglinear(
     U
         ``(n, r)`` binary latent units of the same samples, or ``None``.
     k
-        Number of features to select, ``1 ≤ k ≤ p``.
+        Number of features to select, ``1 ≤ k ≤ min(p, 40)``: the 0.5-filled table has
+        ``2^(k+2)`` cells, and beyond 40 float64 rounding of their empty-cell terms exceeds 0.01
+        in G².
     model
         ``"marginal"`` or ``"conditional"`` (the latter needs ``U``).
     n_permutations
@@ -449,9 +451,9 @@ def select_features_loglinear(
     Raises
     ------
     InvalidInputError
-        Non-binary values (the error names row and column), ``k`` outside ``1..p``, an unknown
-        ``model``, ``model="conditional"`` without ``U``, ``U`` without columns, ``U=None`` with
-        fewer than 2 features, negative ``n_permutations``, or a bad ``seed``.
+        Non-binary values (the error names row and column), ``k`` outside ``1..min(p, 40)``, an
+        unknown ``model``, ``model="conditional"`` without ``U``, ``U`` without columns,
+        ``U=None`` with fewer than 2 features, negative ``n_permutations``, or a bad ``seed``.
     ShapeMismatchError
         If ``X`` or ``U`` is not 2-D, or they have different numbers of rows.
 
