@@ -961,9 +961,16 @@ impl ClassCounts {
     #[inline(always)]
     fn add_cell(&mut self, ones: &[Lane], a: usize) {
         self.cell(a);
-        if a == 0 {
-            return;
+        if a > 0 {
+            self.add_classes(ones, a);
         }
+    }
+
+    /// Adds the classes of a cell of `1 ≤ a ≤ SMALL` samples (already counted by
+    /// [`ClassCounts::cell`]) from the bit-sliced counts of its ones: [`ALL_ONES`] for the
+    /// features with `a` ones, mixed class κ for those with κ or `a − κ`.
+    #[inline(always)]
+    fn add_classes(&mut self, ones: &[Lane], a: usize) {
         let ones = &ones[..plane_count(a)];
         self.add(ALL_ONES, equals(ones, a));
         for kappa in 1..=a / 2 {
@@ -1219,15 +1226,7 @@ impl StepData<'_> {
                 for _ in 0..a {
                     ripple_add(planes, next());
                 }
-                let ones = &planes[..];
-                classes.add(ALL_ONES, equals(ones, a));
-                for kappa in 1..=a / 2 {
-                    let mut mask = equals(ones, kappa);
-                    if 2 * kappa != a {
-                        mask = mask | equals(ones, a - kappa);
-                    }
-                    classes.add(mixed_class(a, kappa), mask);
-                }
+                classes.add_classes(planes, a);
             }
         }
     }
