@@ -242,16 +242,8 @@ pub fn affine_up_into(out: &mut [f64], x: MatRef, w: MatRef, bias: &[f64], facto
     } else if b <= SMALL_ROWS {
         let layout = Layout::row_major(x.cols);
         SmallGemm::new(x.data, layout, b, w).add_to(out, None, 1.0);
-    } else if b <= BLOCK_ROWS {
-        gemm_acc(out, 1.0, x.ndarray(), w.ndarray());
     } else {
-        let wv = w.ndarray();
-        out.par_chunks_mut(BLOCK_ROWS * w.cols)
-            .zip(x.data.par_chunks(BLOCK_ROWS * x.cols))
-            .for_each(|(o, xs)| {
-                let rows = xs.len() / x.cols;
-                gemm_acc(o, 1.0, MatRef::new(rows, x.cols, xs).ndarray(), wv);
-            });
+        gemm_row_blocks(out, x, w.ndarray());
     }
     scale(out, factor);
 }
@@ -296,16 +288,8 @@ pub fn affine_down_into(out: &mut [f64], h: MatRef, w: MatRef, bias: &[f64], fac
                 out[r * w.rows + i] += v;
             }
         }
-    } else if b <= BLOCK_ROWS {
-        gemm_acc(out, 1.0, h.ndarray(), w.ndarray().reversed_axes());
     } else {
-        let wt = w.ndarray().reversed_axes();
-        out.par_chunks_mut(BLOCK_ROWS * w.rows)
-            .zip(h.data.par_chunks(BLOCK_ROWS * h.cols))
-            .for_each(|(o, hs)| {
-                let rows = hs.len() / h.cols;
-                gemm_acc(o, 1.0, MatRef::new(rows, h.cols, hs).ndarray(), wt);
-            });
+        gemm_row_blocks(out, h, w.ndarray().reversed_axes());
     }
     scale(out, factor);
 }
@@ -360,6 +344,21 @@ pub fn add_outer_mirrored(w: &mut [f64], wt: &mut [f64], alpha: f64, x: MatRef, 
     } else {
         add_outer(w, alpha, x, y);
         transpose_into(wt, MatRef::new(k, n, w));
+    }
+}
+
+/// `out += x · b` through GEMM: in one call up to [`BLOCK_ROWS`] rows of `x`, else in blocks of
+/// [`BLOCK_ROWS`] rows over threads (each block's result is the same whatever the thread count).
+fn gemm_row_blocks(out: &mut [f64], x: MatRef, b: ArrayView2<'_, f64>) {
+    if x.rows <= BLOCK_ROWS {
+        gemm_acc(out, 1.0, x.ndarray(), b);
+    } else {
+        out.par_chunks_mut(BLOCK_ROWS * b.ncols())
+            .zip(x.data.par_chunks(BLOCK_ROWS * x.cols))
+            .for_each(|(o, xs)| {
+                let rows = xs.len() / x.cols;
+                gemm_acc(o, 1.0, MatRef::new(rows, x.cols, xs).ndarray(), b);
+            });
     }
 }
 
@@ -759,10 +758,11 @@ mod tests {
     }
 
     /// Every fast path of the affine maps and outer-product updates against naive loops, for
-    /// row counts around the kernel blocks (1–17, 70) and odd widths.
+    /// row counts around the kernel blocks (1–17, 70, and 300 for the threaded row blocks) and
+    /// odd widths.
     #[test]
     fn small_matrix_kernels_match_naive_loops() {
-        for (case, (b, k, n)) in [1, 2, 3, 4, 5, 7, 8, 10, 16, 17, 70]
+        for (case, (b, k, n)) in [1, 2, 3, 4, 5, 7, 8, 10, 16, 17, 70, 300]
             .into_iter()
             .flat_map(|b| [(b, 1, 1), (b, 5, 3), (b, 13, 17), (b, 65, 33)])
             .enumerate()
