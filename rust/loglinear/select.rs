@@ -127,8 +127,6 @@ pub struct Selection {
 /// Samples grouped by their configuration of the selected features.
 #[derive(Debug, Clone)]
 struct Strata {
-    /// Stratum of every sample (dense, 0..m).
-    id: Vec<u32>,
     /// Number of occupied strata.
     m: usize,
     /// Samples sorted by stratum (stable).
@@ -137,20 +135,34 @@ struct Strata {
     offsets: Vec<usize>,
 }
 
+/// Samples per parallel task of [`Strata::split_sorted`] (whole strata, so a task may hold more).
+const SPLIT_CHUNK: usize = 2048;
+
 impl Strata {
     fn whole(n: usize) -> Self {
         Self {
-            id: vec![0; n],
             m: 1,
             order: (0..n as u32).collect(),
             offsets: vec![0, n],
         }
     }
 
+    /// Stratum of every sample (dense, 0..m).
+    fn ids(&self) -> Vec<u32> {
+        let mut id = vec![0u32; self.order.len()];
+        for (s, range) in self.offsets.windows(2).enumerate() {
+            for &t in &self.order[range[0]..range[1]] {
+                id[t as usize] = s as u32;
+            }
+        }
+        id
+    }
+
     /// Split every stratum by a binary column (new ids in order of (old id, value)).
     fn split(&self, value: impl Fn(usize) -> u8) -> Self {
+        let old = self.ids();
         let mut counts = vec![0usize; 2 * self.m];
-        for (t, &s) in self.id.iter().enumerate() {
+        for (t, &s) in old.iter().enumerate() {
             counts[2 * s as usize + value(t) as usize] += 1;
         }
         let mut dense = vec![u32::MAX; 2 * self.m];
@@ -162,24 +174,14 @@ impl Strata {
             }
         }
         let m = offsets.len() - 1;
-        let id: Vec<u32> = self
-            .id
-            .iter()
-            .enumerate()
-            .map(|(t, &s)| dense[2 * s as usize + value(t) as usize])
-            .collect();
         let mut next = offsets[..m].to_vec();
-        let mut order = vec![0u32; id.len()];
-        for (t, &s) in id.iter().enumerate() {
-            order[next[s as usize]] = t as u32;
-            next[s as usize] += 1;
+        let mut order = vec![0u32; old.len()];
+        for (t, &s) in old.iter().enumerate() {
+            let s = dense[2 * s as usize + value(t) as usize] as usize;
+            order[next[s]] = t as u32;
+            next[s] += 1;
         }
-        Self {
-            id,
-            m,
-            order,
-            offsets,
-        }
+        Self { m, order, offsets }
     }
 
     fn size(&self, s: usize) -> u32 {
@@ -189,42 +191,66 @@ impl Strata {
     /// [`Strata::split`] by bit `bit` of the samples' rows in stratum order (`rows.bit(pos)`),
     /// moving the rows with their samples: a stable partition of each stratum (x = 0 first)
     /// written into `next`, so the rows never have to be gathered from the original order.
+    /// Strata keep their positions, so runs of whole strata are partitioned in parallel.
     fn split_sorted(&self, rows: &SortedRows, bit: usize, next: &mut SortedRows) -> Self {
         let n = self.order.len();
+        let (g, w) = (rows.groups, rows.words);
+        // runs of whole strata of at least SPLIT_CHUNK samples: [first stratum, last + 1)
+        let mut runs = vec![0usize];
+        for s in 1..self.m {
+            if self.offsets[s] - self.offsets[runs[runs.len() - 1]] >= SPLIT_CHUNK {
+                runs.push(s);
+            }
+        }
+        runs.push(self.m);
         let mut order = vec![0u32; n];
+        // the runs' disjoint pieces of the outputs
+        let mut pieces = Vec::with_capacity(runs.len() - 1);
+        let (mut x_rest, mut u_rest, mut order_rest) =
+            (&mut next.x[..], &mut next.u[..], &mut order[..]);
+        for run in runs.windows(2) {
+            let len = self.offsets[run[1]] - self.offsets[run[0]];
+            let (x, x_tail) = std::mem::take(&mut x_rest).split_at_mut(len * g);
+            let (u, u_tail) = std::mem::take(&mut u_rest).split_at_mut(len * w);
+            let (o, o_tail) = std::mem::take(&mut order_rest).split_at_mut(len);
+            (x_rest, u_rest, order_rest) = (x_tail, u_tail, o_tail);
+            pieces.push((run[0]..run[1], x, u, o));
+        }
+        // per run: the boundaries of its new strata
+        let bounds: Vec<Vec<usize>> = pieces
+            .into_par_iter()
+            .map(|(strata, x, u, o)| {
+                let base = self.offsets[strata.start];
+                let mut bounds = Vec::with_capacity(2 * strata.len());
+                for s in strata {
+                    let (lo, hi) = (self.offsets[s], self.offsets[s + 1]);
+                    let zeros = (lo..hi).filter(|&pos| !rows.bit(pos, bit)).count();
+                    let (mut slot, mut one) = (lo - base, lo + zeros - base);
+                    for pos in lo..hi {
+                        let to = if rows.bit(pos, bit) {
+                            one += 1;
+                            one - 1
+                        } else {
+                            slot += 1;
+                            slot - 1
+                        };
+                        copy_row(x, &rows.x, to, pos, g);
+                        copy_row(u, &rows.u, to, pos, w);
+                        o[to] = self.order[pos];
+                    }
+                    if zeros > 0 && zeros < hi - lo {
+                        bounds.push(lo + zeros);
+                    }
+                    bounds.push(hi);
+                }
+                bounds
+            })
+            .collect();
         let mut offsets = Vec::with_capacity(2 * self.m + 1);
         offsets.push(0);
-        for s in 0..self.m {
-            let (lo, hi) = (self.offsets[s], self.offsets[s + 1]);
-            let zeros = (lo..hi).filter(|&pos| !rows.bit(pos, bit)).count();
-            let (mut zero, mut one) = (lo, lo + zeros);
-            for pos in lo..hi {
-                let slot = if rows.bit(pos, bit) {
-                    one += 1;
-                    one - 1
-                } else {
-                    zero += 1;
-                    zero - 1
-                };
-                next.copy_from(rows, pos, slot);
-                order[slot] = self.order[pos];
-            }
-            for end in [lo + zeros, hi] {
-                if end > offsets[offsets.len() - 1] {
-                    offsets.push(end);
-                }
-            }
-        }
-        let m = offsets.len() - 1;
-        let mut id = vec![0u32; n];
-        for (s, range) in offsets.windows(2).enumerate() {
-            for &t in &order[range[0]..range[1]] {
-                id[t as usize] = s as u32;
-            }
-        }
+        offsets.extend(bounds.into_iter().flatten());
         Self {
-            id,
-            m,
+            m: offsets.len() - 1,
             order,
             offsets,
         }
@@ -247,22 +273,17 @@ impl SortedRows {
         let lane = &self.x[pos * self.groups + i / LANE];
         (lane.0[(i % LANE) / 64] >> (i % 64)) & 1 == 1
     }
+}
 
-    /// Copies the rows of position `from` of `other` to position `to`.
-    #[inline(always)]
-    fn copy_from(&mut self, other: &Self, from: usize, to: usize) {
-        let (g, w) = (self.groups, self.words);
-        // one lane and at most one word per sample is the usual case: no memcpy calls
-        if g == 1 {
-            self.x[to] = other.x[from];
-        } else {
-            self.x[to * g..(to + 1) * g].copy_from_slice(&other.x[from * g..(from + 1) * g]);
-        }
-        match w {
-            0 => {}
-            1 => self.u[to] = other.u[from],
-            _ => self.u[to * w..(to + 1) * w].copy_from_slice(&other.u[from * w..(from + 1) * w]),
-        }
+/// Copies row `from` of `src` to row `to` of `dst` (`width` elements per row); one element per
+/// row, the usual case, without a `memcpy` call.
+#[inline(always)]
+fn copy_row<T: Copy>(dst: &mut [T], src: &[T], to: usize, from: usize, width: usize) {
+    match width {
+        0 => {}
+        1 => dst[to] = src[from],
+        _ => dst[to * width..(to + 1) * width]
+            .copy_from_slice(&src[from * width..(from + 1) * width]),
     }
 }
 
@@ -496,8 +517,9 @@ mod avx2 {
     use super::{Lane, LANE};
     use std::arch::x86_64::*;
 
-    /// [`super::unslice`]: each 32-bit piece of a plane is spread to 32 bytes (0 or 1 << q) and
-    /// or-ed into a byte per feature, 8 planes at a time, then widened to `u32`.
+    /// [`super::unslice`]: each 32-bit piece of a plane is broadcast, spread to 32 bytes (0 or
+    /// −1) and accumulated into a byte per feature by Horner's rule (double, subtract), 8
+    /// planes at a time from the highest down, then widened to `u32`.
     ///
     /// # Safety
     /// The CPU must support AVX2; `counts` holds [`LANE`] features.
@@ -511,18 +533,16 @@ mod avx2 {
         );
         let select = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
         for (piece, out) in counts.chunks_exact_mut(32).enumerate() {
-            let (word, shift) = (piece / 2, 32 * (piece % 2));
+            let index = _mm256_set1_epi32(piece as i32);
             let mut total = [_mm256_setzero_si256(); 4];
             for (group, eight) in planes.chunks(8).enumerate() {
                 let mut bytes = _mm256_setzero_si256();
-                for (q, plane) in eight.iter().enumerate() {
-                    let bits = (plane.0[word] >> shift) as u32;
-                    if bits != 0 {
-                        let spread = _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), spread);
-                        let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
-                        let weight = _mm256_set1_epi8((1u8 << q) as i8);
-                        bytes = _mm256_or_si256(bytes, _mm256_and_si256(set, weight));
-                    }
+                for plane in eight.iter().rev() {
+                    let plane = _mm256_loadu_si256(plane.0.as_ptr() as *const __m256i);
+                    let piece = _mm256_permutevar8x32_epi32(plane, index);
+                    let spread = _mm256_shuffle_epi8(piece, spread);
+                    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
+                    bytes = _mm256_sub_epi8(_mm256_add_epi8(bytes, bytes), set);
                 }
                 let (lo, hi) = (
                     _mm256_castsi256_si128(bytes),
@@ -541,27 +561,25 @@ mod avx2 {
     }
 
     /// [`super::pack_bytes`]: 32 bytes at a time, shifted so that their 0/1 value is the byte's
-    /// top bit, gathered by `movemask`.
+    /// top bit, gathered by `movemask`; a last piece of fewer than 32 bytes eight at a time.
     ///
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn pack_bytes(bytes: &[u8], words: &mut [u64]) {
         for (word, features) in words.iter_mut().zip(bytes.chunks(64)) {
-            let mut halves = [0u32; 2];
-            for (half, chunk) in halves.iter_mut().zip(features.chunks(32)) {
-                let mut buffer = [0u8; 32];
-                let full = match chunk.len() {
-                    32 => chunk,
-                    len => {
-                        buffer[..len].copy_from_slice(chunk);
-                        &buffer[..]
-                    }
+            *word = 0;
+            for (half, chunk) in features.chunks(32).enumerate() {
+                let bits = if chunk.len() == 32 {
+                    let v = _mm256_loadu_si256(chunk.as_ptr() as *const __m256i);
+                    _mm256_movemask_epi8(_mm256_slli_epi32::<7>(v)) as u32 as u64
+                } else {
+                    chunk.chunks(8).enumerate().fold(0, |w, (q, eight)| {
+                        w | super::pack8(super::load8(eight)) << (8 * q)
+                    })
                 };
-                let v = _mm256_loadu_si256(full.as_ptr() as *const __m256i);
-                *half = _mm256_movemask_epi8(_mm256_slli_epi32::<7>(v)) as u32;
+                *word |= bits << (32 * half);
             }
-            *word = halves[0] as u64 | (halves[1] as u64) << 32;
         }
     }
 
@@ -761,52 +779,39 @@ fn pack_row_words(x: &Binary<'_>, words: usize) -> Vec<u64> {
     out
 }
 
-/// 64 × 64 bit-matrix transpose in place: bit j of `a[i]` becomes bit i of `a[j]` (swaps of
-/// off-diagonal blocks of 32, 16, …, 1 bits).
-fn transpose64(a: &mut [u64; 64]) {
-    let mut width = 32;
-    let mut mask: u64 = 0x0000_0000_FFFF_FFFF;
-    while width != 0 {
-        let mut k = 0;
-        while k < 64 {
-            let t = ((a[k] >> width) ^ a[k + width]) & mask;
-            a[k] ^= t << width;
-            a[k + width] ^= t;
-            k = (k + width + 1) & !width;
-        }
-        width >>= 1;
-        mask ^= mask << width;
-    }
-}
-
 /// Columns of U as bit vectors (with the zero word [`bit_window`] needs), from the bit rows of
-/// its `n` samples (`words` per sample, in stratum order): 64 rows at a time are transposed.
+/// its `n` samples (`words` per sample, in stratum order). Eight samples at a time: byte q of
+/// their rows side by side in one word, whose bit b of every byte [`pack8`] gathers into the 8
+/// bits of column 8q + b.
 fn sorted_columns(rows: &[u64], words: usize, r: usize, n: usize) -> Vec<Vec<u64>> {
     if r == 0 {
         return Vec::new();
     }
     let chunks = n.div_ceil(64);
     // [chunk][column] words, filled in parallel, then split by column
-    let mut blocked = vec![0u64; chunks * words * 64];
-    blocked
-        .par_chunks_mut(words * 64)
-        .enumerate()
-        .for_each(|(c, dst)| {
-            for (w, out) in dst.chunks_exact_mut(64).enumerate() {
-                let mut block = [0u64; 64];
-                for (b, t) in block.iter_mut().zip(64 * c..n.min(64 * c + 64)) {
-                    *b = rows[t * words + w];
+    let mut blocked = vec![0u64; chunks * r];
+    blocked.par_chunks_mut(r).enumerate().for_each(|(c, out)| {
+        for octet in 0..8 {
+            let first = 64 * c + 8 * octet;
+            let samples = first..n.min(first + 8);
+            for q in 0..r.div_ceil(8) {
+                let (word, shift) = (q / 8, 8 * (q % 8));
+                let side_by_side = samples.clone().enumerate().fold(0u64, |acc, (k, t)| {
+                    acc | ((rows[t * words + word] >> shift) & 0xFF) << (8 * k)
+                });
+                for (b, column) in out[8 * q..r.min(8 * q + 8)].iter_mut().enumerate() {
+                    let bits = (side_by_side >> b) & 0x0101_0101_0101_0101;
+                    *column |= pack8(bits) << (8 * octet);
                 }
-                transpose64(&mut block);
-                out.copy_from_slice(&block);
             }
-        });
+        }
+    });
     (0..r)
         .into_par_iter()
         .map(|j| {
             let mut col = vec![0u64; n / 64 + 2];
             for (c, word) in col.iter_mut().take(chunks).enumerate() {
-                *word = blocked[c * words * 64 + j];
+                *word = blocked[c * r + j];
             }
             col
         })
@@ -1386,7 +1391,7 @@ impl StepData<'_> {
     /// `p × max(r, 1)` scores of every feature.
     fn scores(&self, ones: &[u32], r: usize, unoccupied: f64) -> Vec<f64> {
         let p = ones.len();
-        let n = self.strata.id.len();
+        let n = self.strata.order.len();
         let rr = r.max(1);
         let units: Vec<Option<usize>> = if r == 0 {
             vec![None]
@@ -1474,6 +1479,8 @@ unsafe fn stratum_total_avx2(data: &StepData<'_>, s: usize, g: usize, out: &mut 
 struct Scorer<'a> {
     u: Option<Binary<'a>>,
     strata: &'a Strata,
+    /// Stratum of every sample ([`Strata::ids`]).
+    id: &'a [u32],
     /// `r × m` samples with U_j = 1 per stratum.
     a: &'a [u32],
     model: Model,
@@ -1490,7 +1497,7 @@ impl Scorer<'_> {
         let h = self.h;
         let mut c1 = vec![0u32; m];
         for (t, &v) in x.iter().enumerate() {
-            c1[self.strata.id[t] as usize] += v as u32;
+            c1[self.id[t] as usize] += v as u32;
         }
         let ones: u32 = c1.iter().sum();
         let Some(u) = self.u else {
@@ -1511,7 +1518,7 @@ impl Scorer<'_> {
         let mut c11 = vec![0u32; r * m];
         for (t, &v) in x.iter().enumerate() {
             if v != 0 {
-                let s = self.strata.id[t] as usize;
+                let s = self.id[t] as usize;
                 for j in 0..r {
                     c11[j * m + s] += u.get(t, j) as u32;
                 }
@@ -1879,9 +1886,11 @@ fn select_validated(
         if let Some(p_values) = selection.p_values.as_mut() {
             let us = u.map_or_else(Vec::new, |u| gather_rows(u.data, r, &strata.order));
             let a = latent_counts(&us, r, &strata);
+            let id = strata.ids();
             let scorer = Scorer {
                 u: u.copied(),
                 strata: &strata,
+                id: &id,
                 a: &a,
                 model: options.model,
                 unoccupied,
@@ -1932,10 +1941,12 @@ pub fn feature_scores(
     let a = latent_counts(&us, r, &strata);
     let unoccupied = 2f64.powi(selected.len() as i32) - strata.m as f64;
     let column = column(x, i);
+    let id = strata.ids();
     let Some(u) = u else {
         let scorer = Scorer {
             u: None,
             strata: &strata,
+            id: &id,
             a: &a,
             model,
             unoccupied,
@@ -1952,6 +1963,7 @@ pub fn feature_scores(
             let scorer = Scorer {
                 u: Some(single),
                 strata: &strata,
+                id: &id,
                 a: &a,
                 model,
                 unoccupied,
@@ -2008,14 +2020,26 @@ mod tests {
     }
 
     #[test]
-    fn transpose64_swaps_rows_and_columns() {
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let a: [u64; 64] = std::array::from_fn(|_| rng.random());
-        let mut b = a;
-        transpose64(&mut b);
-        for (i, &row) in a.iter().enumerate() {
-            for (j, &col) in b.iter().enumerate() {
-                assert_eq!((row >> j) & 1, (col >> i) & 1);
+    fn sorted_columns_are_the_columns_of_the_rows() {
+        // r = 70: two words per row, columns in both bytes of a word and in a partial byte;
+        // n = 203: a partial chunk of 64 and a partial octet
+        for (n, r) in [(203, 70), (64, 8), (9, 1), (130, 64)] {
+            let u = random_binary(n, r, 0.5, 11);
+            let ub = Binary::new(&u, n, r, "U").unwrap();
+            let words = r.div_ceil(64);
+            let rows = pack_row_words(&ub, words);
+            let columns = sorted_columns(&rows, words, r, n);
+            assert_eq!(columns.len(), r);
+            for (j, col) in columns.iter().enumerate() {
+                assert_eq!(col.len(), n / 64 + 2);
+                for t in 0..col.len() * 64 {
+                    let expected = if t < n { u[t * r + j] as u64 } else { 0 };
+                    assert_eq!(
+                        (col[t / 64] >> (t % 64)) & 1,
+                        expected,
+                        "n {n} r {r} j {j} t {t}"
+                    );
+                }
             }
         }
     }
@@ -2061,7 +2085,7 @@ mod tests {
                 std::mem::swap(&mut sorted, &mut spare);
                 assert_eq!(fast.order, plain.order);
                 assert_eq!(fast.offsets, plain.offsets);
-                assert_eq!(fast.id, plain.id);
+                assert_eq!(fast.ids(), plain.ids());
                 assert_eq!(fast.m, plain.m);
                 for (pos, &t) in plain.order.iter().enumerate() {
                     let t = t as usize;
