@@ -583,18 +583,41 @@ mod avx2 {
         }
     }
 
-    /// `half[b] += row[min(counts[b], a)]`: a [`super::CellTable`] row gathered four at a time.
+    /// `half[b] += row[min(counts[b], a)]`: a [`super::CellTable`] row gathered four at a time,
+    /// with the cell's flags `empty0[b] += (counts[b] == a)`, `empty1[b] += (counts[b] == 0)`.
     ///
     /// # Safety
-    /// The CPU must support AVX2 and `row.len() > a`.
+    /// The CPU must support AVX2 and `row.len() > a`; the four slices have the same length.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn table_terms(row: &[f64], a: u32, counts: &[u32], half: &mut [f64]) {
+    pub(super) unsafe fn table_terms(
+        row: &[f64],
+        a: u32,
+        counts: &[u32],
+        half: &mut [f64],
+        empty0: &mut [u32],
+        empty1: &mut [u32],
+    ) {
         let size = _mm_set1_epi32(a as i32);
-        for (c, acc) in counts.chunks_exact(4).zip(half.chunks_exact_mut(4)) {
-            let c = _mm_min_epu32(_mm_loadu_si128(c.as_ptr() as *const __m128i), size);
-            let term = _mm256_i32gather_pd::<8>(row.as_ptr(), c);
-            let sum = _mm256_add_pd(_mm256_loadu_pd(acc.as_ptr()), term);
-            _mm256_storeu_pd(acc.as_mut_ptr(), sum);
+        let zero = _mm_setzero_si128();
+        let quads = counts.len() / 4;
+        debug_assert!(half.len() >= 4 * quads && empty0.len() >= 4 * quads);
+        debug_assert!(empty1.len() >= 4 * quads);
+        let (c, acc) = (counts.as_ptr(), half.as_mut_ptr());
+        let (p0, p1) = (empty0.as_mut_ptr(), empty1.as_mut_ptr());
+        for k in (0..4 * quads).step_by(4) {
+            let count = _mm_min_epu32(_mm_loadu_si128(c.add(k) as *const __m128i), size);
+            let term = _mm256_i32gather_pd::<8>(row.as_ptr(), count);
+            _mm256_storeu_pd(acc.add(k), _mm256_add_pd(_mm256_loadu_pd(acc.add(k)), term));
+            // comparisons give −1 where true: subtracting adds one
+            let (e0, e1) = (p0.add(k) as *mut __m128i, p1.add(k) as *mut __m128i);
+            _mm_storeu_si128(
+                e0,
+                _mm_sub_epi32(_mm_loadu_si128(e0), _mm_cmpeq_epi32(count, size)),
+            );
+            _mm_storeu_si128(
+                e1,
+                _mm_sub_epi32(_mm_loadu_si128(e1), _mm_cmpeq_epi32(count, zero)),
+            );
         }
     }
 
@@ -791,14 +814,21 @@ fn sorted_columns(rows: &[u64], words: usize, r: usize, n: usize) -> Vec<Vec<u64
     // [chunk][column] words, filled in parallel, then split by column
     let mut blocked = vec![0u64; chunks * r];
     blocked.par_chunks_mut(r).enumerate().for_each(|(c, out)| {
-        for octet in 0..8 {
-            let first = 64 * c + 8 * octet;
-            let samples = first..n.min(first + 8);
+        let block = &rows[64 * c * words..n.min(64 * c + 64) * words];
+        for (octet, eight) in block.chunks(8 * words).enumerate() {
             for q in 0..r.div_ceil(8) {
                 let (word, shift) = (q / 8, 8 * (q % 8));
-                let side_by_side = samples.clone().enumerate().fold(0u64, |acc, (k, t)| {
-                    acc | ((rows[t * words + word] >> shift) & 0xFF) << (8 * k)
-                });
+                let byte = |k: usize, row: u64| ((row >> shift) & 0xFF) << (8 * k);
+                let side_by_side = match words {
+                    1 => eight
+                        .iter()
+                        .enumerate()
+                        .fold(0, |acc, (k, &row)| acc | byte(k, row)),
+                    _ => eight
+                        .chunks_exact(words)
+                        .enumerate()
+                        .fold(0, |acc, (k, sample)| acc | byte(k, sample[word])),
+                };
                 for (b, column) in out[8 * q..r.min(8 * q + 8)].iter_mut().enumerate() {
                     let bits = (side_by_side >> b) & 0x0101_0101_0101_0101;
                     *column |= pack8(bits) << (8 * octet);
@@ -838,6 +868,7 @@ fn sorted_columns(rows: &[u64], words: usize, r: usize, n: usize) -> Vec<Vec<u64
 /// Cells of at most this many samples are summarised by class (marginal models); at most 64
 /// (a stratum of at most `SMALL` samples is one 64-bit window of member positions).
 const SMALL: usize = 16;
+const _: () = assert!(SMALL <= 31, "small cells use at most five planes");
 
 /// Class of the cells where every sample has x = 1 (no x = 0).
 const ALL_ONES: usize = 0;
@@ -1195,14 +1226,7 @@ impl StepData<'_> {
     /// stratum of at most 64 samples). Cells of up to three samples take their classes from
     /// AND / OR of the rows directly; larger ones from bit-sliced counts.
     #[inline(always)]
-    fn window_cell(
-        &self,
-        classes: &mut ClassCounts,
-        planes: &mut [Lane],
-        lo: usize,
-        members: u64,
-        g: usize,
-    ) {
+    fn window_cell(&self, classes: &mut ClassCounts, lo: usize, members: u64, g: usize) {
         let a = members.count_ones() as usize;
         classes.cell(a);
         let mut rest = members;
@@ -1226,8 +1250,9 @@ impl StepData<'_> {
                 classes.add(mixed_class(3, 1), (x | y | z) & !all);
             }
             _ => {
-                let planes = &mut planes[..plane_count(a)];
-                planes.fill(Lane::ZERO);
+                // at most SMALL ≤ 31 samples: five planes on the stack (no memset call)
+                let mut small = [Lane::ZERO; 5];
+                let planes = &mut small[..plane_count(a)];
                 for _ in 0..a {
                     ripple_add(planes, next());
                 }
@@ -1259,7 +1284,7 @@ impl StepData<'_> {
                 let ones = bits.map_or(all, |b| bit_window(b, lo, ns));
                 let cells = [ones, !ones & all];
                 for &members in &cells[..1 + bits.is_some() as usize] {
-                    self.window_cell(&mut classes, &mut planes, lo, members, g);
+                    self.window_cell(&mut classes, lo, members, g);
                 }
                 continue;
             }
@@ -1341,25 +1366,30 @@ impl StepData<'_> {
 
     #[inline(always)]
     fn cell_lookups(&self, sums: &mut LaneSums, a: usize, counts: &[u32]) {
-        let flags = sums.empty0.iter_mut().zip(&mut sums.empty1).zip(counts);
-        for ((e0, e1), &c) in flags {
-            *e0 += (c as usize == a) as u32;
-            *e1 += (c == 0) as u32;
-        }
-        let half = &mut sums.half[..counts.len()];
+        let width = counts.len();
+        let half = &mut sums.half[..width];
+        let (empty0, empty1) = (&mut sums.empty0[..width], &mut sums.empty1[..width]);
         if let Some(row) = self.cells.row(a) {
             let mut done = 0;
             #[cfg(target_arch = "x86_64")]
             if has_avx2() {
                 // SAFETY: the CPU supports AVX2 (checked just above); counts are clamped to
-                // `a < row.len()` before the gather.
-                unsafe { avx2::table_terms(row, a as u32, counts, half) };
-                done = counts.len() / 4 * 4;
+                // `a < row.len()` before the gather; the slices all have `width` elements.
+                unsafe { avx2::table_terms(row, a as u32, counts, half, empty0, empty1) };
+                done = width / 4 * 4;
             }
-            for (half, &c) in half[done..].iter_mut().zip(&counts[done..]) {
+            let rest = half[done..].iter_mut().zip(&counts[done..]);
+            let flags = empty0[done..].iter_mut().zip(&mut empty1[done..]);
+            for ((half, &c), (e0, e1)) in rest.zip(flags) {
                 *half += row[(c as usize).min(a)];
+                *e0 += (c as usize == a) as u32;
+                *e1 += (c == 0) as u32;
             }
             return;
+        }
+        for ((e0, e1), &c) in empty0.iter_mut().zip(empty1.iter_mut()).zip(counts) {
+            *e0 += (c as usize == a) as u32;
+            *e1 += (c == 0) as u32;
         }
         let (g, pure) = (self.g, cell_term(self.h, a, 0));
         let mut done = 0;
