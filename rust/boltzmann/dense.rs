@@ -238,10 +238,14 @@ pub fn affine_up_into(out: &mut [f64], x: MatRef, w: MatRef, bias: &[f64], facto
     let b = x.rows;
     if b * x.cols * w.cols == 0 {
     } else if b <= BLOCK_ROWS && is_sparse_binary(x.data) {
-        add_active_rows(out, x, w);
+        if !fma_add_active_rows(out, x, w) {
+            add_active_rows(out, x, w);
+        }
     } else if b <= SMALL_ROWS {
-        let layout = Layout::row_major(x.cols);
-        SmallGemm::new(x.data, layout, b, w).add_to(out, None, 1.0);
+        if !fma_add_product(out, x, w) {
+            let layout = Layout::row_major(x.cols);
+            SmallGemm::new(x.data, layout, b, w).add_to(out, None, 1.0);
+        }
     } else {
         gemm_row_blocks(out, x, w.ndarray());
     }
@@ -318,8 +322,10 @@ pub fn add_outer(w: &mut [f64], alpha: f64, x: MatRef, y: MatRef) {
     let (b, k, n) = (x.rows, x.cols, y.cols);
     if b * k * n == 0 {
     } else if b < OUTER_GEMM_ROWS {
-        let layout = Layout::transposed(k);
-        SmallGemm::new(x.data, layout, k, y).add_to(w, None, alpha);
+        if !fma_add_outer(w, None, alpha, x, y) {
+            let layout = Layout::transposed(k);
+            SmallGemm::new(x.data, layout, k, y).add_to(w, None, alpha);
+        }
     } else if b * k * n < PARALLEL_WORK {
         gemm_acc(w, alpha, x.ndarray().reversed_axes(), y.ndarray());
     } else {
@@ -339,12 +345,74 @@ pub fn add_outer(w: &mut [f64], alpha: f64, x: MatRef, y: MatRef) {
 pub fn add_outer_mirrored(w: &mut [f64], wt: &mut [f64], alpha: f64, x: MatRef, y: MatRef) {
     let (b, k, n) = (x.rows, x.cols, y.cols);
     if b < OUTER_GEMM_ROWS && b * k * n > 0 {
-        let layout = Layout::transposed(k);
-        SmallGemm::new(x.data, layout, k, y).add_to(w, Some(wt), alpha);
+        if !fma_add_outer(w, Some(&mut *wt), alpha, x, y) {
+            let layout = Layout::transposed(k);
+            SmallGemm::new(x.data, layout, k, y).add_to(w, Some(wt), alpha);
+        }
     } else {
         add_outer(w, alpha, x, y);
         transpose_into(wt, MatRef::new(k, n, w));
     }
+}
+
+/// `w += alpha · xᵀ y` (and `wt = wᵀ` when given) through the AVX2+FMA kernel; `false` (nothing
+/// done) where the CPU lacks AVX2 or FMA or the shapes do not match.
+#[inline(always)]
+fn fma_add_outer(w: &mut [f64], wt: Option<&mut [f64]>, alpha: f64, x: MatRef, y: MatRef) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (b, k, n) = (x.rows, x.cols, y.cols);
+        let shapes = y.rows == b
+            && x.data.len() == b * k
+            && y.data.len() == b * n
+            && w.len() == k * n
+            && wt.as_ref().map_or(0, |wt| wt.len()) == if wt.is_some() { k * n } else { 0 };
+        if shapes && fma::available() {
+            // SAFETY: AVX2 and FMA are available and the slice lengths were checked above.
+            unsafe { fma::add_outer(w, wt, alpha, x.data, y.data, (b, k, n)) };
+            return true;
+        }
+    }
+    let _ = (w, wt, alpha, x, y);
+    false
+}
+
+/// `out += x · w` through the AVX2+FMA kernel; `false` (nothing done) where the CPU lacks AVX2
+/// or FMA or the shapes do not match.
+#[inline(always)]
+fn fma_add_product(out: &mut [f64], x: MatRef, w: MatRef) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (b, k, n) = (x.rows, x.cols, w.cols);
+        let shapes =
+            w.rows == k && x.data.len() == b * k && w.data.len() == k * n && out.len() == b * n;
+        if shapes && fma::available() {
+            // SAFETY: AVX2 and FMA are available and the slice lengths were checked above.
+            unsafe { fma::add_product(out, x.data, w.data, (b, k, n)) };
+            return true;
+        }
+    }
+    let _ = (out, x, w);
+    false
+}
+
+/// [`add_active_rows`] through the AVX2 kernel (same results); `false` (nothing done) where the
+/// CPU lacks AVX2 or FMA or the shapes do not match.
+#[inline(always)]
+fn fma_add_active_rows(out: &mut [f64], x: MatRef, w: MatRef) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (b, k, n) = (x.rows, x.cols, w.cols);
+        let shapes =
+            w.rows == k && x.data.len() == b * k && w.data.len() == k * n && out.len() == b * n;
+        if shapes && fma::available() {
+            // SAFETY: AVX2 and FMA are available and the slice lengths were checked above.
+            unsafe { fma::add_active_rows(out, x.data, w.data, (b, k, n)) };
+            return true;
+        }
+    }
+    let _ = (out, x, w);
+    false
 }
 
 /// `out += x · b` through GEMM: in one call up to [`BLOCK_ROWS`] rows of `x`, else in blocks of
@@ -729,6 +797,374 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     (s[0] + s[2]) + (s[1] + s[3]) + tail
 }
 
+/// Register-blocked AVX2+FMA kernels for products with few rows, without panels: every
+/// accumulator starts from the value in the output and takes the terms one after the other with a
+/// fused multiply-add (the order of the naive loop), columns in chunks of a few four-lane
+/// vectors (split evenly), the last `cols % 4` columns one by one.
+#[cfg(target_arch = "x86_64")]
+mod fma {
+    use std::arch::x86_64::*;
+
+    /// Whether the CPU runs these kernels (AVX2 and FMA).
+    #[inline]
+    pub(super) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+
+    /// Most vectors per column chunk of [`add_outer`] (13 accumulators and two broadcasts).
+    const OUTER_VECTORS: usize = 13;
+    /// Rows and vectors per block of [`add_product`] (10 accumulators, 5 weight vectors and a
+    /// broadcast in the 16 registers).
+    const PRODUCT_ROWS: usize = 2;
+    const PRODUCT_VECTORS: usize = 5;
+
+    /// Column chunks of at most `most` vectors covering `vectors` vectors, as even as possible:
+    /// `(first vector, vectors)`.
+    #[inline(always)]
+    fn chunks(vectors: usize, most: usize) -> impl Iterator<Item = (usize, usize)> {
+        let count = vectors.div_ceil(most);
+        (0..count).map(move |c| {
+            let start = c * vectors / count;
+            (start, (c + 1) * vectors / count - start)
+        })
+    }
+
+    /// `w += alpha · xᵀ y` (`x` b×k, `y` b×n, `w` k×n, all row-major) row after row of `w`, the
+    /// terms in the order of the rows of `x`; `wt` (n×k), when given, receives `wᵀ` of every
+    /// updated strip of 4 rows (4×4 tiles through registers).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `w` and `wt` must hold `k·n`, `x` `b·k` and `y` `b·n`
+    /// values.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn add_outer(
+        w: &mut [f64],
+        mut wt: Option<&mut [f64]>,
+        alpha: f64,
+        x: &[f64],
+        y: &[f64],
+        (b, k, n): (usize, usize, usize),
+    ) {
+        let (wp, xp, yp) = (w.as_mut_ptr(), x.as_ptr(), y.as_ptr());
+        let full = n / 4 * 4;
+        for i in 0..k {
+            let row = wp.add(i * n);
+            for (v0, v) in chunks(n / 4, OUTER_VECTORS) {
+                let (row, y) = (row.add(4 * v0), yp.add(4 * v0));
+                let x = xp.add(i);
+                if alpha == 1.0 {
+                    outer_chunk_dispatch::<false>(v, row, alpha, x, k, y, n, b);
+                } else {
+                    outer_chunk_dispatch::<true>(v, row, alpha, x, k, y, n, b);
+                }
+            }
+            for j in full..n {
+                let mut acc = *row.add(j);
+                for r in 0..b {
+                    acc = (alpha * *xp.add(r * k + i)).mul_add(*yp.add(r * n + j), acc);
+                }
+                *row.add(j) = acc;
+            }
+            if let Some(wt) = wt.as_deref_mut() {
+                let tp = wt.as_mut_ptr();
+                if i % 4 == 3 {
+                    let i0 = i - 3;
+                    for j0 in (0..full).step_by(4) {
+                        transpose4x4(wp.add(i0 * n + j0), n, tp.add(j0 * k + i0), k);
+                    }
+                    for j in full..n {
+                        for t in i0..=i {
+                            *tp.add(j * k + t) = *wp.add(t * n + j);
+                        }
+                    }
+                } else if i + 1 == k {
+                    for t in k / 4 * 4..k {
+                        for j in 0..n {
+                            *tp.add(j * k + t) = *wp.add(t * n + j);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`outer_chunk`] for `v` vectors.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn outer_chunk_dispatch<const SCALED: bool>(
+        v: usize,
+        w: *mut f64,
+        alpha: f64,
+        x: *const f64,
+        xs: usize,
+        y: *const f64,
+        ys: usize,
+        b: usize,
+    ) {
+        macro_rules! run {
+            ($($v:literal)*) => {
+                match v {
+                    $($v => outer_chunk::<$v, SCALED>(w, alpha, x, xs, y, ys, b),)*
+                    _ => outer_chunk::<OUTER_VECTORS, SCALED>(w, alpha, x, xs, y, ys, b),
+                }
+            };
+        }
+        run!(1 2 3 4 5 6 7 8 9 10 11 12)
+    }
+
+    /// `V` vectors of one row of `w` plus `Σ_r alpha · x[r·xs] · y[r·ys ..]` (`alpha` only
+    /// applied when `SCALED`, else 1), two terms per round.
+    #[inline(always)]
+    unsafe fn outer_chunk<const V: usize, const SCALED: bool>(
+        w: *mut f64,
+        alpha: f64,
+        x: *const f64,
+        xs: usize,
+        y: *const f64,
+        ys: usize,
+        b: usize,
+    ) {
+        let mut acc = [_mm256_setzero_pd(); V];
+        for (v, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_loadu_pd(w.add(4 * v));
+        }
+        let coefficient = |x: *const f64| {
+            if SCALED {
+                _mm256_set1_pd(alpha * *x)
+            } else {
+                _mm256_broadcast_sd(&*x)
+            }
+        };
+        let (mut x, mut y) = (x, y);
+        for _ in 0..b / 2 {
+            let (c0, c1) = (coefficient(x), coefficient(x.add(xs)));
+            let y1 = y.add(ys);
+            for (v, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_pd(c0, _mm256_loadu_pd(y.add(4 * v)), *a);
+                *a = _mm256_fmadd_pd(c1, _mm256_loadu_pd(y1.add(4 * v)), *a);
+            }
+            x = x.add(2 * xs);
+            y = y.add(2 * ys);
+        }
+        if b % 2 == 1 {
+            let c = coefficient(x);
+            for (v, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_pd(c, _mm256_loadu_pd(y.add(4 * v)), *a);
+            }
+        }
+        for (v, a) in acc.iter().enumerate() {
+            _mm256_storeu_pd(w.add(4 * v), *a);
+        }
+    }
+
+    /// `out += x · w` (`x` b×k, `w` k×n, `out` b×n, row-major), blocks of
+    /// [`PRODUCT_ROWS`] rows × up to [`PRODUCT_VECTORS`] vectors, the terms in the order of the
+    /// rows of `w`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `out` must hold `b·n`, `x` `b·k` and `w` `k·n` values.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn add_product(
+        out: &mut [f64],
+        x: &[f64],
+        w: &[f64],
+        (b, k, n): (usize, usize, usize),
+    ) {
+        let (op, xp, wp) = (out.as_mut_ptr(), x.as_ptr(), w.as_ptr());
+        let full = n / 4 * 4;
+        for (v0, v) in chunks(n / 4, PRODUCT_VECTORS) {
+            let mut r0 = 0;
+            while r0 < b {
+                let rows = (b - r0).min(PRODUCT_ROWS);
+                let (o, x, w) = (op.add(r0 * n + 4 * v0), xp.add(r0 * k), wp.add(4 * v0));
+                match (rows, v) {
+                    (1, 1) => product_block::<1, 1>(o, x, w, k, n),
+                    (1, 2) => product_block::<1, 2>(o, x, w, k, n),
+                    (1, 3) => product_block::<1, 3>(o, x, w, k, n),
+                    (1, 4) => product_block::<1, 4>(o, x, w, k, n),
+                    (1, _) => product_block::<1, 5>(o, x, w, k, n),
+                    (_, 1) => product_block::<2, 1>(o, x, w, k, n),
+                    (_, 2) => product_block::<2, 2>(o, x, w, k, n),
+                    (_, 3) => product_block::<2, 3>(o, x, w, k, n),
+                    (_, 4) => product_block::<2, 4>(o, x, w, k, n),
+                    (_, _) => product_block::<2, 5>(o, x, w, k, n),
+                }
+                r0 += rows;
+            }
+        }
+        for r in 0..b {
+            for j in full..n {
+                let mut acc = *op.add(r * n + j);
+                for i in 0..k {
+                    acc = (*xp.add(r * k + i)).mul_add(*wp.add(i * n + j), acc);
+                }
+                *op.add(r * n + j) = acc;
+            }
+        }
+    }
+
+    /// `R` rows × `V` vectors of `out` (row stride `n`) plus `x · w` over `k` terms (`x` row
+    /// stride `k`, `w` row stride `n`).
+    #[inline(always)]
+    unsafe fn product_block<const R: usize, const V: usize>(
+        out: *mut f64,
+        x: *const f64,
+        w: *const f64,
+        k: usize,
+        n: usize,
+    ) {
+        let mut acc = [[_mm256_setzero_pd(); V]; R];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            for (v, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_loadu_pd(out.add(r * n + 4 * v));
+            }
+        }
+        let mut w = w;
+        for i in 0..k {
+            let mut wv = [_mm256_setzero_pd(); V];
+            for (v, wv) in wv.iter_mut().enumerate() {
+                *wv = _mm256_loadu_pd(w.add(4 * v));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let c = _mm256_broadcast_sd(&*x.add(r * k + i));
+                for (a, wv) in acc.iter_mut().zip(wv) {
+                    *a = _mm256_fmadd_pd(c, wv, *a);
+                }
+            }
+            w = w.add(n);
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (v, a) in acc.iter().enumerate() {
+                _mm256_storeu_pd(out.add(r * n + 4 * v), *a);
+            }
+        }
+    }
+
+    /// `out += x · w` for binary `x` (`x` b×k, `w` k×n, `out` b×n, row-major): the sums of the
+    /// rows of `w` of the active units, in the order and column strips of the portable
+    /// [`super::add_active_rows`] (same results), without bounds checks.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `out` must hold `b·n`, `x` `b·k` and `w` `k·n` values.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn add_active_rows(
+        out: &mut [f64],
+        x: &[f64],
+        w: &[f64],
+        (b, k, n): (usize, usize, usize),
+    ) {
+        // Offsets in `w` of the active weight rows, row after row of `x`; `ends[r]` closes row
+        // `r`. Every offset is written (at most `b·k`), the length only grows for active units.
+        let mut starts: Vec<usize> = Vec::with_capacity(b * k);
+        let mut ends = Vec::with_capacity(b);
+        let (sp, xp) = (starts.as_mut_ptr(), x.as_ptr());
+        let mut len = 0;
+        for r in 0..b {
+            let xr = xp.add(r * k);
+            for i in 0..k {
+                sp.add(len).write(i * n);
+                len += usize::from(*xr.add(i) != 0.0);
+            }
+            ends.push(len);
+        }
+        let (op, wp) = (out.as_mut_ptr(), w.as_ptr());
+        let mut c0 = 0;
+        while c0 + 16 <= n {
+            active_strip::<4>(op.add(c0), n, wp.add(c0), sp, &ends);
+            c0 += 16;
+        }
+        while c0 + 8 <= n {
+            active_strip::<2>(op.add(c0), n, wp.add(c0), sp, &ends);
+            c0 += 8;
+        }
+        if c0 + 4 <= n {
+            active_strip::<1>(op.add(c0), n, wp.add(c0), sp, &ends);
+            c0 += 4;
+        }
+        for c0 in c0..n {
+            let mut begin = 0;
+            for (r, &end) in ends.iter().enumerate() {
+                let (mut a0, mut a1) = (0.0, 0.0);
+                let mut t = begin;
+                while t + 2 <= end {
+                    a0 += *wp.add(*sp.add(t) + c0);
+                    a1 += *wp.add(*sp.add(t + 1) + c0);
+                    t += 2;
+                }
+                if t < end {
+                    a0 += *wp.add(*sp.add(t) + c0);
+                }
+                *op.add(r * n + c0) += a0 + a1;
+                begin = end;
+            }
+        }
+    }
+
+    /// `4V` columns of [`add_active_rows`] (`out` and `w` start at the strip); two partial sums
+    /// (even and odd active units) double the independent add chains.
+    #[inline(always)]
+    unsafe fn active_strip<const V: usize>(
+        out: *mut f64,
+        n: usize,
+        w: *const f64,
+        starts: *const usize,
+        ends: &[usize],
+    ) {
+        let mut begin = 0;
+        for (r, &end) in ends.iter().enumerate() {
+            let mut a0 = [_mm256_setzero_pd(); V];
+            let mut a1 = [_mm256_setzero_pd(); V];
+            let mut t = begin;
+            while t + 2 <= end {
+                let (s0, s1) = (w.add(*starts.add(t)), w.add(*starts.add(t + 1)));
+                for v in 0..V {
+                    a0[v] = _mm256_add_pd(a0[v], _mm256_loadu_pd(s0.add(4 * v)));
+                    a1[v] = _mm256_add_pd(a1[v], _mm256_loadu_pd(s1.add(4 * v)));
+                }
+                t += 2;
+            }
+            if t < end {
+                let s0 = w.add(*starts.add(t));
+                for (v, a) in a0.iter_mut().enumerate() {
+                    *a = _mm256_add_pd(*a, _mm256_loadu_pd(s0.add(4 * v)));
+                }
+            }
+            let o = out.add(r * n);
+            for v in 0..V {
+                let sum = _mm256_add_pd(a0[v], a1[v]);
+                _mm256_storeu_pd(
+                    o.add(4 * v),
+                    _mm256_add_pd(_mm256_loadu_pd(o.add(4 * v)), sum),
+                );
+            }
+            begin = end;
+        }
+    }
+
+    /// `dst[t * dst_stride + r] = src[r * src_stride + t]` for a 4×4 tile.
+    #[inline(always)]
+    unsafe fn transpose4x4(s: *const f64, src_stride: usize, d: *mut f64, dst_stride: usize) {
+        let r0 = _mm256_loadu_pd(s);
+        let r1 = _mm256_loadu_pd(s.add(src_stride));
+        let r2 = _mm256_loadu_pd(s.add(2 * src_stride));
+        let r3 = _mm256_loadu_pd(s.add(3 * src_stride));
+        let t0 = _mm256_unpacklo_pd(r0, r1);
+        let t1 = _mm256_unpackhi_pd(r0, r1);
+        let t2 = _mm256_unpacklo_pd(r2, r3);
+        let t3 = _mm256_unpackhi_pd(r2, r3);
+        _mm256_storeu_pd(d, _mm256_permute2f128_pd::<0x20>(t0, t2));
+        _mm256_storeu_pd(d.add(dst_stride), _mm256_permute2f128_pd::<0x20>(t1, t3));
+        _mm256_storeu_pd(
+            d.add(2 * dst_stride),
+            _mm256_permute2f128_pd::<0x31>(t0, t2),
+        );
+        _mm256_storeu_pd(
+            d.add(3 * dst_stride),
+            _mm256_permute2f128_pd::<0x31>(t1, t3),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -764,7 +1200,7 @@ mod tests {
     fn small_matrix_kernels_match_naive_loops() {
         for (case, (b, k, n)) in [1, 2, 3, 4, 5, 7, 8, 10, 16, 17, 70, 300]
             .into_iter()
-            .flat_map(|b| [(b, 1, 1), (b, 5, 3), (b, 13, 17), (b, 65, 33)])
+            .flat_map(|b| [(b, 1, 1), (b, 5, 3), (b, 13, 17), (b, 65, 33), (b, 31, 102)])
             .enumerate()
         {
             let case = case as u64;
@@ -790,6 +1226,37 @@ mod tests {
                     0.5,
                 );
                 assert_close(&got, &want, &format!("up {what}"));
+                // each product kernel of the up map, fast (AVX2+FMA) and portable, on `x w`
+                let (xm, wm) = (MatRef::new(b, k, &x), MatRef::new(k, n, &w));
+                let unscaled: Vec<f64> = want
+                    .iter()
+                    .zip(bias.iter().cycle())
+                    .map(|(v, c)| 2.0 * v - c)
+                    .collect();
+                let mut portable = vec![0.0; b * n];
+                SmallGemm::new(&x, Layout::row_major(k), b, wm).add_all::<false>(
+                    &mut portable,
+                    None,
+                    1.0,
+                );
+                assert_close(&portable, &unscaled, &format!("portable product {what}"));
+                let mut got = vec![0.0; b * n];
+                if fma_add_product(&mut got, xm, wm) {
+                    assert_close(&got, &unscaled, &format!("fma product {what}"));
+                }
+                if binary {
+                    let mut portable = vec![0.0; b * n];
+                    add_active_rows(&mut portable, xm, wm);
+                    assert_close(
+                        &portable,
+                        &unscaled,
+                        &format!("portable active rows {what}"),
+                    );
+                    let mut got = vec![0.0; b * n];
+                    if fma_add_active_rows(&mut got, xm, wm) {
+                        assert_eq!(got, portable, "fma active rows {what}");
+                    }
+                }
                 // down: out = 2 (h wᵀ + bias) with h = x as b×k states and w read as n×k
                 let wt = MatRef::new(k, n, &w).transpose();
                 let bias_down = &bias[..n.min(bias.len())];
@@ -822,7 +1289,23 @@ mod tests {
                 add_outer_mirrored(&mut got, &mut mirror, 0.3, xm, ym);
                 assert_close(&got, &want, &format!("mirrored {what}"));
                 assert_eq!(mirror, MatRef::new(k, n, &got).transpose(), "mirror {what}");
-                // the portable kernel (what CPUs without AVX2/FMA run) agrees too
+                // the fast (AVX2+FMA) and portable kernels (what CPUs without AVX2/FMA run)
+                // agree too
+                let (mut got, mut mirror) = (w.clone(), wt.clone());
+                if fma_add_outer(&mut got, Some(&mut mirror), 0.3, xm, ym) {
+                    assert_close(&got, &want, &format!("fma outer {what}"));
+                    assert_eq!(mirror, MatRef::new(k, n, &got).transpose(), "fma {what}");
+                }
+                let mut got = w.clone();
+                if fma_add_outer(&mut got, None, 1.0, xm, ym) {
+                    // α = 1: (want - w) / 0.3 added to w
+                    let unit: Vec<f64> = want
+                        .iter()
+                        .zip(&w)
+                        .map(|(a, w)| w + (a - w) / 0.3)
+                        .collect();
+                    assert_close(&got, &unit, &format!("fma outer α=1 {what}"));
+                }
                 if b < OUTER_GEMM_ROWS {
                     let (mut got, mut mirror) = (w.clone(), wt.clone());
                     SmallGemm::new(&x, Layout::transposed(k), k, ym).add_all::<false>(
