@@ -121,10 +121,32 @@ pub fn sigmoid_inplace(m: &mut Mat) {
     sigmoid_slice(&mut m.data);
 }
 
-/// [`sigmoid`] of every value, in place.
+/// [`sigmoid`] of every value, in place (four at a time with fused multiply-adds where the CPU
+/// has AVX2 and FMA).
 #[inline(always)]
 pub fn sigmoid_slice(values: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if fma::available() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        return unsafe { fma::sigmoid_slice(values) };
+    }
     values.iter_mut().for_each(|v| *v = sigmoid(*v));
+}
+
+/// Asks the CPU to bring `values` into the cache ahead of use (a hint: no effect on results).
+#[inline(always)]
+pub fn prefetch(values: &[f64]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in values
+        .chunks(8)
+        .chain(values.last().map(std::slice::from_ref))
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch has no side effects, and the address lies in a live slice.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
 }
 
 /// Rows per block of the threaded GEMM paths.
@@ -813,10 +835,8 @@ mod fma {
 
     /// Most vectors per column chunk of [`add_outer`] (13 accumulators and two broadcasts).
     const OUTER_VECTORS: usize = 13;
-    /// Rows and vectors per block of [`add_product`] (10 accumulators, 5 weight vectors and a
-    /// broadcast in the 16 registers).
-    const PRODUCT_ROWS: usize = 2;
-    const PRODUCT_VECTORS: usize = 5;
+    /// Most rows per block of [`add_product`] (10 accumulators of 2 vectors).
+    const PRODUCT_ROWS: usize = 5;
 
     /// Column chunks of at most `most` vectors covering `vectors` vectors, as even as possible:
     /// `(first vector, vectors)`.
@@ -830,8 +850,9 @@ mod fma {
     }
 
     /// `w += alpha · xᵀ y` (`x` b×k, `y` b×n, `w` k×n, all row-major) row after row of `w`, the
-    /// terms in the order of the rows of `x`; `wt` (n×k), when given, receives `wᵀ` of every
-    /// updated strip of 4 rows (4×4 tiles through registers).
+    /// terms in the order of the rows of `x`, skipping those whose value of `x` is zero (they add
+    /// exactly zero for finite `y`; binary data rows are about half zeros); `wt` (n×k), when
+    /// given, receives `wᵀ` of every updated strip of 4 rows (4×4 tiles through registers).
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA; `w` and `wt` must hold `k·n`, `x` `b·k` and `y` `b·n`
@@ -846,22 +867,29 @@ mod fma {
         (b, k, n): (usize, usize, usize),
     ) {
         let (wp, xp, yp) = (w.as_mut_ptr(), x.as_ptr(), y.as_ptr());
+        // The terms of one row of `w`: coefficients `alpha · x[r, i]` and offsets `r · n` of the
+        // rows of `y`, compacted without branches (every term is written, the count only grows
+        // for non-zero coefficients).
+        let mut coefficients: Vec<f64> = Vec::with_capacity(b);
+        let mut offsets: Vec<usize> = Vec::with_capacity(b);
+        let (cp, op) = (coefficients.as_mut_ptr(), offsets.as_mut_ptr());
         let full = n / 4 * 4;
         for i in 0..k {
+            let mut terms = 0;
+            for r in 0..b {
+                let c = *xp.add(r * k + i);
+                cp.add(terms).write(alpha * c);
+                op.add(terms).write(r * n);
+                terms += usize::from(c != 0.0);
+            }
             let row = wp.add(i * n);
             for (v0, v) in chunks(n / 4, OUTER_VECTORS) {
-                let (row, y) = (row.add(4 * v0), yp.add(4 * v0));
-                let x = xp.add(i);
-                if alpha == 1.0 {
-                    outer_chunk_dispatch::<false>(v, row, alpha, x, k, y, n, b);
-                } else {
-                    outer_chunk_dispatch::<true>(v, row, alpha, x, k, y, n, b);
-                }
+                outer_chunk_dispatch(v, row.add(4 * v0), cp, op, terms, yp.add(4 * v0));
             }
             for j in full..n {
                 let mut acc = *row.add(j);
-                for r in 0..b {
-                    acc = (alpha * *xp.add(r * k + i)).mul_add(*yp.add(r * n + j), acc);
+                for t in 0..terms {
+                    acc = (*cp.add(t)).mul_add(*yp.add(*op.add(t) + j), acc);
                 }
                 *row.add(j) = acc;
             }
@@ -889,67 +917,60 @@ mod fma {
     }
 
     /// [`outer_chunk`] for `v` vectors.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    unsafe fn outer_chunk_dispatch<const SCALED: bool>(
+    unsafe fn outer_chunk_dispatch(
         v: usize,
         w: *mut f64,
-        alpha: f64,
-        x: *const f64,
-        xs: usize,
+        coefficients: *const f64,
+        offsets: *const usize,
+        terms: usize,
         y: *const f64,
-        ys: usize,
-        b: usize,
     ) {
         macro_rules! run {
             ($($v:literal)*) => {
                 match v {
-                    $($v => outer_chunk::<$v, SCALED>(w, alpha, x, xs, y, ys, b),)*
-                    _ => outer_chunk::<OUTER_VECTORS, SCALED>(w, alpha, x, xs, y, ys, b),
+                    $($v => outer_chunk::<$v>(w, coefficients, offsets, terms, y),)*
+                    _ => outer_chunk::<OUTER_VECTORS>(w, coefficients, offsets, terms, y),
                 }
             };
         }
         run!(1 2 3 4 5 6 7 8 9 10 11 12)
     }
 
-    /// `V` vectors of one row of `w` plus `Σ_r alpha · x[r·xs] · y[r·ys ..]` (`alpha` only
-    /// applied when `SCALED`, else 1), two terms per round.
+    /// `V` vectors of one row of `w` plus `Σ_t coefficients[t] · y[offsets[t] ..]`, two terms
+    /// per round.
     #[inline(always)]
-    unsafe fn outer_chunk<const V: usize, const SCALED: bool>(
+    unsafe fn outer_chunk<const V: usize>(
         w: *mut f64,
-        alpha: f64,
-        x: *const f64,
-        xs: usize,
+        coefficients: *const f64,
+        offsets: *const usize,
+        terms: usize,
         y: *const f64,
-        ys: usize,
-        b: usize,
     ) {
         let mut acc = [_mm256_setzero_pd(); V];
         for (v, a) in acc.iter_mut().enumerate() {
             *a = _mm256_loadu_pd(w.add(4 * v));
         }
-        let coefficient = |x: *const f64| {
-            if SCALED {
-                _mm256_set1_pd(alpha * *x)
-            } else {
-                _mm256_broadcast_sd(&*x)
-            }
-        };
-        let (mut x, mut y) = (x, y);
-        for _ in 0..b / 2 {
-            let (c0, c1) = (coefficient(x), coefficient(x.add(xs)));
-            let y1 = y.add(ys);
+        let mut t = 0;
+        while t + 2 <= terms {
+            let (c0, c1) = (
+                _mm256_broadcast_sd(&*coefficients.add(t)),
+                _mm256_broadcast_sd(&*coefficients.add(t + 1)),
+            );
+            let (y0, y1) = (y.add(*offsets.add(t)), y.add(*offsets.add(t + 1)));
             for (v, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_fmadd_pd(c0, _mm256_loadu_pd(y.add(4 * v)), *a);
+                *a = _mm256_fmadd_pd(c0, _mm256_loadu_pd(y0.add(4 * v)), *a);
                 *a = _mm256_fmadd_pd(c1, _mm256_loadu_pd(y1.add(4 * v)), *a);
             }
-            x = x.add(2 * xs);
-            y = y.add(2 * ys);
+            t += 2;
         }
-        if b % 2 == 1 {
-            let c = coefficient(x);
+        if t < terms {
+            let (c, y0) = (
+                _mm256_broadcast_sd(&*coefficients.add(t)),
+                y.add(*offsets.add(t)),
+            );
             for (v, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_fmadd_pd(c, _mm256_loadu_pd(y.add(4 * v)), *a);
+                *a = _mm256_fmadd_pd(c, _mm256_loadu_pd(y0.add(4 * v)), *a);
             }
         }
         for (v, a) in acc.iter().enumerate() {
@@ -957,9 +978,9 @@ mod fma {
         }
     }
 
-    /// `out += x · w` (`x` b×k, `w` k×n, `out` b×n, row-major), blocks of
-    /// [`PRODUCT_ROWS`] rows × up to [`PRODUCT_VECTORS`] vectors, the terms in the order of the
-    /// rows of `w`.
+    /// `out += x · w` (`x` b×k, `w` k×n, `out` b×n, row-major), in column strips of 2 vectors
+    /// (then 1) with blocks of up to [`PRODUCT_ROWS`] rows each, the terms in the order of the
+    /// rows of `w`. A strip of `w` (2 vectors × `k` rows) stays in L1 for all row blocks.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA; `out` must hold `b·n`, `x` `b·k` and `w` `k·n` values.
@@ -971,26 +992,43 @@ mod fma {
         (b, k, n): (usize, usize, usize),
     ) {
         let (op, xp, wp) = (out.as_mut_ptr(), x.as_ptr(), w.as_ptr());
+        // Per block of rows `r0..r0 + rows`, a panel at `r0·k` holding their `rows` values of
+        // each term next to each other.
+        let mut panel: Vec<f64> = Vec::with_capacity(b * k);
+        let pp = panel.as_mut_ptr();
+        let mut r0 = 0;
+        while r0 < b {
+            let rows = (b - r0).min(PRODUCT_ROWS);
+            for i in 0..k {
+                for r in 0..rows {
+                    pp.add(r0 * k + i * rows + r)
+                        .write(*xp.add((r0 + r) * k + i));
+                }
+            }
+            r0 += rows;
+        }
         let full = n / 4 * 4;
-        for (v0, v) in chunks(n / 4, PRODUCT_VECTORS) {
+        let mut c0 = 0;
+        while c0 < full {
+            let v = if c0 + 8 <= full { 2 } else { 1 };
             let mut r0 = 0;
             while r0 < b {
                 let rows = (b - r0).min(PRODUCT_ROWS);
-                let (o, x, w) = (op.add(r0 * n + 4 * v0), xp.add(r0 * k), wp.add(4 * v0));
-                match (rows, v) {
-                    (1, 1) => product_block::<1, 1>(o, x, w, k, n),
-                    (1, 2) => product_block::<1, 2>(o, x, w, k, n),
-                    (1, 3) => product_block::<1, 3>(o, x, w, k, n),
-                    (1, 4) => product_block::<1, 4>(o, x, w, k, n),
-                    (1, _) => product_block::<1, 5>(o, x, w, k, n),
-                    (_, 1) => product_block::<2, 1>(o, x, w, k, n),
-                    (_, 2) => product_block::<2, 2>(o, x, w, k, n),
-                    (_, 3) => product_block::<2, 3>(o, x, w, k, n),
-                    (_, 4) => product_block::<2, 4>(o, x, w, k, n),
-                    (_, _) => product_block::<2, 5>(o, x, w, k, n),
+                let (o, x, w) = (op.add(r0 * n + c0), pp.add(r0 * k), wp.add(c0));
+                macro_rules! run {
+                    ($($r:literal)*) => {
+                        match (rows, v) {
+                            $(($r, 1) => product_block::<$r, 1>(o, x, w, k, n),)*
+                            $(($r, _) => product_block::<$r, 2>(o, x, w, k, n),)*
+                            (_, 1) => product_block::<PRODUCT_ROWS, 1>(o, x, w, k, n),
+                            (_, _) => product_block::<PRODUCT_ROWS, 2>(o, x, w, k, n),
+                        }
+                    };
                 }
+                run!(1 2 3 4);
                 r0 += rows;
             }
+            c0 += 4 * v;
         }
         for r in 0..b {
             for j in full..n {
@@ -1003,8 +1041,8 @@ mod fma {
         }
     }
 
-    /// `R` rows × `V` vectors of `out` (row stride `n`) plus `x · w` over `k` terms (`x` row
-    /// stride `k`, `w` row stride `n`).
+    /// `R` rows × `V` vectors of `out` (row stride `n`) plus `x · w` over `k` terms (`x` the
+    /// panel of the `R` rows, `w` row stride `n`).
     #[inline(always)]
     unsafe fn product_block<const R: usize, const V: usize>(
         out: *mut f64,
@@ -1026,7 +1064,7 @@ mod fma {
                 *wv = _mm256_loadu_pd(w.add(4 * v));
             }
             for (r, acc) in acc.iter_mut().enumerate() {
-                let c = _mm256_broadcast_sd(&*x.add(r * k + i));
+                let c = _mm256_broadcast_sd(&*x.add(i * R + r));
                 for (a, wv) in acc.iter_mut().zip(wv) {
                     *a = _mm256_fmadd_pd(c, wv, *a);
                 }
@@ -1141,6 +1179,75 @@ mod fma {
         }
     }
 
+    /// [`super::sigmoid`] of every value, four at a time: the same range reduction and
+    /// degree-12 polynomial as [`super::exp_f64`], with fused multiply-adds (one rounding each).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn sigmoid_slice(values: &mut [f64]) {
+        let mut quads = values.chunks_exact_mut(4);
+        for q in &mut quads {
+            let p = q.as_mut_ptr();
+            _mm256_storeu_pd(p, sigmoid4(_mm256_loadu_pd(p)));
+        }
+        let tail = quads.into_remainder();
+        if !tail.is_empty() {
+            // The last values through the same lanes (padded with zeros).
+            let mut quad = [0.0; 4];
+            quad[..tail.len()].copy_from_slice(tail);
+            _mm256_storeu_pd(quad.as_mut_ptr(), sigmoid4(_mm256_loadu_pd(quad.as_ptr())));
+            tail.copy_from_slice(&quad[..tail.len()]);
+        }
+    }
+
+    /// `1 / (1 + exp(-x))` of four values.
+    #[inline(always)]
+    unsafe fn sigmoid4(x: __m256d) -> __m256d {
+        const MAGIC: f64 = 6_755_399_441_055_744.0;
+        const LN2_HI: f64 = 0.693_147_180_369_123_8;
+        const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+        const COEFFICIENTS: [f64; 12] = [
+            1.0 / 39_916_800.0,
+            1.0 / 3_628_800.0,
+            1.0 / 362_880.0,
+            1.0 / 40_320.0,
+            1.0 / 5_040.0,
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+            1.0,
+        ];
+        let one = _mm256_set1_pd(1.0);
+        let x = _mm256_sub_pd(_mm256_setzero_pd(), x);
+        let x = _mm256_min_pd(
+            _mm256_max_pd(x, _mm256_set1_pd(-708.0)),
+            _mm256_set1_pd(709.0),
+        );
+        let shifted = _mm256_fmadd_pd(
+            x,
+            _mm256_set1_pd(std::f64::consts::LOG2_E),
+            _mm256_set1_pd(MAGIC),
+        );
+        let n = _mm256_sub_pd(shifted, _mm256_set1_pd(MAGIC));
+        // 2^n: the integer n sits in the low bits of `shifted`.
+        let bias = 1023i64.wrapping_sub(MAGIC.to_bits() as i64);
+        let scale = _mm256_castsi256_pd(_mm256_slli_epi64::<52>(_mm256_add_epi64(
+            _mm256_castpd_si256(shifted),
+            _mm256_set1_epi64x(bias),
+        )));
+        let r = _mm256_fnmadd_pd(n, _mm256_set1_pd(LN2_HI), x);
+        let r = _mm256_fnmadd_pd(n, _mm256_set1_pd(LN2_LO), r);
+        let mut p = _mm256_set1_pd(1.0 / 479_001_600.0);
+        for c in COEFFICIENTS {
+            p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(c));
+        }
+        _mm256_div_pd(one, _mm256_fmadd_pd(p, scale, one))
+    }
+
     /// `dst[t * dst_stride + r] = src[r * src_stride + t]` for a 4×4 tile.
     #[inline(always)]
     unsafe fn transpose4x4(s: *const f64, src_stride: usize, d: *mut f64, dst_stride: usize) {
@@ -1191,6 +1298,38 @@ mod tests {
                 "{what}: {g} vs {w}"
             );
         }
+    }
+
+    /// The vectorised sigmoid (and its tail of fewer than four values) against `1 / (1 + exp(-x))`
+    /// from libm over the clamped range, against the scalar [`sigmoid`] beyond (up to subnormals).
+    #[test]
+    fn sigmoid_slice_is_accurate() {
+        let xs: Vec<f64> = (-150_001..=150_001)
+            .map(|i| f64::from(i) * 0.005_123)
+            .collect();
+        for len in [xs.len(), 1, 2, 3, 5, 7] {
+            let mut got = xs[..len].to_vec();
+            sigmoid_slice(&mut got);
+            for (&x, &g) in xs.iter().zip(&got) {
+                // beyond ±708 the input is clamped, as in the scalar `sigmoid`
+                let want = match x.abs() <= 708.0 {
+                    true => 1.0 / (1.0 + (-x).exp()),
+                    false => sigmoid(x),
+                };
+                let tolerance = 3e-15 * want + f64::MIN_POSITIVE;
+                assert!(
+                    (g - want).abs() <= tolerance,
+                    "sigmoid({x}) = {g} vs {want}"
+                );
+                assert_eq!(g, sigmoid_slice_one(x), "sigmoid({x}) of a slice and alone");
+            }
+        }
+    }
+
+    fn sigmoid_slice_one(x: f64) -> f64 {
+        let mut one = [x];
+        sigmoid_slice(&mut one);
+        one[0]
     }
 
     /// Every fast path of the affine maps and outer-product updates against naive loops, for
