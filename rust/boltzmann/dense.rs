@@ -121,10 +121,32 @@ pub fn sigmoid_inplace(m: &mut Mat) {
     sigmoid_slice(&mut m.data);
 }
 
-/// [`sigmoid`] of every value, in place.
+/// [`sigmoid`] of every value, in place (four at a time with fused multiply-adds where the CPU
+/// has AVX2 and FMA).
 #[inline(always)]
 pub fn sigmoid_slice(values: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if fma::available() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        return unsafe { fma::sigmoid_slice(values) };
+    }
     values.iter_mut().for_each(|v| *v = sigmoid(*v));
+}
+
+/// Asks the CPU to bring `values` into the cache ahead of use (a hint: no effect on results).
+#[inline(always)]
+pub fn prefetch(values: &[f64]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in values
+        .chunks(8)
+        .chain(values.last().map(std::slice::from_ref))
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch has no side effects, and the address lies in a live slice.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
 }
 
 /// Rows per block of the threaded GEMM paths.
@@ -238,10 +260,14 @@ pub fn affine_up_into(out: &mut [f64], x: MatRef, w: MatRef, bias: &[f64], facto
     let b = x.rows;
     if b * x.cols * w.cols == 0 {
     } else if b <= BLOCK_ROWS && is_sparse_binary(x.data) {
-        add_active_rows(out, x, w);
+        if !fma_add_active_rows(out, x, w) {
+            add_active_rows(out, x, w);
+        }
     } else if b <= SMALL_ROWS {
-        let layout = Layout::row_major(x.cols);
-        SmallGemm::new(x.data, layout, b, w).add_to(out, None, 1.0);
+        if !fma_add_product(out, x, w) {
+            let layout = Layout::row_major(x.cols);
+            SmallGemm::new(x.data, layout, b, w).add_to(out, None, 1.0);
+        }
     } else {
         gemm_row_blocks(out, x, w.ndarray());
     }
@@ -318,8 +344,10 @@ pub fn add_outer(w: &mut [f64], alpha: f64, x: MatRef, y: MatRef) {
     let (b, k, n) = (x.rows, x.cols, y.cols);
     if b * k * n == 0 {
     } else if b < OUTER_GEMM_ROWS {
-        let layout = Layout::transposed(k);
-        SmallGemm::new(x.data, layout, k, y).add_to(w, None, alpha);
+        if !fma_add_outer(w, None, alpha, x, y) {
+            let layout = Layout::transposed(k);
+            SmallGemm::new(x.data, layout, k, y).add_to(w, None, alpha);
+        }
     } else if b * k * n < PARALLEL_WORK {
         gemm_acc(w, alpha, x.ndarray().reversed_axes(), y.ndarray());
     } else {
@@ -339,12 +367,74 @@ pub fn add_outer(w: &mut [f64], alpha: f64, x: MatRef, y: MatRef) {
 pub fn add_outer_mirrored(w: &mut [f64], wt: &mut [f64], alpha: f64, x: MatRef, y: MatRef) {
     let (b, k, n) = (x.rows, x.cols, y.cols);
     if b < OUTER_GEMM_ROWS && b * k * n > 0 {
-        let layout = Layout::transposed(k);
-        SmallGemm::new(x.data, layout, k, y).add_to(w, Some(wt), alpha);
+        if !fma_add_outer(w, Some(&mut *wt), alpha, x, y) {
+            let layout = Layout::transposed(k);
+            SmallGemm::new(x.data, layout, k, y).add_to(w, Some(wt), alpha);
+        }
     } else {
         add_outer(w, alpha, x, y);
         transpose_into(wt, MatRef::new(k, n, w));
     }
+}
+
+/// `w += alpha · xᵀ y` (and `wt = wᵀ` when given) through the AVX2+FMA kernel; `false` (nothing
+/// done) where the CPU lacks AVX2 or FMA or the shapes do not match.
+#[inline(always)]
+fn fma_add_outer(w: &mut [f64], wt: Option<&mut [f64]>, alpha: f64, x: MatRef, y: MatRef) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (b, k, n) = (x.rows, x.cols, y.cols);
+        let shapes = y.rows == b
+            && x.data.len() == b * k
+            && y.data.len() == b * n
+            && w.len() == k * n
+            && wt.as_ref().map_or(0, |wt| wt.len()) == if wt.is_some() { k * n } else { 0 };
+        if shapes && fma::available() {
+            // SAFETY: AVX2 and FMA are available and the slice lengths were checked above.
+            unsafe { fma::add_outer(w, wt, alpha, x.data, y.data, (b, k, n)) };
+            return true;
+        }
+    }
+    let _ = (w, wt, alpha, x, y);
+    false
+}
+
+/// `out += x · w` through the AVX2+FMA kernel; `false` (nothing done) where the CPU lacks AVX2
+/// or FMA or the shapes do not match.
+#[inline(always)]
+fn fma_add_product(out: &mut [f64], x: MatRef, w: MatRef) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (b, k, n) = (x.rows, x.cols, w.cols);
+        let shapes =
+            w.rows == k && x.data.len() == b * k && w.data.len() == k * n && out.len() == b * n;
+        if shapes && fma::available() {
+            // SAFETY: AVX2 and FMA are available and the slice lengths were checked above.
+            unsafe { fma::add_product(out, x.data, w.data, (b, k, n)) };
+            return true;
+        }
+    }
+    let _ = (out, x, w);
+    false
+}
+
+/// [`add_active_rows`] through the AVX2 kernel (same results); `false` (nothing done) where the
+/// CPU lacks AVX2 or FMA or the shapes do not match.
+#[inline(always)]
+fn fma_add_active_rows(out: &mut [f64], x: MatRef, w: MatRef) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (b, k, n) = (x.rows, x.cols, w.cols);
+        let shapes =
+            w.rows == k && x.data.len() == b * k && w.data.len() == k * n && out.len() == b * n;
+        if shapes && fma::available() {
+            // SAFETY: AVX2 and FMA are available and the slice lengths were checked above.
+            unsafe { fma::add_active_rows(out, x.data, w.data, (b, k, n)) };
+            return true;
+        }
+    }
+    let _ = (out, x, w);
+    false
 }
 
 /// `out += x · b` through GEMM: in one call up to [`BLOCK_ROWS`] rows of `x`, else in blocks of
@@ -729,6 +819,459 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     (s[0] + s[2]) + (s[1] + s[3]) + tail
 }
 
+/// Register-blocked AVX2+FMA kernels for products with few rows, without panels: every
+/// accumulator starts from the value in the output and takes the terms one after the other with a
+/// fused multiply-add (the order of the naive loop), columns in chunks of a few four-lane
+/// vectors (split evenly), the last `cols % 4` columns one by one.
+#[cfg(target_arch = "x86_64")]
+mod fma {
+    use std::arch::x86_64::*;
+
+    /// Whether the CPU runs these kernels (AVX2 and FMA).
+    #[inline]
+    pub(super) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+
+    /// Most vectors per column chunk of [`add_outer`] (13 accumulators and two broadcasts).
+    const OUTER_VECTORS: usize = 13;
+    /// Most rows per block of [`add_product`] (10 accumulators of 2 vectors).
+    const PRODUCT_ROWS: usize = 5;
+
+    /// Column chunks of at most `most` vectors covering `vectors` vectors, as even as possible:
+    /// `(first vector, vectors)`.
+    #[inline(always)]
+    fn chunks(vectors: usize, most: usize) -> impl Iterator<Item = (usize, usize)> {
+        let count = vectors.div_ceil(most);
+        (0..count).map(move |c| {
+            let start = c * vectors / count;
+            (start, (c + 1) * vectors / count - start)
+        })
+    }
+
+    /// `w += alpha · xᵀ y` (`x` b×k, `y` b×n, `w` k×n, all row-major) row after row of `w`, the
+    /// terms in the order of the rows of `x`, skipping those whose value of `x` is zero (they add
+    /// exactly zero for finite `y`; binary data rows are about half zeros); `wt` (n×k), when
+    /// given, receives `wᵀ` of every updated strip of 4 rows (4×4 tiles through registers).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `w` and `wt` must hold `k·n`, `x` `b·k` and `y` `b·n`
+    /// values.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn add_outer(
+        w: &mut [f64],
+        mut wt: Option<&mut [f64]>,
+        alpha: f64,
+        x: &[f64],
+        y: &[f64],
+        (b, k, n): (usize, usize, usize),
+    ) {
+        let (wp, xp, yp) = (w.as_mut_ptr(), x.as_ptr(), y.as_ptr());
+        // The terms of one row of `w`: coefficients `alpha · x[r, i]` and offsets `r · n` of the
+        // rows of `y`, compacted without branches (every term is written, the count only grows
+        // for non-zero coefficients).
+        let mut coefficients: Vec<f64> = Vec::with_capacity(b);
+        let mut offsets: Vec<usize> = Vec::with_capacity(b);
+        let (cp, op) = (coefficients.as_mut_ptr(), offsets.as_mut_ptr());
+        let full = n / 4 * 4;
+        for i in 0..k {
+            let mut terms = 0;
+            for r in 0..b {
+                let c = *xp.add(r * k + i);
+                cp.add(terms).write(alpha * c);
+                op.add(terms).write(r * n);
+                terms += usize::from(c != 0.0);
+            }
+            let row = wp.add(i * n);
+            for (v0, v) in chunks(n / 4, OUTER_VECTORS) {
+                outer_chunk_dispatch(v, row.add(4 * v0), cp, op, terms, yp.add(4 * v0));
+            }
+            for j in full..n {
+                let mut acc = *row.add(j);
+                for t in 0..terms {
+                    acc = (*cp.add(t)).mul_add(*yp.add(*op.add(t) + j), acc);
+                }
+                *row.add(j) = acc;
+            }
+            if let Some(wt) = wt.as_deref_mut() {
+                let tp = wt.as_mut_ptr();
+                if i % 4 == 3 {
+                    let i0 = i - 3;
+                    for j0 in (0..full).step_by(4) {
+                        transpose4x4(wp.add(i0 * n + j0), n, tp.add(j0 * k + i0), k);
+                    }
+                    for j in full..n {
+                        for t in i0..=i {
+                            *tp.add(j * k + t) = *wp.add(t * n + j);
+                        }
+                    }
+                } else if i + 1 == k {
+                    for t in k / 4 * 4..k {
+                        for j in 0..n {
+                            *tp.add(j * k + t) = *wp.add(t * n + j);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`outer_chunk`] for `v` vectors.
+    #[inline(always)]
+    unsafe fn outer_chunk_dispatch(
+        v: usize,
+        w: *mut f64,
+        coefficients: *const f64,
+        offsets: *const usize,
+        terms: usize,
+        y: *const f64,
+    ) {
+        macro_rules! run {
+            ($($v:literal)*) => {
+                match v {
+                    $($v => outer_chunk::<$v>(w, coefficients, offsets, terms, y),)*
+                    _ => outer_chunk::<OUTER_VECTORS>(w, coefficients, offsets, terms, y),
+                }
+            };
+        }
+        run!(1 2 3 4 5 6 7 8 9 10 11 12)
+    }
+
+    /// `V` vectors of one row of `w` plus `Σ_t coefficients[t] · y[offsets[t] ..]`, two terms
+    /// per round.
+    #[inline(always)]
+    unsafe fn outer_chunk<const V: usize>(
+        w: *mut f64,
+        coefficients: *const f64,
+        offsets: *const usize,
+        terms: usize,
+        y: *const f64,
+    ) {
+        let mut acc = [_mm256_setzero_pd(); V];
+        for (v, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_loadu_pd(w.add(4 * v));
+        }
+        let mut t = 0;
+        while t + 2 <= terms {
+            let (c0, c1) = (
+                _mm256_broadcast_sd(&*coefficients.add(t)),
+                _mm256_broadcast_sd(&*coefficients.add(t + 1)),
+            );
+            let (y0, y1) = (y.add(*offsets.add(t)), y.add(*offsets.add(t + 1)));
+            for (v, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_pd(c0, _mm256_loadu_pd(y0.add(4 * v)), *a);
+                *a = _mm256_fmadd_pd(c1, _mm256_loadu_pd(y1.add(4 * v)), *a);
+            }
+            t += 2;
+        }
+        if t < terms {
+            let (c, y0) = (
+                _mm256_broadcast_sd(&*coefficients.add(t)),
+                y.add(*offsets.add(t)),
+            );
+            for (v, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_pd(c, _mm256_loadu_pd(y0.add(4 * v)), *a);
+            }
+        }
+        for (v, a) in acc.iter().enumerate() {
+            _mm256_storeu_pd(w.add(4 * v), *a);
+        }
+    }
+
+    /// `out += x · w` (`x` b×k, `w` k×n, `out` b×n, row-major), in column strips of 2 vectors
+    /// (then 1) with blocks of up to [`PRODUCT_ROWS`] rows each, the terms in the order of the
+    /// rows of `w`. A strip of `w` (2 vectors × `k` rows) stays in L1 for all row blocks.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `out` must hold `b·n`, `x` `b·k` and `w` `k·n` values.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn add_product(
+        out: &mut [f64],
+        x: &[f64],
+        w: &[f64],
+        (b, k, n): (usize, usize, usize),
+    ) {
+        let (op, xp, wp) = (out.as_mut_ptr(), x.as_ptr(), w.as_ptr());
+        // Per block of rows `r0..r0 + rows`, a panel at `r0·k` holding their `rows` values of
+        // each term next to each other.
+        let mut panel: Vec<f64> = Vec::with_capacity(b * k);
+        let pp = panel.as_mut_ptr();
+        let mut r0 = 0;
+        while r0 < b {
+            let rows = (b - r0).min(PRODUCT_ROWS);
+            for i in 0..k {
+                for r in 0..rows {
+                    pp.add(r0 * k + i * rows + r)
+                        .write(*xp.add((r0 + r) * k + i));
+                }
+            }
+            r0 += rows;
+        }
+        let full = n / 4 * 4;
+        let mut c0 = 0;
+        while c0 < full {
+            let v = if c0 + 8 <= full { 2 } else { 1 };
+            let mut r0 = 0;
+            while r0 < b {
+                let rows = (b - r0).min(PRODUCT_ROWS);
+                let (o, x, w) = (op.add(r0 * n + c0), pp.add(r0 * k), wp.add(c0));
+                macro_rules! run {
+                    ($($r:literal)*) => {
+                        match (rows, v) {
+                            $(($r, 1) => product_block::<$r, 1>(o, x, w, k, n),)*
+                            $(($r, _) => product_block::<$r, 2>(o, x, w, k, n),)*
+                            (_, 1) => product_block::<PRODUCT_ROWS, 1>(o, x, w, k, n),
+                            (_, _) => product_block::<PRODUCT_ROWS, 2>(o, x, w, k, n),
+                        }
+                    };
+                }
+                run!(1 2 3 4);
+                r0 += rows;
+            }
+            c0 += 4 * v;
+        }
+        for r in 0..b {
+            for j in full..n {
+                let mut acc = *op.add(r * n + j);
+                for i in 0..k {
+                    acc = (*xp.add(r * k + i)).mul_add(*wp.add(i * n + j), acc);
+                }
+                *op.add(r * n + j) = acc;
+            }
+        }
+    }
+
+    /// `R` rows × `V` vectors of `out` (row stride `n`) plus `x · w` over `k` terms (`x` the
+    /// panel of the `R` rows, `w` row stride `n`).
+    #[inline(always)]
+    unsafe fn product_block<const R: usize, const V: usize>(
+        out: *mut f64,
+        x: *const f64,
+        w: *const f64,
+        k: usize,
+        n: usize,
+    ) {
+        let mut acc = [[_mm256_setzero_pd(); V]; R];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            for (v, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_loadu_pd(out.add(r * n + 4 * v));
+            }
+        }
+        let mut w = w;
+        for i in 0..k {
+            let mut wv = [_mm256_setzero_pd(); V];
+            for (v, wv) in wv.iter_mut().enumerate() {
+                *wv = _mm256_loadu_pd(w.add(4 * v));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let c = _mm256_broadcast_sd(&*x.add(i * R + r));
+                for (a, wv) in acc.iter_mut().zip(wv) {
+                    *a = _mm256_fmadd_pd(c, wv, *a);
+                }
+            }
+            w = w.add(n);
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (v, a) in acc.iter().enumerate() {
+                _mm256_storeu_pd(out.add(r * n + 4 * v), *a);
+            }
+        }
+    }
+
+    /// `out += x · w` for binary `x` (`x` b×k, `w` k×n, `out` b×n, row-major): the sums of the
+    /// rows of `w` of the active units, in the order and column strips of the portable
+    /// [`super::add_active_rows`] (same results), without bounds checks.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `out` must hold `b·n`, `x` `b·k` and `w` `k·n` values.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn add_active_rows(
+        out: &mut [f64],
+        x: &[f64],
+        w: &[f64],
+        (b, k, n): (usize, usize, usize),
+    ) {
+        // Offsets in `w` of the active weight rows, row after row of `x`; `ends[r]` closes row
+        // `r`. Every offset is written (at most `b·k`), the length only grows for active units.
+        let mut starts: Vec<usize> = Vec::with_capacity(b * k);
+        let mut ends = Vec::with_capacity(b);
+        let (sp, xp) = (starts.as_mut_ptr(), x.as_ptr());
+        let mut len = 0;
+        for r in 0..b {
+            let xr = xp.add(r * k);
+            for i in 0..k {
+                sp.add(len).write(i * n);
+                len += usize::from(*xr.add(i) != 0.0);
+            }
+            ends.push(len);
+        }
+        let (op, wp) = (out.as_mut_ptr(), w.as_ptr());
+        let mut c0 = 0;
+        while c0 + 16 <= n {
+            active_strip::<4>(op.add(c0), n, wp.add(c0), sp, &ends);
+            c0 += 16;
+        }
+        while c0 + 8 <= n {
+            active_strip::<2>(op.add(c0), n, wp.add(c0), sp, &ends);
+            c0 += 8;
+        }
+        if c0 + 4 <= n {
+            active_strip::<1>(op.add(c0), n, wp.add(c0), sp, &ends);
+            c0 += 4;
+        }
+        for c0 in c0..n {
+            let mut begin = 0;
+            for (r, &end) in ends.iter().enumerate() {
+                let (mut a0, mut a1) = (0.0, 0.0);
+                let mut t = begin;
+                while t + 2 <= end {
+                    a0 += *wp.add(*sp.add(t) + c0);
+                    a1 += *wp.add(*sp.add(t + 1) + c0);
+                    t += 2;
+                }
+                if t < end {
+                    a0 += *wp.add(*sp.add(t) + c0);
+                }
+                *op.add(r * n + c0) += a0 + a1;
+                begin = end;
+            }
+        }
+    }
+
+    /// `4V` columns of [`add_active_rows`] (`out` and `w` start at the strip); two partial sums
+    /// (even and odd active units) double the independent add chains.
+    #[inline(always)]
+    unsafe fn active_strip<const V: usize>(
+        out: *mut f64,
+        n: usize,
+        w: *const f64,
+        starts: *const usize,
+        ends: &[usize],
+    ) {
+        let mut begin = 0;
+        for (r, &end) in ends.iter().enumerate() {
+            let mut a0 = [_mm256_setzero_pd(); V];
+            let mut a1 = [_mm256_setzero_pd(); V];
+            let mut t = begin;
+            while t + 2 <= end {
+                let (s0, s1) = (w.add(*starts.add(t)), w.add(*starts.add(t + 1)));
+                for v in 0..V {
+                    a0[v] = _mm256_add_pd(a0[v], _mm256_loadu_pd(s0.add(4 * v)));
+                    a1[v] = _mm256_add_pd(a1[v], _mm256_loadu_pd(s1.add(4 * v)));
+                }
+                t += 2;
+            }
+            if t < end {
+                let s0 = w.add(*starts.add(t));
+                for (v, a) in a0.iter_mut().enumerate() {
+                    *a = _mm256_add_pd(*a, _mm256_loadu_pd(s0.add(4 * v)));
+                }
+            }
+            let o = out.add(r * n);
+            for v in 0..V {
+                let sum = _mm256_add_pd(a0[v], a1[v]);
+                _mm256_storeu_pd(
+                    o.add(4 * v),
+                    _mm256_add_pd(_mm256_loadu_pd(o.add(4 * v)), sum),
+                );
+            }
+            begin = end;
+        }
+    }
+
+    /// [`super::sigmoid`] of every value, four at a time: the same range reduction and
+    /// degree-12 polynomial as [`super::exp_f64`], with fused multiply-adds (one rounding each).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn sigmoid_slice(values: &mut [f64]) {
+        let mut quads = values.chunks_exact_mut(4);
+        for q in &mut quads {
+            let p = q.as_mut_ptr();
+            _mm256_storeu_pd(p, sigmoid4(_mm256_loadu_pd(p)));
+        }
+        let tail = quads.into_remainder();
+        if !tail.is_empty() {
+            // The last values through the same lanes (padded with zeros).
+            let mut quad = [0.0; 4];
+            quad[..tail.len()].copy_from_slice(tail);
+            _mm256_storeu_pd(quad.as_mut_ptr(), sigmoid4(_mm256_loadu_pd(quad.as_ptr())));
+            tail.copy_from_slice(&quad[..tail.len()]);
+        }
+    }
+
+    /// `1 / (1 + exp(-x))` of four values.
+    #[inline(always)]
+    unsafe fn sigmoid4(x: __m256d) -> __m256d {
+        const MAGIC: f64 = 6_755_399_441_055_744.0;
+        const LN2_HI: f64 = 0.693_147_180_369_123_8;
+        const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+        const COEFFICIENTS: [f64; 12] = [
+            1.0 / 39_916_800.0,
+            1.0 / 3_628_800.0,
+            1.0 / 362_880.0,
+            1.0 / 40_320.0,
+            1.0 / 5_040.0,
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+            1.0,
+        ];
+        let one = _mm256_set1_pd(1.0);
+        let x = _mm256_sub_pd(_mm256_setzero_pd(), x);
+        let x = _mm256_min_pd(
+            _mm256_max_pd(x, _mm256_set1_pd(-708.0)),
+            _mm256_set1_pd(709.0),
+        );
+        let shifted = _mm256_fmadd_pd(
+            x,
+            _mm256_set1_pd(std::f64::consts::LOG2_E),
+            _mm256_set1_pd(MAGIC),
+        );
+        let n = _mm256_sub_pd(shifted, _mm256_set1_pd(MAGIC));
+        // 2^n: the integer n sits in the low bits of `shifted`.
+        let bias = 1023i64.wrapping_sub(MAGIC.to_bits() as i64);
+        let scale = _mm256_castsi256_pd(_mm256_slli_epi64::<52>(_mm256_add_epi64(
+            _mm256_castpd_si256(shifted),
+            _mm256_set1_epi64x(bias),
+        )));
+        let r = _mm256_fnmadd_pd(n, _mm256_set1_pd(LN2_HI), x);
+        let r = _mm256_fnmadd_pd(n, _mm256_set1_pd(LN2_LO), r);
+        let mut p = _mm256_set1_pd(1.0 / 479_001_600.0);
+        for c in COEFFICIENTS {
+            p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(c));
+        }
+        _mm256_div_pd(one, _mm256_fmadd_pd(p, scale, one))
+    }
+
+    /// `dst[t * dst_stride + r] = src[r * src_stride + t]` for a 4×4 tile.
+    #[inline(always)]
+    unsafe fn transpose4x4(s: *const f64, src_stride: usize, d: *mut f64, dst_stride: usize) {
+        let r0 = _mm256_loadu_pd(s);
+        let r1 = _mm256_loadu_pd(s.add(src_stride));
+        let r2 = _mm256_loadu_pd(s.add(2 * src_stride));
+        let r3 = _mm256_loadu_pd(s.add(3 * src_stride));
+        let t0 = _mm256_unpacklo_pd(r0, r1);
+        let t1 = _mm256_unpackhi_pd(r0, r1);
+        let t2 = _mm256_unpacklo_pd(r2, r3);
+        let t3 = _mm256_unpackhi_pd(r2, r3);
+        _mm256_storeu_pd(d, _mm256_permute2f128_pd::<0x20>(t0, t2));
+        _mm256_storeu_pd(d.add(dst_stride), _mm256_permute2f128_pd::<0x20>(t1, t3));
+        _mm256_storeu_pd(
+            d.add(2 * dst_stride),
+            _mm256_permute2f128_pd::<0x31>(t0, t2),
+        );
+        _mm256_storeu_pd(
+            d.add(3 * dst_stride),
+            _mm256_permute2f128_pd::<0x31>(t1, t3),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -757,6 +1300,38 @@ mod tests {
         }
     }
 
+    /// The vectorised sigmoid (and its tail of fewer than four values) against `1 / (1 + exp(-x))`
+    /// from libm over the clamped range, against the scalar [`sigmoid`] beyond (up to subnormals).
+    #[test]
+    fn sigmoid_slice_is_accurate() {
+        let xs: Vec<f64> = (-150_001..=150_001)
+            .map(|i| f64::from(i) * 0.005_123)
+            .collect();
+        for len in [xs.len(), 1, 2, 3, 5, 7] {
+            let mut got = xs[..len].to_vec();
+            sigmoid_slice(&mut got);
+            for (&x, &g) in xs.iter().zip(&got) {
+                // beyond ±708 the input is clamped, as in the scalar `sigmoid`
+                let want = match x.abs() <= 708.0 {
+                    true => 1.0 / (1.0 + (-x).exp()),
+                    false => sigmoid(x),
+                };
+                let tolerance = 3e-15 * want + f64::MIN_POSITIVE;
+                assert!(
+                    (g - want).abs() <= tolerance,
+                    "sigmoid({x}) = {g} vs {want}"
+                );
+                assert_eq!(g, sigmoid_slice_one(x), "sigmoid({x}) of a slice and alone");
+            }
+        }
+    }
+
+    fn sigmoid_slice_one(x: f64) -> f64 {
+        let mut one = [x];
+        sigmoid_slice(&mut one);
+        one[0]
+    }
+
     /// Every fast path of the affine maps and outer-product updates against naive loops, for
     /// row counts around the kernel blocks (1–17, 70, and 300 for the threaded row blocks) and
     /// odd widths.
@@ -764,7 +1339,7 @@ mod tests {
     fn small_matrix_kernels_match_naive_loops() {
         for (case, (b, k, n)) in [1, 2, 3, 4, 5, 7, 8, 10, 16, 17, 70, 300]
             .into_iter()
-            .flat_map(|b| [(b, 1, 1), (b, 5, 3), (b, 13, 17), (b, 65, 33)])
+            .flat_map(|b| [(b, 1, 1), (b, 5, 3), (b, 13, 17), (b, 65, 33), (b, 31, 102)])
             .enumerate()
         {
             let case = case as u64;
@@ -790,6 +1365,37 @@ mod tests {
                     0.5,
                 );
                 assert_close(&got, &want, &format!("up {what}"));
+                // each product kernel of the up map, fast (AVX2+FMA) and portable, on `x w`
+                let (xm, wm) = (MatRef::new(b, k, &x), MatRef::new(k, n, &w));
+                let unscaled: Vec<f64> = want
+                    .iter()
+                    .zip(bias.iter().cycle())
+                    .map(|(v, c)| 2.0 * v - c)
+                    .collect();
+                let mut portable = vec![0.0; b * n];
+                SmallGemm::new(&x, Layout::row_major(k), b, wm).add_all::<false>(
+                    &mut portable,
+                    None,
+                    1.0,
+                );
+                assert_close(&portable, &unscaled, &format!("portable product {what}"));
+                let mut got = vec![0.0; b * n];
+                if fma_add_product(&mut got, xm, wm) {
+                    assert_close(&got, &unscaled, &format!("fma product {what}"));
+                }
+                if binary {
+                    let mut portable = vec![0.0; b * n];
+                    add_active_rows(&mut portable, xm, wm);
+                    assert_close(
+                        &portable,
+                        &unscaled,
+                        &format!("portable active rows {what}"),
+                    );
+                    let mut got = vec![0.0; b * n];
+                    if fma_add_active_rows(&mut got, xm, wm) {
+                        assert_eq!(got, portable, "fma active rows {what}");
+                    }
+                }
                 // down: out = 2 (h wᵀ + bias) with h = x as b×k states and w read as n×k
                 let wt = MatRef::new(k, n, &w).transpose();
                 let bias_down = &bias[..n.min(bias.len())];
@@ -822,7 +1428,23 @@ mod tests {
                 add_outer_mirrored(&mut got, &mut mirror, 0.3, xm, ym);
                 assert_close(&got, &want, &format!("mirrored {what}"));
                 assert_eq!(mirror, MatRef::new(k, n, &got).transpose(), "mirror {what}");
-                // the portable kernel (what CPUs without AVX2/FMA run) agrees too
+                // the fast (AVX2+FMA) and portable kernels (what CPUs without AVX2/FMA run)
+                // agree too
+                let (mut got, mut mirror) = (w.clone(), wt.clone());
+                if fma_add_outer(&mut got, Some(&mut mirror), 0.3, xm, ym) {
+                    assert_close(&got, &want, &format!("fma outer {what}"));
+                    assert_eq!(mirror, MatRef::new(k, n, &got).transpose(), "fma {what}");
+                }
+                let mut got = w.clone();
+                if fma_add_outer(&mut got, None, 1.0, xm, ym) {
+                    // α = 1: (want - w) / 0.3 added to w
+                    let unit: Vec<f64> = want
+                        .iter()
+                        .zip(&w)
+                        .map(|(a, w)| w + (a - w) / 0.3)
+                        .collect();
+                    assert_close(&got, &unit, &format!("fma outer α=1 {what}"));
+                }
                 if b < OUTER_GEMM_ROWS {
                     let (mut got, mut mirror) = (w.clone(), wt.clone());
                     SmallGemm::new(&x, Layout::transposed(k), k, ym).add_all::<false>(

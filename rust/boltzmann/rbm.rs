@@ -6,8 +6,8 @@
 use rand_chacha::ChaCha8Rng;
 
 use super::dense::{
-    add_outer, add_outer_mirrored, affine_down_into, affine_up_into, sigmoid_slice, transpose_into,
-    Mat, MatRef,
+    add_outer, add_outer_mirrored, affine_down_into, affine_up_into, prefetch, sigmoid_slice,
+    transpose_into, Mat, MatRef,
 };
 use super::rng::{normal, permutation, stream, uniform, Purpose};
 use super::simd::simd_dispatch;
@@ -229,7 +229,12 @@ fn train_epoch_kernel(
         transpose_into(&mut wt, MatRef::new(k, n, &rbm.weights));
         wt
     });
-    for batch in order.chunks(rows) {
+    let mut batches = order.chunks(rows).peekable();
+    while let Some(batch) = batches.next() {
+        // The rows of the next minibatch, scattered over the data, load while this one trains.
+        for &r in batches.peek().copied().unwrap_or_default() {
+            prefetch(x.row(r));
+        }
         let b = batch.len();
         let m = if cfg.pcd { chain.rows } else { b };
         let (v, vm) = visible.split_at_mut(b * k);
