@@ -4,7 +4,7 @@ The full selection of ``k`` features from ``p`` binary synthetic features with `
 units and ``n`` samples, model ``[U_j S][X_i]`` on 0.5-filled tables. Methods:
 
 - ``ours``: :func:`omicsembed.explain.loglinear.select_features_loglinear` (Rust: features
-  packed as bits, samples sorted by stratum of the selected features; cells of at most 16
+  packed as bits, samples sorted by stratum of the selected features; cells of at most 8
   samples summarised by class — pure, or mixed with κ ones — in bit-sliced per-feature
   counters, 256 features per operation; larger strata by bit-sliced (carry-save) counts of
   their smaller cell, the other by difference, and ``x ln x`` look-ups (AVX2 gathers); rayon

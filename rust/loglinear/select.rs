@@ -867,7 +867,7 @@ fn sorted_columns(rows: &[u64], words: usize, r: usize, n: usize) -> Vec<Vec<u64
 
 /// Cells of at most this many samples are summarised by class (marginal models); at most 64
 /// (a stratum of at most `SMALL` samples is one 64-bit window of member positions).
-const SMALL: usize = 16;
+const SMALL: usize = 8;
 const _: () = assert!(SMALL <= 31, "small cells use at most five planes");
 
 /// Class of the cells where every sample has x = 1 (no x = 0).
