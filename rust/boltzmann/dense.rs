@@ -1223,9 +1223,10 @@ mod fma {
         ];
         let one = _mm256_set1_pd(1.0);
         let x = _mm256_sub_pd(_mm256_setzero_pd(), x);
+        // max/min return their second operand when one is NaN: the constant first keeps NaN
         let x = _mm256_min_pd(
-            _mm256_max_pd(x, _mm256_set1_pd(-708.0)),
             _mm256_set1_pd(709.0),
+            _mm256_max_pd(_mm256_set1_pd(-708.0), x),
         );
         let shifted = _mm256_fmadd_pd(
             x,
@@ -1324,6 +1325,14 @@ mod tests {
                 assert_eq!(g, sigmoid_slice_one(x), "sigmoid({x}) of a slice and alone");
             }
         }
+        // non-finite inputs as the scalar sigmoid: NaN stays NaN (also in a full vector of four)
+        let mut special = vec![f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, f64::NAN];
+        sigmoid_slice(&mut special);
+        assert!(special[0].is_nan() && special[4].is_nan(), "{special:?}");
+        assert_eq!(
+            &special[1..4],
+            &[sigmoid(f64::INFINITY), sigmoid(f64::NEG_INFINITY), 0.5]
+        );
     }
 
     fn sigmoid_slice_one(x: f64) -> f64 {
@@ -1339,7 +1348,17 @@ mod tests {
     fn small_matrix_kernels_match_naive_loops() {
         for (case, (b, k, n)) in [1, 2, 3, 4, 5, 7, 8, 10, 16, 17, 70, 300]
             .into_iter()
-            .flat_map(|b| [(b, 1, 1), (b, 5, 3), (b, 13, 17), (b, 65, 33), (b, 31, 102)])
+            .flat_map(|b| {
+                [
+                    (b, 1, 1),
+                    (b, 5, 3),
+                    (b, 13, 17),
+                    (b, 65, 33),
+                    (b, 31, 102),
+                    (b, 9, 24),
+                    (b, 7, 40),
+                ]
+            })
             .enumerate()
         {
             let case = case as u64;

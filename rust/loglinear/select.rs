@@ -2076,8 +2076,9 @@ mod tests {
 
     #[test]
     fn sorted_split_matches_split_and_moves_rows() {
-        // two lanes of X and two words of U per sample, so every copy path is taken
-        let (n, p, r) = (301, 300, 70);
+        // two lanes of X and two words of U per sample, so every copy path is taken; n above
+        // SPLIT_CHUNK, so later splits partition several runs of strata in parallel
+        let (n, p, r) = (3 * SPLIT_CHUNK + 301, 300, 70);
         let x = random_binary(n, p, 0.3, 8);
         let u = random_binary(n, r, 0.5, 9);
         let xb = Binary::new(&x, n, p, "X").unwrap();
