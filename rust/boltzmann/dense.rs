@@ -260,11 +260,11 @@ pub fn affine_up_into(out: &mut [f64], x: MatRef, w: MatRef, bias: &[f64], facto
     let b = x.rows;
     if b * x.cols * w.cols == 0 {
     } else if b <= BLOCK_ROWS && is_sparse_binary(x.data) {
-        if !fma_add_active_rows(out, x, w) {
+        if !fma_add_product(out, x, w, FmaProduct::ActiveRows) {
             add_active_rows(out, x, w);
         }
     } else if b <= SMALL_ROWS {
-        if !fma_add_product(out, x, w) {
+        if !fma_add_product(out, x, w, FmaProduct::Dense) {
             let layout = Layout::row_major(x.cols);
             SmallGemm::new(x.data, layout, b, w).add_to(out, None, 1.0);
         }
@@ -388,7 +388,7 @@ fn fma_add_outer(w: &mut [f64], wt: Option<&mut [f64]>, alpha: f64, x: MatRef, y
             && x.data.len() == b * k
             && y.data.len() == b * n
             && w.len() == k * n
-            && wt.as_ref().map_or(0, |wt| wt.len()) == if wt.is_some() { k * n } else { 0 };
+            && wt.as_ref().map_or(true, |wt| wt.len() == k * n);
         if shapes && fma::available() {
             // SAFETY: AVX2 and FMA are available and the slice lengths were checked above.
             unsafe { fma::add_outer(w, wt, alpha, x.data, y.data, (b, k, n)) };
@@ -399,41 +399,37 @@ fn fma_add_outer(w: &mut [f64], wt: Option<&mut [f64]>, alpha: f64, x: MatRef, y
     false
 }
 
-/// `out += x · w` through the AVX2+FMA kernel; `false` (nothing done) where the CPU lacks AVX2
-/// or FMA or the shapes do not match.
-#[inline(always)]
-fn fma_add_product(out: &mut [f64], x: MatRef, w: MatRef) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let (b, k, n) = (x.rows, x.cols, w.cols);
-        let shapes =
-            w.rows == k && x.data.len() == b * k && w.data.len() == k * n && out.len() == b * n;
-        if shapes && fma::available() {
-            // SAFETY: AVX2 and FMA are available and the slice lengths were checked above.
-            unsafe { fma::add_product(out, x.data, w.data, (b, k, n)) };
-            return true;
-        }
-    }
-    let _ = (out, x, w);
-    false
+/// The AVX2+FMA kernels for `out += x · w` (see [`fma_add_product`]).
+#[derive(Clone, Copy)]
+enum FmaProduct {
+    /// Register-blocked product of any `x`.
+    Dense,
+    /// [`add_active_rows`] for binary `x` (same results as the portable version).
+    ActiveRows,
 }
 
-/// [`add_active_rows`] through the AVX2 kernel (same results); `false` (nothing done) where the
-/// CPU lacks AVX2 or FMA or the shapes do not match.
+/// `out += x · w` through the AVX2+FMA `kernel`; `false` (nothing done) where the CPU lacks
+/// AVX2 or FMA or the shapes do not match.
 #[inline(always)]
-fn fma_add_active_rows(out: &mut [f64], x: MatRef, w: MatRef) -> bool {
+fn fma_add_product(out: &mut [f64], x: MatRef, w: MatRef, kernel: FmaProduct) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         let (b, k, n) = (x.rows, x.cols, w.cols);
         let shapes =
             w.rows == k && x.data.len() == b * k && w.data.len() == k * n && out.len() == b * n;
         if shapes && fma::available() {
+            let (x, w) = (x.data, w.data);
             // SAFETY: AVX2 and FMA are available and the slice lengths were checked above.
-            unsafe { fma::add_active_rows(out, x.data, w.data, (b, k, n)) };
+            unsafe {
+                match kernel {
+                    FmaProduct::Dense => fma::add_product(out, x, w, (b, k, n)),
+                    FmaProduct::ActiveRows => fma::add_active_rows(out, x, w, (b, k, n)),
+                }
+            }
             return true;
         }
     }
-    let _ = (out, x, w);
+    let _ = (out, x, w, kernel);
     false
 }
 
@@ -1399,7 +1395,7 @@ mod tests {
                 );
                 assert_close(&portable, &unscaled, &format!("portable product {what}"));
                 let mut got = vec![0.0; b * n];
-                if fma_add_product(&mut got, xm, wm) {
+                if fma_add_product(&mut got, xm, wm, FmaProduct::Dense) {
                     assert_close(&got, &unscaled, &format!("fma product {what}"));
                 }
                 if binary {
@@ -1411,7 +1407,7 @@ mod tests {
                         &format!("portable active rows {what}"),
                     );
                     let mut got = vec![0.0; b * n];
-                    if fma_add_active_rows(&mut got, xm, wm) {
+                    if fma_add_product(&mut got, xm, wm, FmaProduct::ActiveRows) {
                         assert_eq!(got, portable, "fma active rows {what}");
                     }
                 }
