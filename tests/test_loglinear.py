@@ -237,7 +237,8 @@ def oracle_g2(u: np.ndarray | None, s: np.ndarray, x: np.ndarray, conditional: b
     ("model", "n"), [("marginal", 700), ("conditional", 700), ("marginal", 1), ("marginal", 9)]
 )
 def test_selection_scores_match_dense_closed_form(model: str, n: int) -> None:
-    # n below the 16 samples of the small-cell classes once made the marginal engine panic
+    # n below the largest small cell summarised by class (16 samples then, 8 now) once made the
+    # marginal engine panic
     rng = np.random.default_rng(11)
     p, r = 12, 3
     U = (rng.random((n, r)) < 0.5).astype(np.uint8)
