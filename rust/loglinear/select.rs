@@ -561,26 +561,38 @@ mod avx2 {
     }
 
     /// [`super::pack_bytes`]: 32 bytes at a time, shifted so that their 0/1 value is the byte's
-    /// top bit, gathered by `movemask`; a last piece of fewer than 32 bytes eight at a time.
+    /// top bit, gathered by `movemask` into a 32-bit half of a word; a last piece of fewer than
+    /// 32 bytes eight at a time. Words past the last byte are left as they are.
     ///
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn pack_bytes(bytes: &[u8], words: &mut [u64]) {
-        for (word, features) in words.iter_mut().zip(bytes.chunks(64)) {
-            *word = 0;
-            for (half, chunk) in features.chunks(32).enumerate() {
-                let bits = if chunk.len() == 32 {
-                    let v = _mm256_loadu_si256(chunk.as_ptr() as *const __m256i);
-                    _mm256_movemask_epi8(_mm256_slli_epi32::<7>(v)) as u32 as u64
-                } else {
-                    chunk.chunks(8).enumerate().fold(0, |w, (q, eight)| {
-                        w | super::pack8(super::load8(eight)) << (8 * q)
-                    })
-                };
-                *word |= bits << (32 * half);
-            }
+        let mut pieces = bytes.chunks_exact(32);
+        let mut half = 0;
+        for chunk in &mut pieces {
+            let v = _mm256_loadu_si256(chunk.as_ptr() as *const __m256i);
+            let bits = _mm256_movemask_epi8(_mm256_slli_epi32::<7>(v)) as u32 as u64;
+            set_half(words, half, bits);
+            half += 1;
         }
+        let tail = pieces.remainder();
+        if !tail.is_empty() {
+            let bits = tail.chunks(8).enumerate().fold(0, |w, (q, eight)| {
+                w | super::pack8(super::load8(eight)) << (8 * q)
+            });
+            set_half(words, half, bits);
+        }
+    }
+
+    /// Writes the 32 bits `bits` to half `half` of `words` (the low half first).
+    #[inline(always)]
+    fn set_half(words: &mut [u64], half: usize, bits: u64) {
+        let word = &mut words[half / 2];
+        *word = match half % 2 {
+            0 => bits,
+            _ => *word | bits << 32,
+        };
     }
 
     /// `half[b] += row[min(counts[b], a)]`: a [`super::CellTable`] row gathered four at a time,
