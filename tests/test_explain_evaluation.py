@@ -1,4 +1,4 @@
-"""Label transfer, Davies–Bouldin ranking, NMF baseline and energy statistic."""
+"""Label transfer, Davies–Bouldin ranking, NMF baseline, energy statistic and its monitor."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
+from omicsembed.explain import EnergyStatisticMonitor
 from omicsembed.explain.baselines import energy_statistic, nmf_gene_selection
 from omicsembed.explain.label_transfer import (
     davies_bouldin,
@@ -114,3 +115,170 @@ def test_davies_bouldin_equals_scikit_learn() -> None:
             davies_bouldin_score(points, codes), rel=1e-10
         )
     assert np.isnan(davies_bouldin(points, np.zeros(3000, int)))
+
+
+class DriftingModel:
+    """Independent Bernoulli genes whose probabilities ``p`` a "training step" shifts in place."""
+
+    def __init__(self, p: np.ndarray) -> None:
+        self.p = p
+
+    def generate(self, n_samples: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        features = (rng.random((n_samples, self.p.size)) < self.p).astype(np.uint8)
+        return features, features[:, :2].copy()
+
+
+def drifting_run(monitor: EnergyStatisticMonitor, offsets: list[float]) -> DriftingModel:
+    """Train a DriftingModel through ``offsets`` (epoch 1, 2, ...), calling the monitor."""
+    truth = np.linspace(0.2, 0.8, 10)
+    model = DriftingModel(truth.copy())
+    for epoch, offset in enumerate(offsets, start=1):
+        model.p[:] = truth + offset  # in place, as training updates parameters
+        monitor(model, epoch)
+    return model
+
+
+def stair_split(n_cells: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    from omicsembed.simulate import stair_cell_stages
+
+    data = np.asarray(stair_cell_stages(n_cells, n_noise_genes=18, seed=0).X)
+    return data[: n_cells * 3 // 4], data[n_cells * 3 // 4 :]
+
+
+def test_energy_monitor_keeps_a_snapshot_of_the_epoch_closest_to_the_test_data() -> None:
+    rng = np.random.default_rng(1)
+    test = (rng.random((500, 10)) < np.linspace(0.2, 0.8, 10)).astype(np.uint8)
+    monitor = EnergyStatisticMonitor(test, n_synthetic=1000, every=1, seed=3)
+    # the model passes the truth at epoch 3 and drifts away after it
+    final = drifting_run(monitor, [-0.15, -0.08, 0.0, 0.08, 0.15])
+    table = monitor.to_frame()
+    assert list(table.columns) == ["epoch", "energy_statistic"]
+    assert table["epoch"].tolist() == [1, 2, 3, 4, 5]
+    assert monitor.best_epoch == 3 == table["epoch"][table["energy_statistic"].idxmin()]
+    assert monitor.best_energy == table["energy_statistic"].min()
+    # a copy, not the trained object: later in-place updates do not reach it
+    best = monitor.best_model
+    assert best is not final and np.allclose(best.p, np.linspace(0.2, 0.8, 10))
+    assert not np.allclose(final.p, best.p)
+    synthetic, _ = best.generate(1000, seed=3)
+    assert energy_statistic(synthetic, test, seed=3) == monitor.best_energy
+    figure = monitor.plot()
+    (line,) = [ln for ln in figure.axes[0].get_lines() if len(ln.get_xdata()) == 5]
+    assert list(line.get_ydata()) == table["energy_statistic"].tolist()
+
+
+def test_energy_monitor_scores_every_kth_epoch_only() -> None:
+    rng = np.random.default_rng(1)
+    test = (rng.random((200, 10)) < 0.5).astype(np.uint8)
+    monitor = EnergyStatisticMonitor(test, n_synthetic=200, every=2)
+    drifting_run(monitor, [0.1, 0.05, 0.0, -0.05, -0.1])
+    assert monitor.to_frame()["epoch"].tolist() == [2, 4]
+
+
+def test_energy_monitor_picks_the_dbm_epoch_and_its_parameters() -> None:
+    from omicsembed.models import DeepBoltzmannMachine
+
+    train, test = stair_split()
+    monitor = EnergyStatisticMonitor(test, n_synthetic=500, seed=2)
+    weights: dict[int, np.ndarray] = {}
+
+    def both(model: DeepBoltzmannMachine, epoch: int) -> None:
+        weights[epoch] = model.weights_[0].copy()
+        monitor(model, epoch)
+
+    model = DeepBoltzmannMachine((20, 5), epochs=12, seed=0, progress=False)
+    model.fit(train, monitor=both, monitor_every=3)
+    energies = monitor.to_frame()
+    assert energies["epoch"].tolist() == [3, 6, 9, 12]
+    assert (energies["energy_statistic"] > -0.05).all()
+    assert monitor.best_epoch == energies["epoch"][energies["energy_statistic"].idxmin()]
+    best = monitor.best_model
+    # the parameters of that epoch, in arrays of their own
+    np.testing.assert_array_equal(best.weights_[0], weights[monitor.best_epoch])
+    assert not np.shares_memory(best.weights_[0], model.weights_[0])
+    assert not np.array_equal(weights[3], model.weights_[0])  # training moved on
+    synthetic, _ = best.generate(500, seed=2)
+    assert energy_statistic(synthetic, test, seed=2) == monitor.best_energy
+
+
+def test_energy_monitor_on_a_vae_leaves_training_unchanged() -> None:
+    import torch
+
+    from omicsembed.models import BernoulliVAE
+
+    train, test = stair_split()
+    options = {
+        "n_latent": 4,
+        "hidden_sizes": (16,),
+        "learning_rate": 1e-3,
+        "max_epochs": 6,
+        "early_stopping_patience": None,
+        "seed": 0,
+        "progress": False,
+    }
+    monitor = EnergyStatisticMonitor(test, n_synthetic=500, every=2, seed=1)
+    monitored = BernoulliVAE(**options).fit(train, monitor=monitor)
+    plain = BernoulliVAE(**options).fit(train)
+    for a, b in zip(monitored.network_.parameters(), plain.network_.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert monitor.to_frame()["epoch"].tolist() == [2, 4, 6]
+    synthetic, _ = monitor.best_model.generate(500, seed=1)
+    assert energy_statistic(synthetic, test, seed=1) == monitor.best_energy
+    # a network of its own, equal to the final one only if the last epoch was the best
+    snapshot = monitor.best_model.network_
+    assert snapshot is not monitored.network_
+    same = all(
+        torch.equal(a, b)
+        for a, b in zip(snapshot.parameters(), monitored.network_.parameters(), strict=True)
+    )
+    assert same == (monitor.best_epoch == 6)
+
+
+def test_energy_monitor_matches_anndata_genes_by_name() -> None:
+    from anndata import AnnData
+
+    from omicsembed.models import DeepBoltzmannMachine
+
+    train, test = stair_split()
+    genes = [f"g{i}" for i in range(train.shape[1])]
+    model = DeepBoltzmannMachine((10,), epochs=2, seed=0, progress=False)
+    fitted_on = AnnData(train.astype(np.float32))
+    fitted_on.var_names = genes
+    model.fit(fitted_on)
+    order = np.random.default_rng(0).permutation(len(genes))
+    shuffled = AnnData(test[:, order].astype(np.float32))
+    shuffled.var_names = [genes[i] for i in order]
+    by_name = EnergyStatisticMonitor(shuffled, n_synthetic=300)
+    by_position = EnergyStatisticMonitor(test, n_synthetic=300)
+    by_name(model, 1)
+    by_position(model, 1)
+    assert by_name.best_energy == pytest.approx(by_position.best_energy, rel=1e-9)
+    missing = EnergyStatisticMonitor(shuffled[:, 1:].copy(), n_synthetic=300)
+    with pytest.raises(InvalidInputError, match="1 genes of the model are missing"):
+        missing(model, 1)
+
+
+def test_energy_monitor_rejects_bad_input() -> None:
+    train, test = stair_split()
+    with pytest.raises(InvalidInputError, match="non-binary"):
+        EnergyStatisticMonitor(test * 2.0)
+    with pytest.raises(InvalidInputError, match="needs at least 6"):
+        EnergyStatisticMonitor(test[:5])
+    with pytest.raises(InvalidInputError, match="every must be ≥ 1"):
+        EnergyStatisticMonitor(test, every=0)
+    with pytest.raises(InvalidInputError, match="n_synthetic"):
+        EnergyStatisticMonitor(test, n_synthetic=1)
+    monitor = EnergyStatisticMonitor(test[:, :10])
+    for attribute in ("best_epoch", "best_model", "best_energy"):
+        with pytest.raises(InvalidInputError, match="no epoch was scored"):
+            getattr(monitor, attribute)
+    with pytest.raises(InvalidInputError, match="no epoch was scored"):
+        monitor.plot()
+    assert monitor.to_frame().empty
+    # the width is checked against the model at the first call, i.e. when training starts
+    from omicsembed.models import DeepBoltzmannMachine
+
+    model = DeepBoltzmannMachine((5,), epochs=2, seed=0, progress=False)
+    with pytest.raises(InvalidInputError, match="have 10 genes but the model generates 50"):
+        model.fit(train, monitor=monitor)

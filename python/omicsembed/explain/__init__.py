@@ -7,11 +7,16 @@
   :class:`SelectionMonitor` for training.
 - :mod:`~omicsembed.explain.label_transfer` — label transfer from observed to synthetic cells and
   its Davies–Bouldin ranking against random gene sets (§2.6).
-- :mod:`~omicsembed.explain.baselines` — NMF gene selection and the energy statistic used to
-  choose epochs and initialisations.
+- :mod:`~omicsembed.explain.baselines` — NMF gene selection, the energy statistic between
+  synthetic and held-out cells, and the :class:`EnergyStatisticMonitor` that uses it to choose
+  the training epoch (and, one monitor per run, the initialisation) whose model is explained.
 """
 
-from omicsembed.explain.baselines import energy_statistic, nmf_gene_selection
+from omicsembed.explain.baselines import (
+    EnergyStatisticMonitor,
+    energy_statistic,
+    nmf_gene_selection,
+)
 from omicsembed.explain.label_transfer import (
     LabelTransferRanking,
     label_transfer_davies_bouldin,
@@ -29,6 +34,7 @@ from omicsembed.explain.patterns import PatternMap, jensen_shannon, pattern_map,
 from omicsembed.explain.workflow import Explanation, GenerativeModel, SelectionMonitor, explain
 
 __all__ = [
+    "EnergyStatisticMonitor",
     "Explanation",
     "GenerativeModel",
     "LabelTransferRanking",

@@ -8,18 +8,32 @@ Hess, Hackenberg & Binder 2020 (Bioinformatics 36(20):5045-5053):
 - :func:`energy_statistic` — the Cramér / energy two-sample statistic between synthetic and test
   data on their first principal components, used to choose training epochs and initialisations
   (the smaller, the closer the synthetic data are to unseen data).
+- :class:`EnergyStatisticMonitor` — that choice during training: a ``monitor(model, epoch)``
+  callback that scores the synthetic cells of each evaluated epoch against held-out cells and
+  keeps a copy of the best model.
 """
 
 from __future__ import annotations
 
+import copy
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.distance import cdist
 from sklearn.decomposition import NMF, PCA
 
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 
-__all__ = ["energy_statistic", "nmf_gene_selection"]
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from omicsembed.explain.workflow import GenerativeModel
+
+__all__ = ["EnergyStatisticMonitor", "energy_statistic", "nmf_gene_selection"]
 
 
 def nmf_gene_selection(
@@ -127,3 +141,214 @@ def energy_statistic(
     within_x = cdist(x, x).sum() / (x.shape[0] * (x.shape[0] - 1))
     within_y = cdist(y, y).sum() / (y.shape[0] * (y.shape[0] - 1))
     return float(2.0 * between - within_x - within_y)
+
+
+class EnergyStatisticMonitor:
+    """Choose the training epoch whose synthetic cells are closest to held-out cells.
+
+    Hess, Hackenberg & Binder (2020) pick epochs and initialisations of their generative models
+    by the energy statistic between synthetic and test data on the first 5 principal components
+    (:func:`energy_statistic`; Székely & Rizzo 2004). Pass an instance as ``fit(...,
+    monitor=...)`` of any model with ``generate(n_samples, *, seed) -> (features, latent)``
+    (:class:`~omicsembed.models.DeepBoltzmannMachine` with ``monitor_every``,
+    :class:`~omicsembed.models.BernoulliVAE`, which calls it after every epoch). Every
+    ``every``-th epoch it draws ``n_synthetic`` cells with the same ``seed`` (so epochs differ
+    only by the model, not by the sampling noise), records the statistic against the test
+    cells and keeps a deep copy of the model when it is the lowest so far. Explain
+    :attr:`best_model` afterwards; the fitted model itself holds the last epoch.
+
+    Parameters
+    ----------
+    test
+        (n, p) held-out binary cells (AnnData: ``.X`` or ``layer``, dense or sparse; or an
+        array of 0/1 values) on the model's genes. AnnData columns are matched to the model's
+        ``feature_names_`` by name when they share names; otherwise (arrays, or a model fitted
+        on an array) the columns must be in the model's order.
+    layer
+        AnnData layer to read instead of ``.X``.
+    n_synthetic
+        Synthetic cells drawn per evaluation (≥ 2; the statistic subsamples at most 2,000).
+    every
+        Evaluate only when ``epoch`` is a multiple of this (e.g. 10 for a model that calls the
+        monitor after every epoch).
+    n_components
+        Principal components of the test data used (the paper: 5); the test set needs more
+        cells than this.
+    seed
+        Seed of the synthetic cells and of the statistic's subsampling, the same every epoch.
+
+    Attributes
+    ----------
+    records : list of dict
+        One ``{"epoch": int, "energy_statistic": float}`` per evaluation, in call order.
+
+    Raises
+    ------
+    InvalidInputError
+        Test data that are not binary (the message names the first offending cell and gene),
+        have missing values or too few cells (≤ ``n_components``), or bad settings.
+
+    Notes
+    -----
+    One monitor scores one training run. To choose among initialisations, give each run its
+    own monitor and compare :attr:`best_energy`. Snapshots are ``copy.deepcopy`` of the model
+    as the monitor sees it: a snapshot of a :class:`~omicsembed.models.BernoulliVAE` has an
+    empty ``history_``.
+
+    Examples
+    --------
+    >>> from omicsembed.explain import EnergyStatisticMonitor, explain
+    >>> from omicsembed.models import DeepBoltzmannMachine
+    >>> monitor = EnergyStatisticMonitor(test_cells)  # doctest: +SKIP
+    >>> DeepBoltzmannMachine(epochs=100).fit(train_cells, monitor=monitor, monitor_every=10)
+    ... # doctest: +SKIP
+    >>> explanation = explain(monitor.best_model, 10_000, 12)  # doctest: +SKIP
+
+    """
+
+    def __init__(
+        self,
+        test: AnnData | ArrayLike,
+        *,
+        layer: str | None = None,
+        n_synthetic: int = 2_000,
+        every: int = 1,
+        n_components: int = 5,
+        seed: int = 0,
+    ) -> None:
+        from omicsembed.models._data import binary_matrix
+
+        for name, value, minimum in (
+            ("n_synthetic", n_synthetic, 2),
+            ("every", every, 1),
+            ("n_components", n_components, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise InvalidInputError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+            if value < minimum:
+                raise InvalidInputError(f"{name} must be ≥ {minimum}, got {value}")
+        matrix: Any = binary_matrix(
+            test, layer=layer, what="the test data", model="the energy statistic"
+        )
+        if matrix.shape[0] <= n_components:
+            raise InvalidInputError(
+                f"the test data have {matrix.shape[0]} cells; the energy statistic on "
+                f"{n_components} principal components needs at least {n_components + 1}"
+            )
+        self.test = np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix)
+        self.test_feature_names: list[str] | None = (
+            [str(name) for name in test.var_names] if hasattr(test, "var_names") else None
+        )
+        self.n_synthetic = int(n_synthetic)
+        self.every = int(every)
+        self.n_components = int(n_components)
+        self.seed = int(seed)
+        self.records: list[dict[str, Any]] = []
+        self._best_model: Any = None
+        self._checked = False
+
+    def _match_genes(self, model: GenerativeModel, n_features: int) -> None:
+        """Check (once) that the test cells have the model's genes, reordering AnnData columns."""
+        fitted: list[str] = []
+        if self.test_feature_names is not None:
+            try:
+                fitted = [str(name) for name in getattr(model, "feature_names_", None) or []]
+            except InvalidInputError:  # not fitted: no feature names
+                fitted = []
+        position = {name: i for i, name in enumerate(self.test_feature_names or [])}
+        missing = [name for name in fitted if name not in position]
+        if fitted and len(missing) < len(fitted):  # shared names: match by name
+            if missing:
+                raise InvalidInputError(
+                    f"{len(missing)} genes of the model are missing from the test data, e.g. "
+                    f"{missing[:5]}; give held-out cells on the genes the model was fitted on"
+                )
+            self.test = self.test[:, [position[name] for name in fitted]]
+        if self.test.shape[1] != n_features:
+            raise InvalidInputError(
+                f"the test data have {self.test.shape[1]} genes but the model generates "
+                f"{n_features}; give held-out cells on the genes the model was fitted on"
+            )
+        self._checked = True
+
+    def __call__(self, model: GenerativeModel, epoch: int) -> None:
+        """Score ``model`` after ``epoch`` when ``epoch`` is a multiple of :attr:`every`.
+
+        Raises
+        ------
+        InvalidInputError
+            At the first evaluation, if the test data lack the model's genes.
+
+        """
+        if epoch % self.every:
+            return
+        synthetic, _ = model.generate(self.n_synthetic, seed=self.seed)
+        synthetic = np.asarray(synthetic)
+        if not self._checked:
+            self._match_genes(model, synthetic.shape[1])
+        energy = energy_statistic(
+            synthetic, self.test, n_components=self.n_components, seed=self.seed
+        )
+        if not self.records or energy < self.best_energy:
+            self._best_model = copy.deepcopy(model)
+        self.records.append({"epoch": int(epoch), "energy_statistic": energy})
+
+    def _require_records(self) -> None:
+        if not self.records:
+            raise InvalidInputError(
+                "no epoch was scored yet: pass the monitor to fit(..., monitor=...) and train "
+                f"for at least every={self.every} epochs"
+            )
+
+    @property
+    def best_energy(self) -> float:
+        """Lowest energy statistic recorded (the first epoch that reached it wins ties)."""
+        self._require_records()
+        return float(min(r["energy_statistic"] for r in self.records))
+
+    @property
+    def best_epoch(self) -> int:
+        """Epoch with the lowest energy statistic (the earliest one on ties)."""
+        self._require_records()
+        energies = [r["energy_statistic"] for r in self.records]
+        return int(self.records[int(np.argmin(energies))]["epoch"])
+
+    @property
+    def best_model(self) -> Any:
+        """Deep copy of the model at :attr:`best_epoch`, unaffected by later training."""
+        self._require_records()
+        return self._best_model
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy table of the evaluations: ``epoch`` (int), ``energy_statistic`` (float)."""
+        return pd.DataFrame(self.records, columns=["epoch", "energy_statistic"])
+
+    def plot(self, *, ax: Axes | None = None) -> Figure:
+        """Energy statistic against epoch, the best epoch marked.
+
+        Parameters
+        ----------
+        ax
+            Axes to draw into; a new Figure when None.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+
+        Raises
+        ------
+        InvalidInputError
+            If no epoch was scored yet.
+
+        """
+        from omicsembed.pl import _new_axes
+
+        self._require_records()
+        table = self.to_frame()
+        fig, ax = _new_axes(ax, (4.5, 3.2))
+        ax.plot(table["epoch"], table["energy_statistic"], marker="o", color="#4c72b0")
+        ax.axvline(self.best_epoch, color="#c44e52", linestyle="--", label="best epoch")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("energy statistic (test vs synthetic)")
+        ax.legend(frameon=False)
+        return fig
