@@ -103,11 +103,25 @@ def test_explain_trains_both_models_and_writes_the_report(tmp_path) -> None:
     args = ["explain", "--data", str(path), "--model", "vae", "--model", "dbm"]
     options = ["--epochs", "4", "--n-select", "3", "--labels", "stage", "--n-random", "5"]
     extra = ["--n-synthetic", "500", "--initializations", "2", "--monitor-every", "2"]
-    result = runner.invoke(app, [*args, *options, *extra, "--out", str(out)])
+    result = runner.invoke(app, [*args, *options, *extra, "--energy-every", "3", "--out", str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["selected_genes"]) == {"vae", "dbm"}
     assert len(summary["initializations"]) == 4
+    # the DBM's 4 epochs are scored at epoch 3 only; each row is the best of its curve
+    curves = pd.read_parquet(out / "dbm_energy_over_epochs.parquet")
+    assert curves["epoch"].tolist() == [3, 3] and curves["seed"].tolist() == [0, 1]
+    for row in summary["initializations"]:
+        curve = pd.read_parquet(out / f"{row['model']}_energy_over_epochs.parquet")
+        curve = curve[curve["seed"] == row["seed"]]
+        assert row["energy_statistic"] == curve["energy_statistic"].min()
+        assert row["best_epoch"] in set(curve["epoch"])
+    # fewer epochs than --energy-every: the trained model itself is scored, once
+    short = tmp_path / "short"
+    result = runner.invoke(app, [*args[:5], *options, "--n-synthetic", "300", "--out", str(short)])
+    assert result.exit_code == 0, result.output
+    curve = pd.read_parquet(short / "vae_energy_over_epochs.parquet")
+    assert len(curve) == 1 and 1 <= curve["epoch"][0] <= 4
     for name in ("vae_selection", "dbm_pattern_map", "label_transfer", "gene_overlap"):
         assert (out / f"{name}.parquet").is_file(), name
     assert (out / "vae_selection_over_epochs.png").is_file()

@@ -172,8 +172,13 @@ def test_energy_monitor_scores_every_kth_epoch_only() -> None:
     rng = np.random.default_rng(1)
     test = (rng.random((200, 10)) < 0.5).astype(np.uint8)
     monitor = EnergyStatisticMonitor(test, n_synthetic=200, every=2)
-    drifting_run(monitor, [0.1, 0.05, 0.0, -0.05, -0.1])
+    model = drifting_run(monitor, [0.1, 0.05, 0.0, -0.05, -0.1])
     assert monitor.to_frame()["epoch"].tolist() == [2, 4]
+    # score() evaluates whatever the epoch, e.g. the trained model after the last epoch
+    energy = monitor.score(model, 5)
+    assert monitor.to_frame()["epoch"].tolist() == [2, 4, 5]
+    assert energy == monitor.records[-1]["energy_statistic"]
+    assert energy == energy_statistic(model.generate(200, seed=0)[0], test, seed=0)
 
 
 def test_energy_monitor_picks_the_dbm_epoch_and_its_parameters() -> None:

@@ -203,6 +203,13 @@ def explain_command(
     initializations: Annotated[
         int, typer.Option(help="Models per kind; the best by energy statistic is explained.")
     ] = 1,
+    energy_every: Annotated[
+        int,
+        typer.Option(
+            help="Score the energy statistic against held-out cells every N epochs; the best "
+            "epoch of the best initialisation is explained."
+        ),
+    ] = 10,
     monitor_every: Annotated[
         int | None, typer.Option(help="Explain every N epochs during training.")
     ] = None,
@@ -233,6 +240,7 @@ def explain_command(
         n_random=n_random,
         epochs=epochs,
         n_initializations=initializations,
+        energy_every=energy_every,
         monitor_every=monitor_every,
         seed=seed,
     )

@@ -404,8 +404,13 @@ class ExplainSettings:
     epochs
         Training epochs (None: the model's default).
     n_initializations
-        Models trained per kind (seeds ``seed, seed + 1, ...``); the one whose synthetic cells
-        are closest to the held-out cells by the energy statistic is explained.
+        Models trained per kind (seeds ``seed, seed + 1, ...``).
+    energy_every
+        As in the paper, every this many epochs the synthetic cells of each model are scored
+        against the held-out cells by the energy statistic
+        (:class:`~omicsembed.explain.EnergyStatisticMonitor`, 2,000 cells drawn with ``seed``
+        for every model); the best epoch of the best initialisation is explained. A model
+        trained for fewer epochs is scored once, trained.
     monitor_every
         Explain the model every this many epochs during training (None: no monitoring).
     seed
@@ -422,6 +427,7 @@ class ExplainSettings:
     n_transfer_seeds: int = 10
     epochs: int | None = None
     n_initializations: int = 1
+    energy_every: int = 10
     monitor_every: int | None = None
     seed: int = 0
 
@@ -443,6 +449,14 @@ def _generative_model(kind: str, epochs: int | None, seed: int, progress: bool |
     raise InvalidInputError(f"models must be 'vae' or 'dbm', got {kind!r}")
 
 
+def _epochs_trained(model: Any) -> int:
+    """Epochs a freshly trained DBM or Bernoulli VAE went through."""
+    history = model.history_  # the VAE's losses per epoch; a DBM's monitor records
+    if isinstance(history, pd.DataFrame) and len(history):
+        return int(history["epoch"].max())
+    return int(model.epochs)
+
+
 def explain_job(
     adata: AnnData,
     out: ResultFolder,
@@ -456,8 +470,8 @@ def explain_job(
 
     Hess, Hackenberg & Binder 2020: genes are dichotomised at a quantile, a share of the cells
     is held out (36.8 % as in the paper), deep Boltzmann machines and/or Bernoulli VAEs are
-    trained on the rest (the initialisation whose synthetic cells are closest to the held-out
-    cells by the energy statistic is kept), synthetic cells are drawn, genes are selected
+    trained on the rest (the epoch and initialisation whose synthetic cells are closest to the
+    held-out cells by the energy statistic are kept), synthetic cells are drawn, genes are selected
     stepwise by log-linear G², and the selections are judged by label transfer
     (Davies–Bouldin index against random gene sets of the same size, §2.6) with NMF gene
     selection as a baseline.
@@ -470,8 +484,9 @@ def explain_job(
         Result folder: per model ``<model>_selection`` (step, feature, latent unit, G²),
         ``<model>_patterns``, ``<model>_pattern_map`` (+ PNG), optionally
         ``<model>_selection_over_epochs`` (+ heat-map PNG) and
-        ``<model>_pattern_maps_over_epochs.png``; ``initializations`` (energy statistic per
-        trained model), ``label_transfer`` (per model / NMF, gene-set size and label column)
+        ``<model>_pattern_maps_over_epochs.png``; ``initializations`` (best epoch and energy
+        statistic per trained model), ``<model>_energy_over_epochs`` (seed, epoch, energy
+        statistic), ``label_transfer`` (per model / NMF, gene-set size and label column)
         and ``gene_overlap`` (selected genes shared between models).
     label_columns
         ``.obs`` columns with labels for the label transfer (e.g. ``cell_type``, ``class``).
@@ -494,8 +509,8 @@ def explain_job(
 
     """
     from omicsembed.explain import (
+        EnergyStatisticMonitor,
         SelectionMonitor,
-        energy_statistic,
         explain,
         nmf_gene_selection,
         rank_against_random_gene_sets,
@@ -540,6 +555,7 @@ def explain_job(
     selected: dict[str, list[str]] = {}
     for kind in settings.models:
         candidates = []
+        curves = []
         for index in range(settings.n_initializations):
             seed = settings.seed + index
             monitor = None
@@ -551,13 +567,35 @@ def explain_job(
                     seed=seed,
                     feature_names=genes,
                 )
+            energy = EnergyStatisticMonitor(
+                test_data,
+                every=settings.energy_every,
+                n_synthetic=min(settings.n_synthetic, 2_000),
+                seed=settings.seed,
+            )
+            monitors = [m for m in (energy, monitor) if m is not None]
+
+            def each(model: Any, epoch: int, monitors: list[Any] = monitors) -> None:
+                for m in monitors:
+                    m(model, epoch)
+
             model = _generative_model(kind, settings.epochs, seed, progress)
-            model.fit(train_data, monitor=monitor)
-            synthetic, _ = model.generate(settings.n_synthetic, seed=seed)
-            energy = energy_statistic(synthetic, test_data, seed=seed)
-            initializations.append({"model": kind, "seed": seed, "energy_statistic": energy})
-            candidates.append((energy, seed, model, synthetic, monitor))
-        _, seed, model, synthetic, monitor = min(candidates, key=lambda c: c[0])
+            model.fit(train_data, monitor=each)
+            if not energy.records:
+                energy.score(model, _epochs_trained(model))
+            initializations.append(
+                {
+                    "model": kind,
+                    "seed": seed,
+                    "best_epoch": energy.best_epoch,
+                    "energy_statistic": energy.best_energy,
+                }
+            )
+            curves.append(energy.to_frame().assign(seed=seed))
+            candidates.append((energy.best_energy, seed, energy.best_model, monitor))
+        _, seed, model, monitor = min(candidates, key=lambda c: c[0])
+        out.write_table(pd.concat(curves, ignore_index=True), f"{kind}_energy_over_epochs")
+        synthetic, _ = model.generate(settings.n_synthetic, seed=seed)
         explanation = explain(model, settings.n_synthetic, largest, feature_names=genes, seed=seed)
         selected[kind] = explanation.selected_features
         out.write_table(explanation.to_frame(), f"{kind}_selection")

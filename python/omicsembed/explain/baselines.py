@@ -280,8 +280,25 @@ class EnergyStatisticMonitor:
             At the first evaluation, if the test data lack the model's genes.
 
         """
-        if epoch % self.every:
-            return
+        if epoch % self.every == 0:
+            self.score(model, epoch)
+
+    def score(self, model: GenerativeModel, epoch: int) -> float:
+        """Score ``model`` as the state after ``epoch`` whatever :attr:`every` says.
+
+        For instance the trained model when training stopped before the first evaluated epoch.
+
+        Returns
+        -------
+        float
+            The energy statistic (≥ 0) of ``n_synthetic`` cells drawn with :attr:`seed`.
+
+        Raises
+        ------
+        InvalidInputError
+            At the first evaluation, if the test data lack the model's genes.
+
+        """
         synthetic, _ = model.generate(self.n_synthetic, seed=self.seed)
         synthetic = np.asarray(synthetic)
         if not self._checked:
@@ -292,6 +309,7 @@ class EnergyStatisticMonitor:
         if not self.records or energy < self.best_energy:
             self._best_model = copy.deepcopy(model)
         self.records.append({"epoch": int(epoch), "energy_statistic": energy})
+        return energy
 
     def _require_records(self) -> None:
         if not self.records:
