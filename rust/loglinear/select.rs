@@ -452,16 +452,18 @@ fn csa(a: Lane, b: Lane, c: Lane) -> (Lane, Lane) {
 
 /// Adds 16 rows to the bit-sliced counts `planes` (at least 5 planes) with a Harley–Seal
 /// carry-save tree: planes 0–3 take the ones, twos, fours and eights of the batch and only its
-/// sixteens ripple into the higher planes (about 5 operations per row).
+/// sixteens ripple into the higher planes (about 5 operations per row). `row(k)` gives row k of
+/// the batch (k = 0 ..= 15), read as the tree needs it.
 #[inline(always)]
-fn add_sixteen(planes: &mut [Lane], rows: &[Lane; 16]) {
+fn add_sixteen(planes: &mut [Lane], row: impl Fn(usize) -> Lane) {
     let (mut ones, mut twos, mut fours) = (planes[0], planes[1], planes[2]);
     let mut eights = [Lane::ZERO; 2];
-    for (half, eights_out) in rows.chunks_exact(8).zip(&mut eights) {
+    for (half, eights_out) in eights.iter_mut().enumerate() {
         let mut fours_pair = [Lane::ZERO; 2];
-        for (quad, fours_out) in half.chunks_exact(4).zip(&mut fours_pair) {
-            let (twos_a, sum) = csa(ones, quad[0], quad[1]);
-            let (twos_b, sum) = csa(sum, quad[2], quad[3]);
+        for (quad, fours_out) in fours_pair.iter_mut().enumerate() {
+            let k = 8 * half + 4 * quad;
+            let (twos_a, sum) = csa(ones, row(k), row(k + 1));
+            let (twos_b, sum) = csa(sum, row(k + 2), row(k + 3));
             ones = sum;
             let (carry, sum) = csa(twos, twos_a, twos_b);
             twos = sum;
@@ -728,7 +730,7 @@ fn lane_column_sums(rows: &[Lane], groups: usize, g: usize, out: &mut [u32]) {
         for (b, row) in batch.iter_mut().zip(chunk.chunks_exact(groups)) {
             *b = row[g];
         }
-        add_sixteen(&mut planes, &batch);
+        add_sixteen(&mut planes, |k| batch[k]);
     }
     for row in batches.remainder().chunks_exact(groups) {
         ripple_add(&mut planes, row[g]);
@@ -997,9 +999,10 @@ impl ClassCounts {
         pending.len += 1;
         pending.total += 1;
         if pending.len == 16 {
+            let batch = &pending.batch;
             add_sixteen(
                 &mut self.planes[k * self.depth..(k + 1) * self.depth],
-                &pending.batch,
+                |q| batch[q],
             );
             pending.len = 0;
         }
@@ -1171,32 +1174,42 @@ impl StepData<'_> {
         let (lo, hi) = (self.strata.offsets[s], self.strata.offsets[s + 1]);
         let planes = &mut planes[..plane_count(size)];
         planes.fill(Lane::ZERO);
-        // rows in batches of 16 through the carry-save tree, the rest one by one
-        let (mut batch, mut len) = ([Lane::ZERO; 16], 0);
-        for base in (lo..hi).step_by(64) {
+        let Some(bits) = unit else {
+            // the whole stratum: consecutive rows, 16 at a time through the carry-save tree
+            let mut pos = lo;
+            while pos + 16 <= hi {
+                add_sixteen(planes, |k| self.row(pos + k, g));
+                pos += 16;
+            }
+            for pos in pos..hi {
+                ripple_add(planes, self.row(pos, g));
+            }
+            return planes;
+        };
+        // the members' positions in batches of 16, whose rows the carry-save tree reads
+        let (mut batch, mut len) = ([0usize; 16], 0);
+        let mut base = lo;
+        while base < hi {
             let width = (hi - base).min(64);
-            let all = if width < 64 {
-                (1 << width) - 1
-            } else {
-                u64::MAX
-            };
-            let mut members = match unit {
-                Some(bits) if value => bit_window(bits, base, width),
-                Some(bits) => !bit_window(bits, base, width) & all,
-                None => all,
+            let window = bit_window(bits, base, width);
+            let mut members = match (value, width) {
+                (true, _) => window,
+                (false, 64) => !window,
+                (false, _) => !window & ((1 << width) - 1),
             };
             while members != 0 {
-                batch[len] = self.row(base + members.trailing_zeros() as usize, g);
+                batch[len] = base + members.trailing_zeros() as usize;
                 members &= members - 1;
                 len += 1;
                 if len == 16 {
-                    add_sixteen(planes, &batch);
+                    add_sixteen(planes, |k| self.row(batch[k], g));
                     len = 0;
                 }
             }
+            base += 64;
         }
-        for &row in &batch[..len] {
-            ripple_add(planes, row);
+        for &pos in &batch[..len] {
+            ripple_add(planes, self.row(pos, g));
         }
         planes
     }
