@@ -738,7 +738,7 @@ impl<'a> SmallGemm<'a> {
                     // SAFETY: `FUSED` kernels only run where the CPU has AVX2 and FMA (see
                     // `add_to`); `src` and `dst` hold the 4×4 tiles read and written (their
                     // lengths are checked by the slicing above).
-                    unsafe { transpose4x4(src, q, dst, m.stride) };
+                    unsafe { transpose4x4(src.as_ptr(), q, dst.as_mut_ptr(), m.stride) };
                 }
                 return;
             }
@@ -756,13 +756,12 @@ impl<'a> SmallGemm<'a> {
 /// (two rounds of lane shuffles).
 ///
 /// # Safety
-/// The CPU must support AVX; `src` must hold `3 * src_stride + 4` and `dst` `3 * dst_stride + 4`
-/// values.
+/// The CPU must support AVX; `s` must point to `3 * src_stride + 4` readable values and `d` to
+/// `3 * dst_stride + 4` writable ones.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn transpose4x4(src: &[f64], src_stride: usize, dst: &mut [f64], dst_stride: usize) {
+unsafe fn transpose4x4(s: *const f64, src_stride: usize, d: *mut f64, dst_stride: usize) {
     use std::arch::x86_64::*;
-    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
     let r0 = _mm256_loadu_pd(s);
     let r1 = _mm256_loadu_pd(s.add(src_stride));
     let r2 = _mm256_loadu_pd(s.add(2 * src_stride));
@@ -894,7 +893,7 @@ mod fma {
                 if i % 4 == 3 {
                     let i0 = i - 3;
                     for j0 in (0..full).step_by(4) {
-                        transpose4x4(wp.add(i0 * n + j0), n, tp.add(j0 * k + i0), k);
+                        super::transpose4x4(wp.add(i0 * n + j0), n, tp.add(j0 * k + i0), k);
                     }
                     for j in full..n {
                         for t in i0..=i {
@@ -1243,29 +1242,6 @@ mod fma {
             p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(c));
         }
         _mm256_div_pd(one, _mm256_fmadd_pd(p, scale, one))
-    }
-
-    /// `dst[t * dst_stride + r] = src[r * src_stride + t]` for a 4×4 tile.
-    #[inline(always)]
-    unsafe fn transpose4x4(s: *const f64, src_stride: usize, d: *mut f64, dst_stride: usize) {
-        let r0 = _mm256_loadu_pd(s);
-        let r1 = _mm256_loadu_pd(s.add(src_stride));
-        let r2 = _mm256_loadu_pd(s.add(2 * src_stride));
-        let r3 = _mm256_loadu_pd(s.add(3 * src_stride));
-        let t0 = _mm256_unpacklo_pd(r0, r1);
-        let t1 = _mm256_unpackhi_pd(r0, r1);
-        let t2 = _mm256_unpacklo_pd(r2, r3);
-        let t3 = _mm256_unpackhi_pd(r2, r3);
-        _mm256_storeu_pd(d, _mm256_permute2f128_pd::<0x20>(t0, t2));
-        _mm256_storeu_pd(d.add(dst_stride), _mm256_permute2f128_pd::<0x20>(t1, t3));
-        _mm256_storeu_pd(
-            d.add(2 * dst_stride),
-            _mm256_permute2f128_pd::<0x31>(t0, t2),
-        );
-        _mm256_storeu_pd(
-            d.add(3 * dst_stride),
-            _mm256_permute2f128_pd::<0x31>(t1, t3),
-        );
     }
 }
 
