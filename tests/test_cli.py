@@ -64,6 +64,9 @@ def test_fe_fit_writes_embeddings_and_benchmark(table, tmp_path) -> None:
         (["tissue-specificity", "{table}", "--groupby", "organ"], "organ"),
         (["fe", "fit", "{table}", "--groupby", "nope"], "nope"),
         (["tissue-specificity", "{text}", "--groupby", "tissue"], "g1"),
+        # checked before the VAE is trained
+        (["explain", "--data", "{table}", "--model", "vae", "--model", "gan"], "'gan'"),
+        (["explain", "--data", "{table}", "--model", "dbm", "--gibbs-schedule", "x"], "'x'"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(table, tmp_path, arguments, message) -> None:
@@ -103,10 +106,12 @@ def test_explain_trains_both_models_and_writes_the_report(tmp_path) -> None:
     args = ["explain", "--data", str(path), "--model", "vae", "--model", "dbm"]
     options = ["--epochs", "4", "--n-select", "3", "--labels", "stage", "--n-random", "5"]
     extra = ["--n-synthetic", "500", "--initializations", "2", "--monitor-every", "2"]
+    extra += ["--gibbs-schedule", "synchronous"]
     result = runner.invoke(app, [*args, *options, *extra, "--energy-every", "3", "--out", str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["selected_genes"]) == {"vae", "dbm"}
+    assert summary["settings"]["gibbs_schedule"] == "synchronous"
     assert len(summary["initializations"]) == 4
     # the DBM's 4 epochs are scored at epoch 3 only; each row is the best of its curve
     curves = pd.read_parquet(out / "dbm_energy_over_epochs.parquet")

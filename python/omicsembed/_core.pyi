@@ -107,6 +107,7 @@ def dbm_fine_tune(
     learning_rates: list[float],
     n_particles: int = 100,
     n_gibbs_sweeps: int = 5,
+    synchronous: bool = False,
     batch_size: int | None = None,
     eps: float = 0.001,
     max_iter: int = 1000,

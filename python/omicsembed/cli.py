@@ -213,6 +213,13 @@ def explain_command(
     monitor_every: Annotated[
         int | None, typer.Option(help="Explain every N epochs during training.")
     ] = None,
+    gibbs_schedule: Annotated[
+        str,
+        typer.Option(
+            help="DBM fine-tuning particles: 'blocked' Gibbs sweeps (exact) or 'synchronous' "
+            "(all layers at once, exactly BoltzmannMachines.jl as used by the authors)."
+        ),
+    ] = "blocked",
     out: Out = Path("omicsembed-explain"),
     layer: Layer = None,
     seed: Seed = 0,
@@ -242,6 +249,7 @@ def explain_command(
         n_initializations=initializations,
         energy_every=energy_every,
         monitor_every=monitor_every,
+        gibbs_schedule=gibbs_schedule,  # type: ignore[arg-type]  # checked by the model
         seed=seed,
     )
     folder = io.ResultFolder(out)

@@ -21,7 +21,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -413,6 +413,10 @@ class ExplainSettings:
         trained for fewer epochs is scored once, trained.
     monitor_every
         Explain the model every this many epochs during training (None: no monitoring).
+    gibbs_schedule
+        Layer order in the Gibbs sweeps of the DBM's fine-tuning particles (see
+        :class:`~omicsembed.models.DeepBoltzmannMachine`): ``"blocked"`` (exact Gibbs) or
+        ``"synchronous"`` (exactly BoltzmannMachines.jl, the authors' training).
     seed
         Seed of the split, the models and the selections.
 
@@ -429,11 +433,15 @@ class ExplainSettings:
     n_initializations: int = 1
     energy_every: int = 10
     monitor_every: int | None = None
+    gibbs_schedule: Literal["blocked", "synchronous"] = "blocked"
     seed: int = 0
 
 
-def _generative_model(kind: str, epochs: int | None, seed: int, progress: bool | None) -> Any:
+def _generative_model(
+    kind: str, settings: ExplainSettings, seed: int, progress: bool | None
+) -> Any:
     options: dict[str, Any] = {"seed": seed, "progress": progress}
+    epochs = settings.epochs
     if kind == "vae":
         from omicsembed.models import BernoulliVAE
 
@@ -445,7 +453,7 @@ def _generative_model(kind: str, epochs: int | None, seed: int, progress: bool |
 
         if epochs is not None:
             options["epochs"] = epochs
-        return DeepBoltzmannMachine(**options)
+        return DeepBoltzmannMachine(gibbs_schedule=settings.gibbs_schedule, **options)
     raise InvalidInputError(f"models must be 'vae' or 'dbm', got {kind!r}")
 
 
@@ -505,7 +513,8 @@ def explain_job(
     Raises
     ------
     InvalidInputError
-        Unknown models or label columns, or data the models reject.
+        Unknown models, Gibbs schedule or label columns (before any training), or data the
+        models reject.
 
     """
     from omicsembed.explain import (
@@ -517,6 +526,14 @@ def explain_job(
     )
 
     settings = settings or ExplainSettings()
+    # checked before any training, so that no model is trained in vain
+    unknown = [kind for kind in settings.models if kind not in ("vae", "dbm")]
+    if unknown:
+        raise InvalidInputError(f"models must be 'vae' or 'dbm', got {unknown}")
+    if settings.gibbs_schedule not in ("blocked", "synchronous"):
+        raise InvalidInputError(
+            f"gibbs_schedule must be 'blocked' or 'synchronous', got {settings.gibbs_schedule!r}"
+        )
     for column in label_columns:
         if column not in adata.obs.columns:
             raise InvalidInputError(
@@ -579,7 +596,7 @@ def explain_job(
                 for m in monitors:
                     m(model, epoch)
 
-            model = _generative_model(kind, settings.epochs, seed, progress)
+            model = _generative_model(kind, settings, seed, progress)
             model.fit(train_data, monitor=each)
             if not energy.records:
                 energy.score(model, _epochs_trained(model))

@@ -101,7 +101,9 @@ def fit_dbm(X: ArrayLike, **options: Any) -> Any:
 
     Options: ``hidden_sizes``, ``epochs``, ``epochs_pretraining``, ``learning_rate``,
     ``learning_rate_pretraining``, ``batch_size_pretraining``, ``n_particles``, ``seed`` — the
-    names of :class:`omicsembed.models.DeepBoltzmannMachine`. Returns the Julia DBM object.
+    names of :class:`omicsembed.models.DeepBoltzmannMachine`. BoltzmannMachines.jl always
+    sweeps the particles synchronously: compare it with ours at ``gibbs_schedule="synchronous"``.
+    Returns the Julia DBM object.
     """
     return _reference().fit_dbm(_binary_matrix(X), **options)
 

@@ -1,7 +1,7 @@
 //! DBM mean-field inference and fine-tuning (BoltzmannMachines.jl `meanfield`, `traindbm!`).
 
 use super::dense::{affine_down, affine_up, sigmoid_inplace, Mat};
-use super::gibbs::{run_sweeps, Particles, Sampler};
+use super::gibbs::{run_sweeps, Particles, Sampler, Schedule};
 use super::rng::{permutation, stream, Purpose};
 use super::simd::simd_dispatch;
 use super::{Dbm, EpochHook};
@@ -72,6 +72,8 @@ pub struct FineTuning {
     pub n_particles: usize,
     /// Gibbs sweeps of the persistent particles per update (default 5).
     pub n_gibbs_sweeps: usize,
+    /// Order of the layer updates in a sweep of the particles.
+    pub schedule: Schedule,
     /// Samples per update; `None` = the whole data set per epoch (the default of `fitdbm`).
     pub batch_size: Option<usize>,
     /// Mean-field tolerance (1e-3).
@@ -142,6 +144,7 @@ pub fn fine_tune(
                 Purpose::DbmUpdate,
                 update,
                 None,
+                cfg.schedule,
             )?;
             update += 1;
             let xb = if batch.len() == x.rows {

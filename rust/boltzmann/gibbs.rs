@@ -6,6 +6,9 @@
 //! holds the sum of their weight rows, so a nibble of state costs one vector addition instead of
 //! four multiply-adds (exact sums, float32 accumulation; a layer's tables stay in L2). A sweep samples the odd layers given the
 //! even ones, then the even layers given the new odd ones (or the reverse, `first_parity`).
+//! BoltzmannMachines.jl's `gibbssample!` for a DBM instead updates every layer at once from the
+//! previous state (`Schedule::Synchronous`): two interleaved blocked chains, so adjacent layers
+//! of a particle come from different chains.
 //!
 //! Particles are processed in fixed chunks of `CHUNK` with one random stream per chunk, so the
 //! result depends on the seed only, not on the number of threads.
@@ -16,6 +19,16 @@ use super::rng::{stream, FastUniform, Purpose};
 use super::simd::simd_dispatch;
 use super::Dbm;
 use crate::error::{CoreError, CoreResult};
+
+/// Order of the layer updates within one Gibbs sweep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// Odd layers given the even ones, then the even layers given the new odd ones.
+    Blocked,
+    /// Every layer given the previous state of its neighbours (BoltzmannMachines.jl's DBM
+    /// `gibbssample!`).
+    Synchronous,
+}
 
 /// Particles per random stream and per rayon task.
 pub(crate) const CHUNK: usize = 64;
@@ -287,6 +300,28 @@ impl Sampler {
         }
     }
 
+    /// One synchronous sweep: every layer sampled given `previous`, the state before the sweep
+    /// (a copy of `rows`).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn synchronous_sweep(
+        &self,
+        rows: &mut [u8],
+        previous: &mut Vec<u8>,
+        biases: &[Vec<f32>],
+        acc: &mut [f32],
+        uniforms: &mut FastUniform,
+        clamp: Option<(&[u8], &[u8])>,
+    ) {
+        previous.clear();
+        previous.extend_from_slice(rows);
+        for (l, bias) in biases.iter().enumerate().take(self.sizes.len()) {
+            let c = if l == 0 { clamp } else { None };
+            self.inputs(previous, l, acc);
+            self.sample_from(rows, l, acc, 1.0, bias, uniforms, c);
+        }
+    }
+
     /// Bernoulli(1/2) states for every unit (`initparticles`).
     pub(crate) fn random_row(&self, row: &mut [u8], uniforms: &mut FastUniform) {
         for l in 0..self.sizes.len() {
@@ -456,6 +491,7 @@ pub fn gibbs_sample(
         Purpose::Sample,
         0,
         clamp_mask,
+        Schedule::Blocked,
     )
 }
 
@@ -469,6 +505,7 @@ pub(crate) fn run_sweeps(
     purpose: Purpose,
     a: u64,
     clamp_mask: Option<&[bool]>,
+    schedule: Schedule,
 ) -> CoreResult<()> {
     if particles.sizes != sampler.sizes {
         return Err(CoreError::shape(format!(
@@ -508,6 +545,7 @@ pub(crate) fn run_sweeps(
         purpose,
         a,
         mask: mask_bytes.as_deref(),
+        schedule,
     };
     particles
         .data
@@ -526,6 +564,7 @@ pub(crate) struct SweepJob<'a> {
     purpose: Purpose,
     a: u64,
     mask: Option<&'a [u8]>,
+    schedule: Schedule,
 }
 
 #[inline(always)]
@@ -541,8 +580,21 @@ fn sweep_chunk_kernel(job: &SweepJob<'_>, c: usize, rows: &mut [u8]) {
         .flat_map(|row| row[..visible_bytes].iter().copied())
         .collect();
     let clamp = job.mask.map(|m| (m, originals.as_slice()));
+    let mut previous = Vec::new();
     for _ in 0..job.n_sweeps {
-        sampler.sweep(rows, 1, 1.0, job.biases, &mut acc, &mut uniforms, clamp);
+        match job.schedule {
+            Schedule::Blocked => {
+                sampler.sweep(rows, 1, 1.0, job.biases, &mut acc, &mut uniforms, clamp)
+            }
+            Schedule::Synchronous => sampler.synchronous_sweep(
+                rows,
+                &mut previous,
+                job.biases,
+                &mut acc,
+                &mut uniforms,
+                clamp,
+            ),
+        }
     }
 }
 

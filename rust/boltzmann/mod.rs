@@ -16,12 +16,13 @@
 //!   AIS log-likelihood, exact enumeration for tiny models, the mean-field lower bound and the
 //!   reconstruction error.
 //!
-//! One deliberate deviation: BoltzmannMachines.jl's `gibbssample!` for DBMs updates every layer
-//! from the *previous* states of its neighbours at once. Then the odd and the even layers are
-//! two independent chains and a particle's layers are independent of each other (e.g. `E[v h1ᵀ]`
-//! factorises), which biases the negative phase of fine-tuning. Here a sweep samples the odd
-//! layers given the even ones and then the even layers given the new odd ones (the blocked Gibbs
-//! sampler of Salakhutdinov & Hinton), which leaves the joint distribution invariant.
+//! Gibbs schedules: BoltzmannMachines.jl's `gibbssample!` for DBMs updates every layer from the
+//! *previous* states of its neighbours at once. Then the odd and the even layers are two
+//! independent chains and a particle's layers are independent of each other (e.g. `E[v h1ᵀ]`
+//! factorises), which biases the negative phase of fine-tuning. By default a sweep here samples
+//! the odd layers given the even ones and then the even layers given the new odd ones (the
+//! blocked Gibbs sampler of Salakhutdinov & Hinton), which leaves the joint distribution
+//! invariant; fine-tuning can use the authors' schedule (`gibbs::Schedule::Synchronous`).
 
 pub mod ais;
 pub mod dbm;
@@ -210,7 +211,7 @@ mod tests {
     };
     use super::dbm::{decaying_learning_rates, fine_tune, mean_field, FineTuning};
     use super::dense::Mat;
-    use super::gibbs::{gibbs_sample, Particles, Sampler};
+    use super::gibbs::{gibbs_sample, run_sweeps, Particles, Sampler, Schedule};
     use super::rbm::{fit_rbm, pretraining_factors, stack_rbms, RbmTraining};
     use super::rng::{normal, stream, Purpose};
     use super::*;
@@ -409,6 +410,43 @@ mod tests {
         assert_ne!(a, c);
     }
 
+    #[test]
+    fn synchronous_sweeps_read_the_previous_state() {
+        // v ↔ h1 copy each other (weights 100·I, bias −50), h2 is disconnected: a blocked sweep
+        // (h1 given v, then v given the new h1) leaves v as it was, a synchronous sweep swaps v
+        // and h1 (BoltzmannMachines.jl `gibbssample!`).
+        let copy = Rbm::new(
+            2,
+            2,
+            vec![100.0, 0.0, 0.0, 100.0],
+            vec![-50.0; 2],
+            vec![-50.0; 2],
+        );
+        let top = Rbm::new(2, 1, vec![0.0; 2], vec![0.0; 2], vec![0.0]);
+        let dbm = Dbm::new(vec![copy.unwrap(), top.unwrap()]).unwrap();
+        let sampler = Sampler::from_dbm(&dbm);
+        let (v, h1, h2) = ([1u8, 0, 0, 1], [0u8, 1, 1, 0], [0u8, 1]);
+        let start = Particles::pack(&dbm.sizes(), &[&v, &h1, &h2]).unwrap();
+        let run = |schedule: Schedule| {
+            let mut p = start.clone();
+            run_sweeps(
+                &sampler,
+                &dbm.combined_biases(),
+                &mut p,
+                1,
+                3,
+                Purpose::Sample,
+                0,
+                None,
+                schedule,
+            )
+            .unwrap();
+            (p.unpack(0), p.unpack(1))
+        };
+        assert_eq!(run(Schedule::Blocked), (v.to_vec(), v.to_vec()));
+        assert_eq!(run(Schedule::Synchronous), (h1.to_vec(), v.to_vec()));
+    }
+
     /// Two noisy prototypes.
     fn planted(n: usize, p: usize, seed: u64) -> Mat {
         let mut rng = stream(seed, Purpose::Sample, 77, 0);
@@ -477,6 +515,7 @@ mod tests {
             learning_rates: decaying_learning_rates(0.05, 30),
             n_particles: 100,
             n_gibbs_sweeps: 5,
+            schedule: Schedule::Blocked,
             batch_size: Some(20),
             eps: 1e-3,
             max_iter: 1000,

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use super::ais::{self, default_temperatures};
 use super::dbm::{self, FineTuning};
 use super::dense::Mat;
-use super::gibbs::{self, Particles, Sampler};
+use super::gibbs::{self, Particles, Sampler, Schedule};
 use super::rbm::{self, RbmTraining};
 use super::rng::Purpose;
 use super::{check_data, Dbm, Rbm};
@@ -228,7 +228,7 @@ fn stack_rbms<'py>(
 /// DBM fine-tuning (`traindbm!`): mean-field positive phase, persistent Gibbs particles; one
 /// epoch per learning rate. `callback(epoch, params)` runs after every epoch.
 #[pyfunction]
-#[pyo3(signature = (params, x, *, learning_rates, n_particles=100, n_gibbs_sweeps=5, batch_size=None, eps=1e-3, max_iter=1000, seed=0, callback=None))]
+#[pyo3(signature = (params, x, *, learning_rates, n_particles=100, n_gibbs_sweeps=5, synchronous=false, batch_size=None, eps=1e-3, max_iter=1000, seed=0, callback=None))]
 #[allow(clippy::too_many_arguments)]
 fn dbm_fine_tune<'py>(
     py: Python<'py>,
@@ -237,6 +237,7 @@ fn dbm_fine_tune<'py>(
     learning_rates: Vec<f64>,
     n_particles: usize,
     n_gibbs_sweeps: usize,
+    synchronous: bool,
     batch_size: Option<usize>,
     eps: f64,
     max_iter: usize,
@@ -250,6 +251,11 @@ fn dbm_fine_tune<'py>(
         learning_rates,
         n_particles,
         n_gibbs_sweeps,
+        schedule: if synchronous {
+            Schedule::Synchronous
+        } else {
+            Schedule::Blocked
+        },
         batch_size,
         eps,
         max_iter,
