@@ -726,11 +726,7 @@ fn lane_column_sums(rows: &[Lane], groups: usize, g: usize, out: &mut [u32]) {
     let mut planes = vec![Lane::ZERO; plane_count(rows.len()).max(5)];
     let mut batches = rows.chunks_exact(16 * groups);
     for chunk in &mut batches {
-        let mut batch = [Lane::ZERO; 16];
-        for (b, row) in batch.iter_mut().zip(chunk.chunks_exact(groups)) {
-            *b = row[g];
-        }
-        add_sixteen(&mut planes, |k| batch[k]);
+        add_sixteen(&mut planes, |k| chunk[k * groups + g]);
     }
     for row in batches.remainder().chunks_exact(groups) {
         ripple_add(&mut planes, row[g]);
