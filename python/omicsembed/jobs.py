@@ -526,14 +526,10 @@ def explain_job(
     )
 
     settings = settings or ExplainSettings()
-    # checked before any training, so that no model is trained in vain
-    unknown = [kind for kind in settings.models if kind not in ("vae", "dbm")]
-    if unknown:
-        raise InvalidInputError(f"models must be 'vae' or 'dbm', got {unknown}")
-    if settings.gibbs_schedule not in ("blocked", "synchronous"):
-        raise InvalidInputError(
-            f"gibbs_schedule must be 'blocked' or 'synchronous', got {settings.gibbs_schedule!r}"
-        )
+    # the models check their names and settings as they are built: all of them before any
+    # training, so that no model is trained in vain
+    for kind in settings.models:
+        _generative_model(kind, settings, settings.seed, progress)
     for column in label_columns:
         if column not in adata.obs.columns:
             raise InvalidInputError(

@@ -778,6 +778,12 @@ class DeepBoltzmannMachine(_BoltzmannMachine):
     progress
         Show progress bars (None: ``omicsembed.settings.progress_bar``).
 
+    Raises
+    ------
+    InvalidInputError
+        Bad settings (empty or non-positive layer sizes, negative epochs, unknown
+        ``gibbs_schedule``, non-finite or non-positive learning rates), here and in :meth:`fit`.
+
     """
 
     def __init__(
@@ -807,6 +813,7 @@ class DeepBoltzmannMachine(_BoltzmannMachine):
         self.n_particles = n_particles
         self.n_gibbs_sweeps = n_gibbs_sweeps
         self.gibbs_schedule = gibbs_schedule
+        self._check_settings()  # again in fit(), for settings changed afterwards
 
     def _settings(self) -> dict[str, Any]:
         return {
