@@ -270,7 +270,7 @@ def test_energy_monitor_rejects_bad_input() -> None:
         EnergyStatisticMonitor(test * 2.0)
     with pytest.raises(InvalidInputError, match="needs at least 6"):
         EnergyStatisticMonitor(test[:5])
-    with pytest.raises(InvalidInputError, match="every must be ≥ 1"):
+    with pytest.raises(InvalidInputError, match="every must be an integer >= 1"):
         EnergyStatisticMonitor(test, every=0)
     with pytest.raises(InvalidInputError, match="n_synthetic"):
         EnergyStatisticMonitor(test, n_synthetic=1)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from omicsembed._settings import settings
+from omicsembed.evaluate._checks import check_count
 from omicsembed.exceptions import InvalidInputError
 
 if TYPE_CHECKING:
@@ -28,12 +29,6 @@ def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise InvalidInputError(f"seed must be an int or a numpy Generator, got {seed!r}")
     return np.random.default_rng(int(seed))
-
-
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise InvalidInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_probability(name: str, value: Any) -> float:
@@ -140,11 +135,11 @@ def stair_cell_stages(
     {'stage': 14, 'overlap': 18, 'noise': 18}
 
     """
-    n_cells = _check_count("n_cells", n_cells, 1)
-    n_noise = _check_count("n_noise_genes", n_noise_genes, 0)
-    n_stages = _check_count("n_stages", n_stages, 1)
-    width = _check_count("genes_per_stage", genes_per_stage, 1)
-    overlap = _check_count("overlap", overlap, 0)
+    n_cells = check_count("n_cells", n_cells, 1)
+    n_noise = check_count("n_noise_genes", n_noise_genes, 0)
+    n_stages = check_count("n_stages", n_stages, 1)
+    width = check_count("genes_per_stage", genes_per_stage, 1)
+    overlap = check_count("overlap", overlap, 0)
     if overlap >= width:
         raise InvalidInputError(
             f"overlap ({overlap}) must be smaller than genes_per_stage ({width})"

@@ -1,4 +1,4 @@
-"""Shared argument checks of the evaluate modules."""
+"""Shared argument checks (evaluate, explain and simulate modules)."""
 
 from __future__ import annotations
 
@@ -39,3 +39,10 @@ def seed_to_int(seed: int | np.random.Generator) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise InvalidInputError(f"seed must be an int or a numpy Generator, got {seed!r}")
     return int(seed)
+
+
+def check_count(name: str, value: Any, minimum: int) -> int:
+    """Return ``value`` as an int, rejecting bools, non-integers and values below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise InvalidInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from omicsembed.evaluate._checks import as_matrix, seed_to_int
+from omicsembed.evaluate._checks import as_matrix, check_count, seed_to_int
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 
 __all__ = ["ClassificationScores", "knn_classification"]
@@ -154,9 +154,8 @@ def knn_classification(
         raise ShapeMismatchError(
             f"labels has {lab.shape[0]} entries but embedding has {z.shape[0]} rows"
         )
-    for name, value in (("n_neighbors", n_neighbors), ("n_repeats", n_repeats)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
+    check_count("n_neighbors", n_neighbors, 1)
+    check_count("n_repeats", n_repeats, 1)
     seed_int = seed_to_int(seed)
 
     missing = lab.isna().to_numpy()

@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.distance import cdist
 from sklearn.decomposition import NMF, PCA
 
+from omicsembed.evaluate._checks import check_count
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 
 if TYPE_CHECKING:
@@ -218,15 +219,9 @@ class EnergyStatisticMonitor:
     ) -> None:
         from omicsembed.models._data import binary_matrix
 
-        for name, value, minimum in (
-            ("n_synthetic", n_synthetic, 2),
-            ("every", every, 1),
-            ("n_components", n_components, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise InvalidInputError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
-            if value < minimum:
-                raise InvalidInputError(f"{name} must be ≥ {minimum}, got {value}")
+        n_synthetic = check_count("n_synthetic", n_synthetic, 2)
+        every = check_count("every", every, 1)
+        n_components = check_count("n_components", n_components, 1)
         matrix: Any = binary_matrix(
             test, layer=layer, what="the test data", model="the energy statistic"
         )
@@ -239,9 +234,9 @@ class EnergyStatisticMonitor:
         self.test_feature_names: list[str] | None = (
             [str(name) for name in test.var_names] if hasattr(test, "var_names") else None
         )
-        self.n_synthetic = int(n_synthetic)
-        self.every = int(every)
-        self.n_components = int(n_components)
+        self.n_synthetic = n_synthetic
+        self.every = every
+        self.n_components = n_components
         self.seed = int(seed)
         self.records: list[dict[str, Any]] = []
         self._best_model: Any = None
