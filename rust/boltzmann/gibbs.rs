@@ -303,7 +303,6 @@ impl Sampler {
     /// One synchronous sweep: every layer sampled given `previous`, the state before the sweep
     /// (a copy of `rows`).
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn synchronous_sweep(
         &self,
         rows: &mut [u8],
