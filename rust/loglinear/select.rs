@@ -22,7 +22,7 @@
 //!   features per operation (see "Small cells by class" below);
 //! * in larger strata the smaller cell is counted bit-sliced (Harley–Seal carry-save adders),
 //!   the other one is the stratum's total minus it, and the per-feature terms are table
-//!   look-ups (AVX2 gathers when available).
+//!   look-ups (AVX2 when available).
 //!
 //! Every sum is exact integer counting followed by the same floating-point operations in a fixed
 //! order, so the results do not depend on the number of threads.
@@ -227,13 +227,11 @@ impl Strata {
                     let zeros = (lo..hi).filter(|&pos| !rows.bit(pos, bit)).count();
                     let (mut slot, mut one) = (lo - base, lo + zeros - base);
                     for pos in lo..hi {
-                        let to = if rows.bit(pos, bit) {
-                            one += 1;
-                            one - 1
-                        } else {
-                            slot += 1;
-                            slot - 1
-                        };
+                        // without a branch: the bits are unpredictable
+                        let set = rows.bit(pos, bit);
+                        let to = if set { one } else { slot };
+                        one += set as usize;
+                        slot += !set as usize;
                         copy_row(x, &rows.x, to, pos, g);
                         copy_row(u, &rows.u, to, pos, w);
                         o[to] = self.order[pos];
@@ -502,6 +500,23 @@ fn unslice(planes: &[Lane], counts: &mut [u32]) {
     }
 }
 
+/// [`unslice`] into bytes, for counts below 256 (at most eight planes).
+#[inline(always)]
+fn unslice_bytes(planes: &[Lane], counts: &mut [u8; LANE]) {
+    debug_assert!(planes.len() <= 8);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { avx2::unslice_bytes(&planes[..planes.len().min(8)], counts) };
+    }
+    counts.fill(0);
+    for (q, plane) in planes.iter().enumerate().take(8) {
+        for (b, count) in counts.iter_mut().enumerate() {
+            *count |= (((plane.0[b / 64] >> (b % 64)) & 1) as u8) << q;
+        }
+    }
+}
+
 /// Features whose bit-sliced count equals `value`.
 #[inline(always)]
 fn equals(planes: &[Lane], value: usize) -> Lane {
@@ -516,36 +531,21 @@ fn equals(planes: &[Lane], value: usize) -> Lane {
 /// AVX2 versions of the two per-feature loops that do not vectorise by themselves.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Lane, LANE};
+    use super::{Lane, TableRow, LANE};
     use std::arch::x86_64::*;
 
-    /// [`super::unslice`]: each 32-bit piece of a plane is broadcast, spread to 32 bytes (0 or
-    /// −1) and accumulated into a byte per feature by Horner's rule (double, subtract), 8
-    /// planes at a time from the highest down, then widened to `u32`.
+    /// [`super::unslice`]: each 32-bit piece of the planes becomes bytes ([`piece_bytes`]), 8
+    /// planes at a time, then widened to `u32`.
     ///
     /// # Safety
     /// The CPU must support AVX2; `counts` holds [`LANE`] features.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn unslice(planes: &[Lane], counts: &mut [u32]) {
         debug_assert_eq!(counts.len(), LANE);
-        // byte k of the 32 takes byte k / 8 of the piece (within each 128-bit half)
-        let spread = _mm256_setr_epi8(
-            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
-            3, 3, 3,
-        );
-        let select = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
         for (piece, out) in counts.chunks_exact_mut(32).enumerate() {
-            let index = _mm256_set1_epi32(piece as i32);
             let mut total = [_mm256_setzero_si256(); 4];
             for (group, eight) in planes.chunks(8).enumerate() {
-                let mut bytes = _mm256_setzero_si256();
-                for plane in eight.iter().rev() {
-                    let plane = _mm256_loadu_si256(plane.0.as_ptr() as *const __m256i);
-                    let piece = _mm256_permutevar8x32_epi32(plane, index);
-                    let spread = _mm256_shuffle_epi8(piece, spread);
-                    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
-                    bytes = _mm256_sub_epi8(_mm256_add_epi8(bytes, bytes), set);
-                }
+                let bytes = piece_bytes(eight, piece);
                 let (lo, hi) = (
                     _mm256_castsi256_si128(bytes),
                     _mm256_extracti128_si256::<1>(bytes),
@@ -559,6 +559,122 @@ mod avx2 {
             for (dst, t) in out.chunks_exact_mut(8).zip(total) {
                 _mm256_storeu_si256(dst.as_mut_ptr() as *mut __m256i, t);
             }
+        }
+    }
+
+    /// The 32 counts of piece `piece` (32 features) of at most eight planes as bytes: the
+    /// piece of each plane is broadcast and spread to 32 bytes (0 or −1), accumulated by
+    /// Horner's rule (double, subtract) from the highest plane down.
+    #[inline(always)]
+    unsafe fn piece_bytes(planes: &[Lane], piece: usize) -> __m256i {
+        // byte k of the 32 takes byte k / 8 of the piece (within each 128-bit half)
+        let spread = _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
+            3, 3, 3,
+        );
+        let select = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+        let index = _mm256_set1_epi32(piece as i32);
+        let mut bytes = _mm256_setzero_si256();
+        for plane in planes.iter().rev() {
+            let plane = _mm256_loadu_si256(plane.0.as_ptr() as *const __m256i);
+            let piece = _mm256_permutevar8x32_epi32(plane, index);
+            let spread = _mm256_shuffle_epi8(piece, spread);
+            let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
+            bytes = _mm256_sub_epi8(_mm256_add_epi8(bytes, bytes), set);
+        }
+        bytes
+    }
+
+    /// [`super::unslice_bytes`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; at most eight planes.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn unslice_bytes(planes: &[Lane], counts: &mut [u8; LANE]) {
+        debug_assert!(planes.len() <= 8);
+        for (piece, out) in counts.chunks_exact_mut(32).enumerate() {
+            let bytes = piece_bytes(planes, piece);
+            _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, bytes);
+        }
+    }
+
+    /// `table[index[0..4]]` as one vector, by scalar loads into two 128-bit halves: about twice
+    /// as fast as `vgatherdpd` on Zen 3 (0.4 against 0.9 ns per entry, L1-resident table).
+    ///
+    /// # Safety
+    /// Every index must be inside `table`'s allocation.
+    #[inline(always)]
+    unsafe fn load4_at(table: *const f64, index: [u32; 4]) -> __m256d {
+        let at = |k: usize| table.add(index[k] as usize);
+        let lo = _mm_loadh_pd(_mm_load_sd(at(0)), at(1));
+        let hi = _mm_loadh_pd(_mm_load_sd(at(2)), at(3));
+        _mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(lo), hi)
+    }
+
+    /// Four entries of a [`TableRow`] at byte indices (always inside: u8 < TABLE_MAX + 1).
+    #[inline(always)]
+    unsafe fn load4(row: &TableRow, index: &[u8; 4]) -> __m256d {
+        load4_at(row.as_ptr(), index.map(u32::from))
+    }
+
+    /// The four lanes of a vector of indices.
+    #[inline(always)]
+    unsafe fn lanes(index: __m128i) -> [u32; 4] {
+        let mut out = [0u32; 4];
+        _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, index);
+        out
+    }
+
+    /// [`super::LaneSums::add_pair`] (the same sums, bit for bit): the second cell's counts
+    /// and both cells' empty-cell flags 32 features at a time, then the two look-ups of four
+    /// features at a time.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `width ≤ LANE`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pair_terms(
+        rows: [&TableRow; 2],
+        sizes: [u8; 2],
+        first: &[u8; LANE],
+        total: &[u8; LANE],
+        width: usize,
+        sums: &mut super::LaneSums,
+    ) {
+        let width = width.min(LANE);
+        let mut second = [0u8; LANE];
+        let (a0, a1) = (
+            _mm256_set1_epi8(sizes[0] as i8),
+            _mm256_set1_epi8(sizes[1] as i8),
+        );
+        let zero = _mm256_setzero_si256();
+        let load = |bytes: &[u8]| _mm256_loadu_si256(bytes.as_ptr() as *const __m256i);
+        for at in (0..width).step_by(32) {
+            let c = load(&first[at..at + 32]);
+            let d = _mm256_sub_epi8(load(&total[at..at + 32]), c);
+            _mm256_storeu_si256(second[at..at + 32].as_mut_ptr() as *mut __m256i, d);
+            // comparisons give −1 where true: subtracting adds one
+            let full = _mm256_add_epi8(_mm256_cmpeq_epi8(c, a0), _mm256_cmpeq_epi8(d, a1));
+            let none = _mm256_add_epi8(_mm256_cmpeq_epi8(c, zero), _mm256_cmpeq_epi8(d, zero));
+            let (b0, b1) = (&mut sums.bytes0[at..at + 32], &mut sums.bytes1[at..at + 32]);
+            _mm256_storeu_si256(
+                b0.as_mut_ptr() as *mut __m256i,
+                _mm256_sub_epi8(load(b0), full),
+            );
+            _mm256_storeu_si256(
+                b1.as_mut_ptr() as *mut __m256i,
+                _mm256_sub_epi8(load(b1), none),
+            );
+        }
+        let quads = width.div_ceil(4) * 4;
+        let cells = first[..quads]
+            .chunks_exact(4)
+            .zip(second[..quads].chunks_exact(4));
+        for ((c, d), acc) in cells.zip(sums.half[..quads].chunks_exact_mut(4)) {
+            let (c, d) = (<&[u8; 4]>::try_from(c), <&[u8; 4]>::try_from(d));
+            let (Ok(c), Ok(d)) = (c, d) else { continue };
+            let term = _mm256_add_pd(load4(rows[0], c), load4(rows[1], d));
+            let sum = _mm256_add_pd(_mm256_loadu_pd(acc.as_ptr()), term);
+            _mm256_storeu_pd(acc.as_mut_ptr(), sum);
         }
     }
 
@@ -597,7 +713,7 @@ mod avx2 {
         };
     }
 
-    /// `half[b] += row[min(counts[b], a)]`: a [`super::CellTable`] row gathered four at a time,
+    /// `half[b] += row[min(counts[b], a)]`: a [`super::CellTable`] row read four at a time,
     /// with the cell's flags `empty0[b] += (counts[b] == a)`, `empty1[b] += (counts[b] == 0)`.
     ///
     /// # Safety
@@ -620,7 +736,7 @@ mod avx2 {
         let (p0, p1) = (empty0.as_mut_ptr(), empty1.as_mut_ptr());
         for k in (0..4 * quads).step_by(4) {
             let count = _mm_min_epu32(_mm_loadu_si128(c.add(k) as *const __m128i), size);
-            let term = _mm256_i32gather_pd::<8>(row.as_ptr(), count);
+            let term = load4_at(row.as_ptr(), lanes(count));
             _mm256_storeu_pd(acc.add(k), _mm256_add_pd(_mm256_loadu_pd(acc.add(k)), term));
             // comparisons give −1 where true: subtracting adds one
             let (e0, e1) = (p0.add(k) as *mut __m128i, p1.add(k) as *mut __m128i);
@@ -636,7 +752,7 @@ mod avx2 {
     }
 
     /// [`super::StepData::cell_lookups`]'s sum: `half[b] += G(c) + G(a − c) − G(a)` for mixed
-    /// features, `pure` for the others (c = 0 or a), with `g[c] = c ln c` gathered four at a time.
+    /// features, `pure` for the others (c = 0 or a), with `g[c] = c ln c` read four at a time.
     ///
     /// # Safety
     /// The CPU must support AVX2; `a < g.len()`.
@@ -653,11 +769,11 @@ mod avx2 {
         let pure = _mm256_set1_pd(pure);
         let quads = counts.chunks_exact(4).zip(half.chunks_exact_mut(4));
         for (c, acc) in quads {
-            // counts never exceed a; the clamp keeps the gathers inside g regardless
+            // counts never exceed a; the clamp keeps the loads inside g regardless
             let c = _mm_min_epu32(_mm_loadu_si128(c.as_ptr() as *const __m128i), size);
             let rest = _mm_sub_epi32(size, c);
-            let gc = _mm256_i32gather_pd::<8>(g.as_ptr(), c);
-            let gr = _mm256_i32gather_pd::<8>(g.as_ptr(), rest);
+            let gc = load4_at(g.as_ptr(), lanes(c));
+            let gr = load4_at(g.as_ptr(), lanes(rest));
             let mixed = _mm256_sub_pd(_mm256_add_pd(gc, gr), ga);
             let is_pure = _mm_or_si128(
                 _mm_cmpeq_epi32(c, _mm_setzero_si128()),
@@ -902,34 +1018,35 @@ fn cell_term(h: &[f64], a: usize, c: usize) -> f64 {
 /// Largest cell size of [`CellTable`].
 const TABLE_MAX: usize = 255;
 
+/// One row of [`CellTable`]: a byte count indexes it without bounds check.
+type TableRow = [f64; TABLE_MAX + 1];
+
 /// φ(a, c) = G(c) + G(a − c) − G(a) (0.5-filled, see [`cell_term`]) tabulated for every cell
 /// size `a ≤ TABLE_MAX` and count of ones `c ≤ a`, so a cell's term is one look-up (no pure/mixed
 /// branch); row `a` holds `TABLE_MAX + 1` entries (zeros past `c = a`).
 struct CellTable {
-    terms: Vec<f64>,
+    rows: Vec<TableRow>,
 }
 
 impl CellTable {
     fn new(h: &[f64]) -> Self {
         let rows = TABLE_MAX.min((h.len() - 5) / 2) + 1;
-        let terms = (0..rows * (TABLE_MAX + 1))
+        let rows = (0..rows)
             .into_par_iter()
-            .map(|k| {
-                let (a, c) = (k / (TABLE_MAX + 1), k % (TABLE_MAX + 1));
-                if c <= a {
-                    cell_term(h, a, c)
-                } else {
-                    0.0
+            .map(|a| {
+                let mut row = [0.0; TABLE_MAX + 1];
+                for (c, term) in row[..=a].iter_mut().enumerate() {
+                    *term = cell_term(h, a, c);
                 }
+                row
             })
             .collect();
-        Self { terms }
+        Self { rows }
     }
 
     #[inline(always)]
-    fn row(&self, a: usize) -> Option<&[f64]> {
-        self.terms
-            .get(a * (TABLE_MAX + 1)..(a + 1) * (TABLE_MAX + 1))
+    fn row(&self, a: usize) -> Option<&TableRow> {
+        self.rows.get(a)
     }
 }
 
@@ -1119,6 +1236,65 @@ struct LaneSums {
     /// Occupied cells without x = 0 / without x = 1 (marginal models).
     empty0: Vec<u32>,
     empty1: Vec<u32>,
+    /// The latest of these cells counted in bytes by [`LaneSums::add_pair`], at most
+    /// `pending ≤ 255` per feature, moved into `empty0` / `empty1` by [`LaneSums::flush`].
+    bytes0: [u8; LANE],
+    bytes1: [u8; LANE],
+    pending: u32,
+}
+
+impl LaneSums {
+    fn new() -> Self {
+        Self {
+            half: vec![0.0; LANE],
+            empty0: vec![0; LANE],
+            empty1: vec![0; LANE],
+            bytes0: [0; LANE],
+            bytes1: [0; LANE],
+            pending: 0,
+        }
+    }
+
+    /// Adds the two cells (u = 0, 1) of a stratum of at most [`TABLE_MAX`] samples from the
+    /// byte counts of the ones of one cell (`sizes[0]` samples) and of the whole stratum: the
+    /// other cell (`sizes[1]` samples) has `total − first` ones. `rows` are the
+    /// [`CellTable`] rows of the two sizes.
+    #[inline(always)]
+    fn add_pair(
+        &mut self,
+        rows: [&TableRow; 2],
+        sizes: [u8; 2],
+        first: &[u8; LANE],
+        total: &[u8; LANE],
+        width: usize,
+    ) {
+        if self.pending + 2 > u8::MAX as u32 {
+            self.flush();
+        }
+        self.pending += 2;
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { avx2::pair_terms(rows, sizes, first, total, width, self) };
+        }
+        for b in 0..width {
+            let (c, d) = (first[b], total[b].wrapping_sub(first[b]));
+            self.half[b] += rows[0][c as usize] + rows[1][d as usize];
+            self.bytes0[b] += (c == sizes[0]) as u8 + (d == sizes[1]) as u8;
+            self.bytes1[b] += (c == 0) as u8 + (d == 0) as u8;
+        }
+    }
+
+    /// Moves the byte counts of empty cells into `empty0` / `empty1`.
+    fn flush(&mut self) {
+        let sums = self.empty0.iter_mut().zip(&mut self.empty1);
+        for ((e0, e1), (b0, b1)) in sums.zip(self.bytes0.iter_mut().zip(&mut self.bytes1)) {
+            *e0 += *b0 as u32;
+            *e1 += *b1 as u32;
+            (*b0, *b1) = (0, 0);
+        }
+        self.pending = 0;
+    }
 }
 
 /// Feature counts of the strata of more than [`SMALL`] samples.
@@ -1127,6 +1303,8 @@ struct LargeTotals {
     slot: Vec<u32>,
     /// `[slot][group][LANE]` counts.
     counts: Vec<u32>,
+    /// The same as bytes (valid for strata of at most [`TABLE_MAX`] samples).
+    bytes: Vec<u8>,
 }
 
 /// Read-only state of one step.
@@ -1232,7 +1410,15 @@ impl StepData<'_> {
                 }
                 self.stratum_total(s, g, out)
             });
-        LargeTotals { slot, counts }
+        let bytes = counts
+            .iter()
+            .map(|&c| c.min(u8::MAX as u32) as u8)
+            .collect();
+        LargeTotals {
+            slot,
+            counts,
+            bytes,
+        }
     }
 
     /// Feature counts (lane `g`) of stratum `s`.
@@ -1287,14 +1473,11 @@ impl StepData<'_> {
     fn lane_sums(&self, unit: Option<usize>, g: usize) -> LaneSums {
         let bits = unit.map(|j| &self.units[j][..]);
         let width = self.width(g);
-        let mut sums = LaneSums {
-            half: vec![0.0; LANE],
-            empty0: vec![0; LANE],
-            empty1: vec![0; LANE],
-        };
+        let mut sums = LaneSums::new();
         let mut classes = ClassCounts::new(self.depth);
         let mut planes = vec![Lane::ZERO; self.depth];
         let (mut c1, mut c11) = (vec![0u32; LANE], vec![0u32; LANE]);
+        let mut first = [0u8; LANE];
         for s in 0..self.strata.m {
             let (lo, hi) = (self.strata.offsets[s], self.strata.offsets[s + 1]);
             let ns = hi - lo;
@@ -1325,13 +1508,32 @@ impl StepData<'_> {
                         false => (ns - a1, a1),
                     };
                     let counts = self.count_cell(&mut planes, small, bits, ones_smaller, s, g);
-                    if small <= SMALL {
-                        classes.add_cell(counts, small);
-                    }
                     if large <= SMALL {
+                        classes.add_cell(counts, small);
                         let counts = self.count_cell(&mut planes, large, bits, !ones_smaller, s, g);
                         classes.add_cell(counts, large);
                         continue;
+                    }
+                    let rows = (self.cells.row(small), self.cells.row(large));
+                    if let (Some(row_small), Some(row_large), true) =
+                        (rows.0, rows.1, ns <= TABLE_MAX)
+                    {
+                        // both cells from bytes: the stratum's and the smaller cell's counts
+                        let at = (slot as usize * self.groups + g) * LANE;
+                        let total = self
+                            .totals
+                            .bytes
+                            .get(at..at + LANE)
+                            .map(<&[u8; LANE]>::try_from);
+                        if let Some(Ok(total)) = total {
+                            unslice_bytes(counts, &mut first);
+                            let sizes = [small as u8, large as u8];
+                            sums.add_pair([row_small, row_large], sizes, &first, total, width);
+                            continue;
+                        }
+                    }
+                    if small <= SMALL {
+                        classes.add_cell(counts, small);
                     }
                     unslice(counts, &mut c11);
                     if small > SMALL {
@@ -1375,6 +1577,7 @@ impl StepData<'_> {
             }
         }
         if self.model == Model::Marginal {
+            sums.flush();
             classes.finish(self.h, &mut sums, width);
         }
         sums
@@ -1395,8 +1598,8 @@ impl StepData<'_> {
             #[cfg(target_arch = "x86_64")]
             if has_avx2() {
                 // SAFETY: the CPU supports AVX2 (checked just above); counts are clamped to
-                // `a < row.len()` before the gather; the slices all have `width` elements.
-                unsafe { avx2::table_terms(row, a as u32, counts, half, empty0, empty1) };
+                // `a < row.len()` before the loads; the slices all have `width` elements.
+                unsafe { avx2::table_terms(&row[..], a as u32, counts, half, empty0, empty1) };
                 done = width / 4 * 4;
             }
             let rest = half[done..].iter_mut().zip(&counts[done..]);
@@ -1905,6 +2108,7 @@ fn select_validated(
                 totals: &LargeTotals {
                     slot: Vec::new(),
                     counts: Vec::new(),
+                    bytes: Vec::new(),
                 },
                 model: options.model,
                 h: &h,
