@@ -1657,33 +1657,42 @@ impl StepData<'_> {
             .enumerate()
             .flat_map(|(jj, &unit)| (0..self.groups).map(move |g| (jj, unit, g)))
             .collect();
-        let sums: Vec<LaneSums> = tasks
+        // each task finishes its own scores (the x-margin terms take a logarithm each)
+        let lanes: Vec<Vec<f64>> = tasks
             .par_iter()
             .map(|&(_, unit, g)| {
                 #[cfg(target_arch = "x86_64")]
-                if has_avx2() {
+                let sums = if has_avx2() {
                     // SAFETY: the CPU supports AVX2 (checked just above).
-                    return unsafe { lane_sums_avx2(self, unit, g) };
-                }
-                self.lane_sums(unit, g)
+                    unsafe { lane_sums_avx2(self, unit, g) }
+                } else {
+                    self.lane_sums(unit, g)
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                let sums = self.lane_sums(unit, g);
+                let features = g * LANE..p.min((g + 1) * LANE);
+                features
+                    .enumerate()
+                    .map(|(b, i)| match self.model {
+                        Model::Conditional => 2.0 * sums.half[b],
+                        Model::Marginal => finish_marginal(
+                            self.h,
+                            sums.half[b],
+                            sums.empty0[b],
+                            sums.empty1[b],
+                            ones[i],
+                            n,
+                            unoccupied,
+                            if r == 0 { 1.0 } else { 2.0 },
+                        ),
+                    })
+                    .collect()
             })
             .collect();
         let mut scores = vec![0.0; p * rr];
-        for (&(jj, _, g), sums) in tasks.iter().zip(&sums) {
-            for (b, i) in (g * LANE..p.min((g + 1) * LANE)).enumerate() {
-                scores[i * rr + jj] = match self.model {
-                    Model::Conditional => 2.0 * sums.half[b],
-                    Model::Marginal => finish_marginal(
-                        self.h,
-                        sums.half[b],
-                        sums.empty0[b],
-                        sums.empty1[b],
-                        ones[i],
-                        n,
-                        unoccupied,
-                        if r == 0 { 1.0 } else { 2.0 },
-                    ),
-                };
+        for (&(jj, _, g), lane) in tasks.iter().zip(&lanes) {
+            for (b, &score) in lane.iter().enumerate() {
+                scores[(g * LANE + b) * rr + jj] = score;
             }
         }
         scores
