@@ -17,12 +17,14 @@
 //! Each step works on X packed as bits (256 features per `Lane`) with the samples sorted by
 //! stratum, one parallel task per latent unit and lane of features:
 //!
-//! * a cell (u, s) of at most `SMALL` samples is summarised by its class — all x = 1, all
-//!   x = 0, or mixed with κ or a − κ ones — kept in bit-sliced per-feature counters, 256
-//!   features per operation (see "Small cells by class" below);
+//! * the cells (u, s) of a stratum whose two cells hold at most `SMALL` samples each are
+//!   summarised by their class — all x = 1, all x = 0, or mixed with κ or a − κ ones — kept in
+//!   bit-sliced per-feature counters, 256 features per operation (see "Small cells by class"
+//!   below);
 //! * in larger strata the smaller cell is counted bit-sliced (Harley–Seal carry-save adders),
 //!   the other one is the stratum's total minus it, and the per-feature terms are table
-//!   look-ups (AVX2 when available).
+//!   look-ups; in strata of at most `TABLE_MAX` samples both cells at once from byte counts
+//!   ([`LaneSums::add_pair`]; AVX2 when available).
 //!
 //! Every sum is exact integer counting followed by the same floating-point operations in a fixed
 //! order, so the results do not depend on the number of threads.
