@@ -1303,10 +1303,15 @@ impl LaneSums {
 struct LargeTotals {
     /// Row of each stratum in `counts` (`u32::MAX` for small strata).
     slot: Vec<u32>,
-    /// `[slot][group][LANE]` counts.
-    counts: Vec<u32>,
-    /// The same as bytes (valid for strata of at most [`TABLE_MAX`] samples).
-    bytes: Vec<u8>,
+    /// `[slot · groups + group]` counts of the lane's features.
+    lanes: Vec<LaneTotal>,
+}
+
+/// One large stratum's feature counts in one lane.
+struct LaneTotal {
+    counts: [u32; LANE],
+    /// The same as bytes (exact for strata of at most [`TABLE_MAX`] samples).
+    bytes: [u8; LANE],
 }
 
 /// Read-only state of one step.
@@ -1399,28 +1404,26 @@ impl StepData<'_> {
         for (k, &s) in large.iter().enumerate() {
             slot[s] = k as u32;
         }
-        let mut counts = vec![0u32; large.len() * self.groups * LANE];
-        counts
-            .par_chunks_mut(LANE)
-            .enumerate()
-            .for_each(|(q, out)| {
+        // collected straight into place (no zeroed buffer to overwrite)
+        let lanes = (0..large.len() * self.groups)
+            .into_par_iter()
+            .map(|q| {
                 let (s, g) = (large[q / self.groups], q % self.groups);
+                let mut counts = [0u32; LANE];
                 #[cfg(target_arch = "x86_64")]
                 if has_avx2() {
                     // SAFETY: the CPU supports AVX2 (checked just above).
-                    return unsafe { stratum_total_avx2(self, s, g, out) };
+                    unsafe { stratum_total_avx2(self, s, g, &mut counts) };
+                } else {
+                    self.stratum_total(s, g, &mut counts);
                 }
-                self.stratum_total(s, g, out)
-            });
-        let bytes = counts
-            .iter()
-            .map(|&c| c.min(u8::MAX as u32) as u8)
+                #[cfg(not(target_arch = "x86_64"))]
+                self.stratum_total(s, g, &mut counts);
+                let bytes = counts.map(|c| c.min(u8::MAX as u32) as u8);
+                LaneTotal { counts, bytes }
+            })
             .collect();
-        LargeTotals {
-            slot,
-            counts,
-            bytes,
-        }
+        LargeTotals { slot, lanes }
     }
 
     /// Feature counts (lane `g`) of stratum `s`.
@@ -1496,8 +1499,10 @@ impl StepData<'_> {
             }
             let a1 = bits.map_or(0, |b| count_bits(b, lo, hi));
             let slot = self.totals.slot[s];
-            let total = (slot != u32::MAX)
-                .then(|| &self.totals.counts[(slot as usize * self.groups + g) * LANE..][..LANE]);
+            let lane = (slot != u32::MAX)
+                .then(|| self.totals.lanes.get(slot as usize * self.groups + g))
+                .flatten();
+            let total = lane.map(|lane| &lane.counts[..]);
             match (self.model, bits, total) {
                 (Model::Marginal, None, Some(total)) => {
                     self.cell_lookups(&mut sums, ns, &total[..width]);
@@ -1521,13 +1526,7 @@ impl StepData<'_> {
                         (rows.0, rows.1, ns <= TABLE_MAX)
                     {
                         // both cells from bytes: the stratum's and the smaller cell's counts
-                        let at = (slot as usize * self.groups + g) * LANE;
-                        let total = self
-                            .totals
-                            .bytes
-                            .get(at..at + LANE)
-                            .map(<&[u8; LANE]>::try_from);
-                        if let Some(Ok(total)) = total {
+                        if let Some(total) = lane.map(|lane| &lane.bytes) {
                             unslice_bytes(counts, &mut first);
                             let sizes = [small as u8, large as u8];
                             sums.add_pair([row_small, row_large], sizes, &first, total, width);
@@ -2118,8 +2117,7 @@ fn select_validated(
                 strata: &strata,
                 totals: &LargeTotals {
                     slot: Vec::new(),
-                    counts: Vec::new(),
-                    bytes: Vec::new(),
+                    lanes: Vec::new(),
                 },
                 model: options.model,
                 h: &h,
