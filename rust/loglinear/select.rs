@@ -530,7 +530,7 @@ fn equals(planes: &[Lane], value: usize) -> Lane {
         })
 }
 
-/// AVX2 versions of the two per-feature loops that do not vectorise by themselves.
+/// AVX2 versions of the per-feature loops that do not vectorise by themselves.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{Lane, TableRow, LANE};
@@ -619,9 +619,9 @@ mod avx2 {
         load4_at(row.as_ptr(), index.map(u32::from))
     }
 
-    /// The four lanes of a vector of indices.
+    /// The four indices of a vector as an array.
     #[inline(always)]
-    unsafe fn lanes(index: __m128i) -> [u32; 4] {
+    unsafe fn index_array(index: __m128i) -> [u32; 4] {
         let mut out = [0u32; 4];
         _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, index);
         out
@@ -738,7 +738,7 @@ mod avx2 {
         let (p0, p1) = (empty0.as_mut_ptr(), empty1.as_mut_ptr());
         for k in (0..4 * quads).step_by(4) {
             let count = _mm_min_epu32(_mm_loadu_si128(c.add(k) as *const __m128i), size);
-            let term = load4_at(row.as_ptr(), lanes(count));
+            let term = load4_at(row.as_ptr(), index_array(count));
             _mm256_storeu_pd(acc.add(k), _mm256_add_pd(_mm256_loadu_pd(acc.add(k)), term));
             // comparisons give −1 where true: subtracting adds one
             let (e0, e1) = (p0.add(k) as *mut __m128i, p1.add(k) as *mut __m128i);
@@ -774,8 +774,8 @@ mod avx2 {
             // counts never exceed a; the clamp keeps the loads inside g regardless
             let c = _mm_min_epu32(_mm_loadu_si128(c.as_ptr() as *const __m128i), size);
             let rest = _mm_sub_epi32(size, c);
-            let gc = load4_at(g.as_ptr(), lanes(c));
-            let gr = load4_at(g.as_ptr(), lanes(rest));
+            let gc = load4_at(g.as_ptr(), index_array(c));
+            let gr = load4_at(g.as_ptr(), index_array(rest));
             let mixed = _mm256_sub_pd(_mm256_add_pd(gc, gr), ga);
             let is_pure = _mm_or_si128(
                 _mm_cmpeq_epi32(c, _mm_setzero_si128()),
@@ -2398,6 +2398,20 @@ mod tests {
                 .map(|q| (((planes[q].0[b / 64] >> (b % 64)) & 1) as u32) << q)
                 .sum();
             assert_eq!(c, want);
+        }
+        // and into bytes (at most eight planes)
+        let mut fast = [0u8; LANE];
+        unslice_bytes(&planes[..8], &mut fast);
+        PORTABLE_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut slow = [0u8; LANE];
+        unslice_bytes(&planes[..8], &mut slow);
+        PORTABLE_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(fast, slow);
+        for (b, &c) in slow.iter().enumerate() {
+            let want: u32 = (0..8)
+                .map(|q| (((planes[q].0[b / 64] >> (b % 64)) & 1) as u32) << q)
+                .sum();
+            assert_eq!(c as u32, want);
         }
     }
 
