@@ -511,12 +511,9 @@ fn unslice_bytes(planes: &[Lane], counts: &mut [u8; LANE]) {
         // SAFETY: the CPU supports AVX2 (checked just above).
         return unsafe { avx2::unslice_bytes(&planes[..planes.len().min(8)], counts) };
     }
-    counts.fill(0);
-    for (q, plane) in planes.iter().enumerate().take(8) {
-        for (b, count) in counts.iter_mut().enumerate() {
-            *count |= (((plane.0[b / 64] >> (b % 64)) & 1) as u8) << q;
-        }
-    }
+    let mut wide = [0u32; LANE];
+    unslice(&planes[..planes.len().min(8)], &mut wide);
+    *counts = wide.map(|c| c as u8);
 }
 
 /// Features whose bit-sliced count equals `value`.
@@ -2259,6 +2256,26 @@ mod tests {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// `run` with the AVX2 kernels (where the CPU has them), then with the portable ones; the
+    /// caller holds [`kernel_switch`].
+    fn on_both_kernels<T>(run: impl Fn() -> T) -> (T, T) {
+        let fast = run();
+        PORTABLE_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
+        let portable = run();
+        PORTABLE_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
+        (fast, portable)
+    }
+
+    /// The count of feature `b` in the bit-sliced `planes`, bit by bit.
+    fn count_in_planes(planes: &[Lane], b: usize) -> u32 {
+        let bit = |plane: &Lane| ((plane.0[b / 64] >> (b % 64)) & 1) as u32;
+        planes
+            .iter()
+            .enumerate()
+            .map(|(q, plane)| bit(plane) << q)
+            .sum()
+    }
+
     fn random_binary(n: usize, cols: usize, prob: f64, seed: u64) -> Vec<u8> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         (0..n * cols).map(|_| rng.random_bool(prob) as u8).collect()
@@ -2386,37 +2403,29 @@ mod tests {
         }
         // AVX2 and portable conversion of bit planes to counts agree
         let planes: Vec<Lane> = (0..13).map(|q| rows[q]).collect();
-        let mut fast = vec![0u32; LANE];
-        unslice(&planes, &mut fast);
-        PORTABLE_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut slow = vec![0u32; LANE];
-        unslice(&planes, &mut slow);
-        PORTABLE_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
+        let (fast, slow) = on_both_kernels(|| {
+            let mut counts = vec![0u32; LANE];
+            unslice(&planes, &mut counts);
+            counts
+        });
         assert_eq!(fast, slow);
         for (b, &c) in slow.iter().enumerate() {
-            let want: u32 = (0..13)
-                .map(|q| (((planes[q].0[b / 64] >> (b % 64)) & 1) as u32) << q)
-                .sum();
-            assert_eq!(c, want);
+            assert_eq!(c, count_in_planes(&planes, b));
         }
         // and into bytes (at most eight planes)
-        let mut fast = [0u8; LANE];
-        unslice_bytes(&planes[..8], &mut fast);
-        PORTABLE_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut slow = [0u8; LANE];
-        unslice_bytes(&planes[..8], &mut slow);
-        PORTABLE_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
+        let (fast, slow) = on_both_kernels(|| {
+            let mut counts = [0u8; LANE];
+            unslice_bytes(&planes[..8], &mut counts);
+            counts
+        });
         assert_eq!(fast, slow);
         for (b, &c) in slow.iter().enumerate() {
-            let want: u32 = (0..8)
-                .map(|q| (((planes[q].0[b / 64] >> (b % 64)) & 1) as u32) << q)
-                .sum();
-            assert_eq!(c as u32, want);
+            assert_eq!(c as u32, count_in_planes(&planes[..8], b));
         }
     }
 
-    /// Every path of the engine (cells of 0–3 samples, small and large classes, look-ups with
-    /// gathers, two feature lanes with a partial one, with and without latent units, both
+    /// Every path of the engine (cells of 0–3 samples, small and large classes, table
+    /// look-ups, byte-count pairs, two feature lanes with a partial one, with and without latent units, both
     /// models) against the slow per-feature scorer, and the AVX2 kernels against the portable
     /// ones (bit for bit).
     #[test]
@@ -2476,7 +2485,8 @@ mod tests {
                 n_permutations: 0,
                 seed: 0,
             };
-            let sel = select_features(&xb, units, &options).unwrap();
+            let (sel, portable) =
+                on_both_kernels(|| select_features(&xb, units, &options).unwrap());
             let rr = sel.r;
             // the strata of the steps cover every path: tiny, small, mid-size and large
             let mut strata = Strata::whole(n);
@@ -2501,9 +2511,6 @@ mod tests {
                     }
                 }
             }
-            PORTABLE_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
-            let portable = select_features(&xb, units, &options).unwrap();
-            PORTABLE_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
             assert!(sel
                 .scores
                 .iter()
