@@ -287,9 +287,9 @@ fn copy_row<T: Copy>(dst: &mut [T], src: &[T], to: usize, from: usize, width: us
     }
 }
 
-/// `(d/2) ln(d/2)` for the doubled half-integer counts `d = 0 ..= 2n + 4`.
-fn half_log_table(n: usize) -> Vec<f64> {
-    (0..=2 * n + 4)
+/// `(d/2) ln(d/2)` for the doubled half-integer counts `d = 0 ..= 2 · max + 4`.
+fn half_log_table(max: usize) -> Vec<f64> {
+    (0..=2 * max + 4)
         .into_par_iter()
         .map(|d| xlogx(d as f64 / 2.0))
         .collect()
@@ -332,13 +332,60 @@ fn finish_marginal(
     unoccupied: f64,
     cells_per_stratum: f64,
 ) -> f64 {
+    let (n0, n1) = x_margins(empty0, empty1, ones, n, unoccupied, cells_per_stratum);
+    let terms = [n0, n1, n0 + n1].map(|x| half_xlogx(h, x));
+    combine_marginal(half, terms, unoccupied, cells_per_stratum)
+}
+
+/// The filled x margins `(n'(x = 0), n'(x = 1))` of a marginal model (see [`finish_marginal`]).
+#[inline(always)]
+fn x_margins(
+    empty0: u32,
+    empty1: u32,
+    ones: u32,
+    n: usize,
+    unoccupied: f64,
+    cells_per_stratum: f64,
+) -> (f64, f64) {
     let e0 = empty0 as f64 + cells_per_stratum * unoccupied;
     let e1 = empty1 as f64 + cells_per_stratum * unoccupied;
     let n1 = ones as f64 + 0.5 * e1;
     let n0 = (n - ones as usize) as f64 + 0.5 * e0;
+    (n0, n1)
+}
+
+/// G² of a marginal model from its stratum sum and `x ln x` of n'(x = 0), n'(x = 1) and N'.
+#[inline(always)]
+fn combine_marginal(half: f64, terms: [f64; 3], unoccupied: f64, cells_per_stratum: f64) -> f64 {
     // each unoccupied stratum: cells_per_stratum·2 cells of 0.5, margins of 1
     let constant = -cells_per_stratum * std::f64::consts::LN_2 * unoccupied;
-    2.0 * (half + constant - half_xlogx(h, n0) - half_xlogx(h, n1) + half_xlogx(h, n0 + n1))
+    2.0 * (half + constant - terms[0] - terms[1] + terms[2])
+}
+
+/// [`finish_marginal`] of one lane's features (`ones` of each): the margins first, then their
+/// table look-ups in a loop of their own (independent loads the CPU overlaps), then the sums.
+fn finish_marginal_lane(
+    h: &[f64],
+    sums: &LaneSums,
+    ones: &[u32],
+    n: usize,
+    unoccupied: f64,
+    cells_per_stratum: f64,
+) -> Vec<f64> {
+    let flags = sums.empty0.iter().zip(&sums.empty1);
+    let margins: Vec<(f64, f64)> = flags
+        .zip(ones)
+        .map(|((&e0, &e1), &ones)| x_margins(e0, e1, ones, n, unoccupied, cells_per_stratum))
+        .collect();
+    let terms: Vec<[f64; 3]> = margins
+        .iter()
+        .map(|&(n0, n1)| [n0, n1, n0 + n1].map(|x| half_xlogx(h, x)))
+        .collect();
+    sums.half
+        .iter()
+        .zip(terms)
+        .map(|(&half, terms)| combine_marginal(half, terms, unoccupied, cells_per_stratum))
+        .collect()
 }
 
 /// `x ln x` of a half-integer `x`, from the table `h` when it is in range (same value).
@@ -1669,22 +1716,14 @@ impl StepData<'_> {
                 #[cfg(not(target_arch = "x86_64"))]
                 let sums = self.lane_sums(unit, g);
                 let features = g * LANE..p.min((g + 1) * LANE);
-                features
-                    .enumerate()
-                    .map(|(b, i)| match self.model {
-                        Model::Conditional => 2.0 * sums.half[b],
-                        Model::Marginal => finish_marginal(
-                            self.h,
-                            sums.half[b],
-                            sums.empty0[b],
-                            sums.empty1[b],
-                            ones[i],
-                            n,
-                            unoccupied,
-                            if r == 0 { 1.0 } else { 2.0 },
-                        ),
-                    })
-                    .collect()
+                match self.model {
+                    Model::Conditional => features.map(|i| 2.0 * sums.half[i - g * LANE]).collect(),
+                    Model::Marginal => {
+                        let cells_per_stratum = if r == 0 { 1.0 } else { 2.0 };
+                        let ones = &ones[features];
+                        finish_marginal_lane(self.h, &sums, ones, n, unoccupied, cells_per_stratum)
+                    }
+                }
             })
             .collect();
         let mut scores = vec![0.0; p * rr];
@@ -2061,7 +2100,9 @@ fn select_validated(
     let (n, p, k) = (x.n, x.cols, options.k);
     let r = u.map_or(0, |u| u.cols);
     let rr = r.max(1);
-    let h = half_log_table(n);
+    // the filled total of a marginal model is below n + 2^k (at most 2^(step + 2) empty cells
+    // of 0.5): in the table too while that is at most 2n
+    let h = half_log_table(n + 1usize.checked_shl(k as u32).unwrap_or(n).min(n));
     let g: Vec<f64> = h.iter().step_by(2).copied().collect();
     let cells = CellTable::new(&h);
     let groups = p.div_ceil(LANE);
