@@ -24,7 +24,7 @@
 //! * in larger strata the smaller cell is counted bit-sliced (Harley–Seal carry-save adders),
 //!   the other one is the stratum's total minus it, and the per-feature terms are table
 //!   look-ups; in strata of at most `TABLE_MAX` samples both cells at once from byte counts
-//!   ([`LaneSums::add_pair`]; AVX2 when available).
+//!   ([`LaneSums::add_cells`]; AVX2 when available).
 //!
 //! Every sum is exact integer counting followed by the same floating-point operations in a fixed
 //! order, so the results do not depend on the number of threads.
@@ -333,7 +333,7 @@ fn finish_marginal(
     cells_per_stratum: f64,
 ) -> f64 {
     let (n0, n1) = x_margins(empty0, empty1, ones, n, unoccupied, cells_per_stratum);
-    let terms = [n0, n1, n0 + n1].map(|x| half_xlogx(h, x));
+    let terms = [half_xlogx(h, n0), half_xlogx(h, n1), half_xlogx(h, n0 + n1)];
     combine_marginal(half, terms, unoccupied, cells_per_stratum)
 }
 
@@ -379,7 +379,7 @@ fn finish_marginal_lane(
         .collect();
     let terms: Vec<[f64; 3]> = margins
         .iter()
-        .map(|&(n0, n1)| [n0, n1, n0 + n1].map(|x| half_xlogx(h, x)))
+        .map(|&(n0, n1)| [half_xlogx(h, n0), half_xlogx(h, n1), half_xlogx(h, n0 + n1)])
         .collect();
     sums.half
         .iter()
@@ -671,14 +671,14 @@ mod avx2 {
         out
     }
 
-    /// [`super::LaneSums::add_pair`] (the same sums, bit for bit): the second cell's counts
-    /// and both cells' empty-cell flags 32 features at a time, then the two look-ups of four
-    /// features at a time.
+    /// [`super::LaneSums::add_cells`] (the same sums, bit for bit): the second cell's counts
+    /// and the empty-cell flags 32 features at a time, then the look-ups of four features at a
+    /// time.
     ///
     /// # Safety
     /// The CPU must support AVX2; `width ≤ LANE`.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn pair_terms(
+    pub(super) unsafe fn cells_terms<const BOTH: bool>(
         rows: [&TableRow; 2],
         sizes: [u8; 2],
         first: &[u8; LANE],
@@ -699,8 +699,11 @@ mod avx2 {
             let d = _mm256_sub_epi8(load(&total[at..at + 32]), c);
             _mm256_storeu_si256(second[at..at + 32].as_mut_ptr() as *mut __m256i, d);
             // comparisons give −1 where true: subtracting adds one
-            let full = _mm256_add_epi8(_mm256_cmpeq_epi8(c, a0), _mm256_cmpeq_epi8(d, a1));
-            let none = _mm256_add_epi8(_mm256_cmpeq_epi8(c, zero), _mm256_cmpeq_epi8(d, zero));
+            let (mut full, mut none) = (_mm256_cmpeq_epi8(d, a1), _mm256_cmpeq_epi8(d, zero));
+            if BOTH {
+                full = _mm256_add_epi8(_mm256_cmpeq_epi8(c, a0), full);
+                none = _mm256_add_epi8(_mm256_cmpeq_epi8(c, zero), none);
+            }
             let (b0, b1) = (&mut sums.bytes0[at..at + 32], &mut sums.bytes1[at..at + 32]);
             _mm256_storeu_si256(
                 b0.as_mut_ptr() as *mut __m256i,
@@ -718,7 +721,10 @@ mod avx2 {
         for ((c, d), acc) in cells.zip(sums.half[..quads].chunks_exact_mut(4)) {
             let (c, d) = (<&[u8; 4]>::try_from(c), <&[u8; 4]>::try_from(d));
             let (Ok(c), Ok(d)) = (c, d) else { continue };
-            let term = _mm256_add_pd(load4(rows[0], c), load4(rows[1], d));
+            let term = match BOTH {
+                true => _mm256_add_pd(load4(rows[0], c), load4(rows[1], d)),
+                false => load4(rows[1], d),
+            };
             let sum = _mm256_add_pd(_mm256_loadu_pd(acc.as_ptr()), term);
             _mm256_storeu_pd(acc.as_mut_ptr(), sum);
         }
@@ -1282,7 +1288,7 @@ struct LaneSums {
     /// Occupied cells without x = 0 / without x = 1 (marginal models).
     empty0: Vec<u32>,
     empty1: Vec<u32>,
-    /// The latest of these cells counted in bytes by [`LaneSums::add_pair`], at most
+    /// The latest of these cells counted in bytes by [`LaneSums::add_cells`], at most
     /// `pending ≤ 255` per feature, moved into `empty0` / `empty1` by [`LaneSums::flush`].
     bytes0: [u8; LANE],
     bytes1: [u8; LANE],
@@ -1301,12 +1307,13 @@ impl LaneSums {
         }
     }
 
-    /// Adds the two cells (u = 0, 1) of a stratum of at most [`TABLE_MAX`] samples from the
-    /// byte counts of the ones of one cell (`sizes[0]` samples) and of the whole stratum: the
-    /// other cell (`sizes[1]` samples) has `total − first` ones. `rows` are the
-    /// [`CellTable`] rows of the two sizes.
+    /// Adds the cells (u = 0, 1) of a stratum of at most [`TABLE_MAX`] samples from the byte
+    /// counts of the ones of one cell (`sizes[0]` samples) and of the whole stratum: the other
+    /// cell (`sizes[1]` samples) has `total − first` ones. `rows` are the [`CellTable`] rows of
+    /// the two sizes. With `BOTH = false` only the other cell is added (the first one goes to
+    /// [`ClassCounts`]).
     #[inline(always)]
-    fn add_pair(
+    fn add_cells<const BOTH: bool>(
         &mut self,
         rows: [&TableRow; 2],
         sizes: [u8; 2],
@@ -1314,20 +1321,27 @@ impl LaneSums {
         total: &[u8; LANE],
         width: usize,
     ) {
-        if self.pending + 2 > u8::MAX as u32 {
+        let cells = 1 + BOTH as u32;
+        if self.pending + cells > u8::MAX as u32 {
             self.flush();
         }
-        self.pending += 2;
+        self.pending += cells;
         #[cfg(target_arch = "x86_64")]
         if has_avx2() {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { avx2::pair_terms(rows, sizes, first, total, width, self) };
+            return unsafe { avx2::cells_terms::<BOTH>(rows, sizes, first, total, width, self) };
         }
         for b in 0..width {
             let (c, d) = (first[b], total[b].wrapping_sub(first[b]));
-            self.half[b] += rows[0][c as usize] + rows[1][d as usize];
-            self.bytes0[b] += (c == sizes[0]) as u8 + (d == sizes[1]) as u8;
-            self.bytes1[b] += (c == 0) as u8 + (d == 0) as u8;
+            self.bytes0[b] += (d == sizes[1]) as u8;
+            self.bytes1[b] += (d == 0) as u8;
+            if BOTH {
+                self.half[b] += rows[0][c as usize] + rows[1][d as usize];
+                self.bytes0[b] += (c == sizes[0]) as u8;
+                self.bytes1[b] += (c == 0) as u8;
+            } else {
+                self.half[b] += rows[1][d as usize];
+            }
         }
     }
 
@@ -1572,8 +1586,15 @@ impl StepData<'_> {
                         // both cells from bytes: the stratum's and the smaller cell's counts
                         if let Some(total) = lane.map(|lane| &lane.bytes) {
                             unslice_bytes(counts, &mut first);
-                            let sizes = [small as u8, large as u8];
-                            sums.add_pair([row_small, row_large], sizes, &first, total, width);
+                            let (rows, sizes) =
+                                ([row_small, row_large], [small as u8, large as u8]);
+                            if small <= SMALL {
+                                // the smaller cell by class, the larger one by look-up
+                                classes.add_cell(counts, small);
+                                sums.add_cells::<false>(rows, sizes, &first, total, width);
+                            } else {
+                                sums.add_cells::<true>(rows, sizes, &first, total, width);
+                            }
                             continue;
                         }
                     }
