@@ -730,6 +730,38 @@ mod avx2 {
         }
     }
 
+    /// One block of [`super::sorted_columns`]: the `out.len()` columns (zeroed) of up to 64
+    /// samples' rows (`words` per sample). Byte q of 32 samples' rows in one vector; shifted
+    /// left by 7 − b within 16-bit lanes, `movemask` takes bit b of every byte: 32 bits of
+    /// column 8q + b.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `block` holds at most 64 samples.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn transpose_block(block: &[u64], words: usize, out: &mut [u64]) {
+        let samples = block.len() / words;
+        debug_assert!(samples <= 64);
+        for (q, columns) in out.chunks_mut(8).enumerate() {
+            let (word, shift) = (q / 8, 8 * (q % 8));
+            for half in 0..samples.div_ceil(32) {
+                let mut bytes = [0u8; 32];
+                let first = 32 * half;
+                for (k, byte) in bytes.iter_mut().take(samples - first).enumerate() {
+                    *byte = (block[(first + k) * words + word] >> shift) as u8;
+                }
+                let mut v = _mm256_loadu_si256(bytes.as_ptr() as *const __m256i);
+                for b in (0..8).rev() {
+                    // v holds the bytes shifted left by 7 − b
+                    if let Some(column) = columns.get_mut(b) {
+                        let bits = _mm256_movemask_epi8(v) as u32 as u64;
+                        *column |= bits << (32 * half);
+                    }
+                    v = _mm256_slli_epi16::<1>(v);
+                }
+            }
+        }
+    }
+
     /// [`super::pack_bytes`]: 32 bytes at a time, shifted so that their 0/1 value is the byte's
     /// top bit, gathered by `movemask` into a 32-bit half of a word; a last piece of fewer than
     /// 32 bytes eight at a time. Words past the last byte are left as they are.
@@ -993,6 +1025,11 @@ fn sorted_columns(rows: &[u64], words: usize, r: usize, n: usize) -> Vec<Vec<u64
     let mut blocked = vec![0u64; chunks * r];
     blocked.par_chunks_mut(r).enumerate().for_each(|(c, out)| {
         let block = &rows[64 * c * words..n.min(64 * c + 64) * words];
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { avx2::transpose_block(block, words, out) };
+        }
         for (octet, eight) in block.chunks(8 * words).enumerate() {
             for q in 0..r.div_ceil(8) {
                 let (word, shift) = (q / 8, 8 * (q % 8));
@@ -2371,7 +2408,9 @@ mod tests {
             let ub = Binary::new(&u, n, r, "U").unwrap();
             let words = r.div_ceil(64);
             let rows = pack_row_words(&ub, words);
-            let columns = sorted_columns(&rows, words, r, n);
+            let _guard = kernel_switch();
+            let (columns, portable) = on_both_kernels(|| sorted_columns(&rows, words, r, n));
+            assert_eq!(columns, portable);
             assert_eq!(columns.len(), r);
             for (j, col) in columns.iter().enumerate() {
                 assert_eq!(col.len(), n / 64 + 2);
