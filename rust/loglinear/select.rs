@@ -186,11 +186,50 @@ impl Strata {
         Self { m, order, offsets }
     }
 
+    /// Moves the rows of the run of strata `strata` to their places in the next order (its
+    /// piece of the outputs `x`, `u`, `o`): in each stratum the samples with feature `bit`
+    /// = 0 first, then those with 1, each in their order. Returns the run's new boundaries.
+    /// `(g, w)`: lanes and unit words per row.
+    #[inline(always)]
+    fn partition_run(
+        &self,
+        rows: &SortedRows,
+        bit: usize,
+        strata: std::ops::Range<usize>,
+        (x, u, o): (&mut [Lane], &mut [u64], &mut [u32]),
+        (g, w): (usize, usize),
+    ) -> Vec<usize> {
+        let base = self.offsets[strata.start];
+        let (lane, word, shift) = (bit / LANE, (bit % LANE) / 64, bit % 64);
+        let set = |pos: usize| (rows.x[pos * g + lane].0[word] >> shift) & 1 == 1;
+        let mut bounds = Vec::with_capacity(2 * strata.len());
+        for s in strata {
+            let (lo, hi) = (self.offsets[s], self.offsets[s + 1]);
+            let zeros = (lo..hi).filter(|&pos| !set(pos)).count();
+            let (mut slot, mut one) = (lo - base, lo + zeros - base);
+            for pos in lo..hi {
+                // without a branch: the bits are unpredictable
+                let set = set(pos);
+                let to = if set { one } else { slot };
+                one += set as usize;
+                slot += !set as usize;
+                copy_row(x, &rows.x, to, pos, g);
+                copy_row(u, &rows.u, to, pos, w);
+                o[to] = self.order[pos];
+            }
+            if zeros > 0 && zeros < hi - lo {
+                bounds.push(lo + zeros);
+            }
+            bounds.push(hi);
+        }
+        bounds
+    }
+
     fn size(&self, s: usize) -> u32 {
         (self.offsets[s + 1] - self.offsets[s]) as u32
     }
 
-    /// [`Strata::split`] by bit `bit` of the samples' rows in stratum order (`rows.bit(pos)`),
+    /// [`Strata::split`] by feature `bit` of the samples' rows in stratum order,
     /// moving the rows with their samples: a stable partition of each stratum (x = 0 first)
     /// written into `next`, so the rows never have to be gathered from the original order.
     /// Strata keep their positions, so runs of whole strata are partitioned in parallel.
@@ -218,32 +257,13 @@ impl Strata {
             (x_rest, u_rest, order_rest) = (x_tail, u_tail, o_tail);
             pieces.push((run[0]..run[1], x, u, o));
         }
-        // per run: the boundaries of its new strata
+        // per run: the boundaries of its new strata (one lane and one word per row, the usual
+        // case, compiled on its own so that the row copies are single moves)
         let bounds: Vec<Vec<usize>> = pieces
             .into_par_iter()
-            .map(|(strata, x, u, o)| {
-                let base = self.offsets[strata.start];
-                let mut bounds = Vec::with_capacity(2 * strata.len());
-                for s in strata {
-                    let (lo, hi) = (self.offsets[s], self.offsets[s + 1]);
-                    let zeros = (lo..hi).filter(|&pos| !rows.bit(pos, bit)).count();
-                    let (mut slot, mut one) = (lo - base, lo + zeros - base);
-                    for pos in lo..hi {
-                        // without a branch: the bits are unpredictable
-                        let set = rows.bit(pos, bit);
-                        let to = if set { one } else { slot };
-                        one += set as usize;
-                        slot += !set as usize;
-                        copy_row(x, &rows.x, to, pos, g);
-                        copy_row(u, &rows.u, to, pos, w);
-                        o[to] = self.order[pos];
-                    }
-                    if zeros > 0 && zeros < hi - lo {
-                        bounds.push(lo + zeros);
-                    }
-                    bounds.push(hi);
-                }
-                bounds
+            .map(|(strata, x, u, o)| match (g, w) {
+                (1, 1) => self.partition_run(rows, bit, strata, (x, u, o), (1, 1)),
+                _ => self.partition_run(rows, bit, strata, (x, u, o), (g, w)),
             })
             .collect();
         let mut offsets = Vec::with_capacity(2 * self.m + 1);
@@ -264,15 +284,6 @@ struct SortedRows {
     groups: usize,
     u: Vec<u64>,
     words: usize,
-}
-
-impl SortedRows {
-    /// Feature `i` of the sample at position `pos`.
-    #[inline(always)]
-    fn bit(&self, pos: usize, i: usize) -> bool {
-        let lane = &self.x[pos * self.groups + i / LANE];
-        (lane.0[(i % LANE) / 64] >> (i % 64)) & 1 == 1
-    }
 }
 
 /// Copies row `from` of `src` to row `to` of `dst` (`width` elements per row); one element per
