@@ -754,12 +754,23 @@ mod avx2 {
         debug_assert!(samples <= 64);
         for (q, columns) in out.chunks_mut(8).enumerate() {
             let (word, shift) = (q / 8, 8 * (q % 8));
-            for half in 0..samples.div_ceil(32) {
-                let mut bytes = [0u8; 32];
-                let first = 32 * half;
-                for (k, byte) in bytes.iter_mut().take(samples - first).enumerate() {
-                    *byte = (block[(first + k) * words + word] >> shift) as u8;
-                }
+            let mut bytes = [0u8; 64];
+            match words {
+                // one word per sample, the usual case: a loop the compiler vectorises
+                1 => bytes
+                    .iter_mut()
+                    .zip(block)
+                    .for_each(|(byte, &row)| *byte = (row >> shift) as u8),
+                _ => bytes
+                    .iter_mut()
+                    .zip(block.chunks_exact(words))
+                    .for_each(|(byte, row)| *byte = (row[word] >> shift) as u8),
+            }
+            for (half, bytes) in bytes
+                .chunks_exact(32)
+                .take(samples.div_ceil(32))
+                .enumerate()
+            {
                 let mut v = _mm256_loadu_si256(bytes.as_ptr() as *const __m256i);
                 for b in (0..8).rev() {
                     // v holds the bytes shifted left by 7 − b
