@@ -935,11 +935,21 @@ fn pack8(word: u64) -> u64 {
 
 /// X as bit rows, `⌈p / LANE⌉` lanes per sample (`rows[t · groups + g]`, features past p are 0).
 fn pack_rows(x: &Binary<'_>) -> Vec<Lane> {
-    let words = pack_row_words(x, 4 * x.cols.div_ceil(LANE));
-    words
-        .chunks_exact(4)
-        .map(|w| Lane([w[0], w[1], w[2], w[3]]))
-        .collect()
+    let groups = x.cols.div_ceil(LANE);
+    let mut rows = vec![Lane::ZERO; x.n * groups];
+    rows.par_chunks_mut(groups * 512)
+        .zip(x.data.par_chunks(x.cols.max(1) * 512))
+        .for_each(|(dst, src)| {
+            for (lanes, row) in dst
+                .chunks_exact_mut(groups)
+                .zip(src.chunks_exact(x.cols.max(1)))
+            {
+                for (lane, features) in lanes.iter_mut().zip(row.chunks(LANE)) {
+                    pack_bytes(features, &mut lane.0);
+                }
+            }
+        });
+    rows
 }
 
 /// Column sums of X (lane `g`) from its bit rows.
@@ -1043,9 +1053,10 @@ fn sorted_columns(rows: &[u64], words: usize, r: usize, n: usize) -> Vec<Vec<u64
         return Vec::new();
     }
     let chunks = n.div_ceil(64);
-    // [chunk][column] words, filled in parallel, then split by column
+    // [chunk][column] words, filled block by block, then split by column
     let mut blocked = vec![0u64; chunks * r];
-    blocked.par_chunks_mut(r).enumerate().for_each(|(c, out)| {
+    // serial: a few microseconds per step, less than waking a second thread
+    blocked.chunks_mut(r).enumerate().for_each(|(c, out)| {
         let block = &rows[64 * c * words..n.min(64 * c + 64) * words];
         #[cfg(target_arch = "x86_64")]
         if has_avx2() {
@@ -1074,7 +1085,6 @@ fn sorted_columns(rows: &[u64], words: usize, r: usize, n: usize) -> Vec<Vec<u64
         }
     });
     (0..r)
-        .into_par_iter()
         .map(|j| {
             let mut col = vec![0u64; n / 64 + 2];
             for (c, word) in col.iter_mut().take(chunks).enumerate() {
@@ -1140,19 +1150,23 @@ struct CellTable {
 }
 
 impl CellTable {
-    fn new(h: &[f64]) -> Self {
-        let rows = TABLE_MAX.min((h.len() - 5) / 2) + 1;
-        let rows = (0..rows)
-            .into_par_iter()
-            .map(|a| {
-                let mut row = [0.0; TABLE_MAX + 1];
-                for (c, term) in row[..=a].iter_mut().enumerate() {
-                    *term = cell_term(h, a, c);
-                }
-                row
-            })
-            .collect();
-        Self { rows }
+    /// The table, computed on first use: it depends on nothing but `x ln x`, so one serves
+    /// every call (512 KiB).
+    fn shared() -> &'static Self {
+        static TABLE: std::sync::OnceLock<CellTable> = std::sync::OnceLock::new();
+        TABLE.get_or_init(|| {
+            let h = half_log_table(TABLE_MAX);
+            let rows = (0..=TABLE_MAX)
+                .map(|a| {
+                    let mut row = [0.0; TABLE_MAX + 1];
+                    for (c, term) in row[..=a].iter_mut().enumerate() {
+                        *term = cell_term(&h, a, c);
+                    }
+                    row
+                })
+                .collect();
+            Self { rows }
+        })
     }
 
     #[inline(always)]
@@ -2184,7 +2198,7 @@ fn select_validated(
     // of 0.5): in the table too while that is at most 2n
     let h = half_log_table(n + 1usize.checked_shl(k as u32).unwrap_or(n).min(n));
     let g: Vec<f64> = h.iter().step_by(2).copied().collect();
-    let cells = CellTable::new(&h);
+    let cells = CellTable::shared();
     let groups = p.div_ceil(LANE);
     let rows = pack_rows(x);
     let ones = column_sums(&rows, groups, p);
@@ -2240,7 +2254,7 @@ fn select_validated(
                 model: options.model,
                 h: &h,
                 g: &g,
-                cells: &cells,
+                cells,
                 depth,
                 p,
             };
