@@ -135,6 +135,9 @@ struct Strata {
     order: Vec<u32>,
     /// `offsets[s]..offsets[s + 1]` is stratum `s` in `order`.
     offsets: Vec<usize>,
+    /// Stratum of the previous step that each one was split from (empty when not known):
+    /// the children of a stratum are consecutive, x = 0 first.
+    parent: Vec<u32>,
 }
 
 /// Samples per parallel task of [`Strata::split_sorted`] (whole strata, so a task may hold more).
@@ -146,6 +149,7 @@ impl Strata {
             m: 1,
             order: (0..n as u32).collect(),
             offsets: vec![0, n],
+            parent: Vec::new(),
         }
     }
 
@@ -183,12 +187,18 @@ impl Strata {
             order[next[s]] = t as u32;
             next[s] += 1;
         }
-        Self { m, order, offsets }
+        Self {
+            m,
+            order,
+            offsets,
+            parent: Vec::new(),
+        }
     }
 
     /// Moves the rows of the run of strata `strata` to their places in the next order (its
     /// piece of the outputs `x`, `u`, `o`): in each stratum the samples with feature `bit`
-    /// = 0 first, then those with 1, each in their order. Returns the run's new boundaries.
+    /// = 0 first, then those with 1, each in their order. Returns the run's new boundaries,
+    /// each with the stratum it ends a part of.
     /// `(g, w)`: lanes and unit words per row.
     #[inline(always)]
     fn partition_run(
@@ -198,7 +208,7 @@ impl Strata {
         strata: std::ops::Range<usize>,
         (x, u, o): (&mut [Lane], &mut [u64], &mut [u32]),
         (g, w): (usize, usize),
-    ) -> Vec<usize> {
+    ) -> Vec<(usize, u32)> {
         let base = self.offsets[strata.start];
         let (lane, word, shift) = (bit / LANE, (bit % LANE) / 64, bit % 64);
         let set = |pos: usize| (rows.x[pos * g + lane].0[word] >> shift) & 1 == 1;
@@ -218,9 +228,9 @@ impl Strata {
                 o[to] = self.order[pos];
             }
             if zeros > 0 && zeros < hi - lo {
-                bounds.push(lo + zeros);
+                bounds.push((lo + zeros, s as u32));
             }
-            bounds.push(hi);
+            bounds.push((hi, s as u32));
         }
         bounds
     }
@@ -259,7 +269,7 @@ impl Strata {
         }
         // per run: the boundaries of its new strata (one lane and one word per row, the usual
         // case, compiled on its own so that the row copies are single moves)
-        let bounds: Vec<Vec<usize>> = pieces
+        let bounds: Vec<Vec<(usize, u32)>> = pieces
             .into_par_iter()
             .map(|(strata, x, u, o)| match (g, w) {
                 (1, 1) => self.partition_run(rows, bit, strata, (x, u, o), (1, 1)),
@@ -267,12 +277,17 @@ impl Strata {
             })
             .collect();
         let mut offsets = Vec::with_capacity(2 * self.m + 1);
+        let mut parent = Vec::with_capacity(2 * self.m);
         offsets.push(0);
-        offsets.extend(bounds.into_iter().flatten());
+        for (bound, from) in bounds.into_iter().flatten() {
+            offsets.push(bound);
+            parent.push(from);
+        }
         Self {
             m: offsets.len() - 1,
             order,
             offsets,
+            parent,
         }
     }
 }
@@ -1445,6 +1460,27 @@ struct LaneTotal {
     bytes: [u8; LANE],
 }
 
+impl LaneTotal {
+    fn from_counts(counts: [u32; LANE]) -> Self {
+        let mut bytes = [0u8; LANE];
+        for (byte, &count) in bytes.iter_mut().zip(&counts) {
+            *byte = count.min(u8::MAX as u32) as u8;
+        }
+        Self { counts, bytes }
+    }
+}
+
+/// Where [`StepData::large_totals`] takes a large stratum's counts from.
+#[derive(Clone, Copy)]
+enum Origin {
+    /// Counted from its rows.
+    Counted,
+    /// The same as its parent's (slot in the previous totals): it was not split.
+    Parent(usize),
+    /// Its parent's minus its (smaller, counted) sibling's, the stratum given.
+    Difference(usize, usize),
+}
+
 /// Read-only state of one step.
 struct StepData<'a> {
     /// Bit rows of X in stratum order (`rows[pos · groups + g]`).
@@ -1526,35 +1562,98 @@ impl StepData<'_> {
         planes
     }
 
-    /// Feature counts (lane `g`) of every large stratum.
-    fn large_totals(&self) -> LargeTotals {
-        let large: Vec<usize> = (0..self.strata.m)
-            .filter(|&s| self.strata.size(s) as usize > SMALL)
+    /// Feature counts (lane `g`) of every large stratum. Given the previous step's
+    /// (`previous`, of the strata this step's were split from), only the smaller of two
+    /// siblings is counted: the larger one is their parent minus it, and an only child is its
+    /// parent. Without them every large stratum is counted.
+    fn large_totals(&self, previous: Option<&LargeTotals>) -> LargeTotals {
+        let strata = self.strata;
+        let large: Vec<usize> = (0..strata.m)
+            .filter(|&s| strata.size(s) as usize > SMALL)
             .collect();
-        let mut slot = vec![u32::MAX; self.strata.m];
+        let mut slot = vec![u32::MAX; strata.m];
         for (k, &s) in large.iter().enumerate() {
             slot[s] = k as u32;
         }
-        // collected straight into place (no zeroed buffer to overwrite)
-        let lanes = (0..large.len() * self.groups)
+        let origin = |s: usize| -> Origin {
+            let parent = strata.parent.get(s).map(|&from| from as usize);
+            let parent_slot = parent.and_then(|from| previous?.slot.get(from).copied());
+            let (Some(from), Some(parent_slot)) = (parent, parent_slot) else {
+                return Origin::Counted;
+            };
+            if parent_slot == u32::MAX {
+                return Origin::Counted;
+            }
+            let parent_slot = parent_slot as usize;
+            let sibling = [s.wrapping_sub(1), s + 1]
+                .into_iter()
+                .find(|&q| strata.parent.get(q) == Some(&(from as u32)));
+            match sibling {
+                None => Origin::Parent(parent_slot),
+                Some(q) => {
+                    let (own, other) = (strata.size(s), strata.size(q));
+                    match own < other || (own == other && s < q) {
+                        true => Origin::Counted,
+                        false => Origin::Difference(parent_slot, q),
+                    }
+                }
+            }
+        };
+        let origins: Vec<Origin> = large.iter().map(|&s| origin(s)).collect();
+        // the counted ones in parallel, collected straight into place
+        let mut lanes: Vec<LaneTotal> = (0..large.len() * self.groups)
             .into_par_iter()
             .map(|q| {
-                let (s, g) = (large[q / self.groups], q % self.groups);
-                let mut counts = [0u32; LANE];
-                #[cfg(target_arch = "x86_64")]
-                if has_avx2() {
-                    // SAFETY: the CPU supports AVX2 (checked just above).
-                    unsafe { stratum_total_avx2(self, s, g, &mut counts) };
-                } else {
-                    self.stratum_total(s, g, &mut counts);
+                let (k, g) = (q / self.groups, q % self.groups);
+                match origins[k] {
+                    Origin::Counted => self.lane_total(large[k], g),
+                    _ => LaneTotal {
+                        counts: [0; LANE],
+                        bytes: [0; LANE],
+                    },
                 }
-                #[cfg(not(target_arch = "x86_64"))]
-                self.stratum_total(s, g, &mut counts);
-                let bytes = counts.map(|c| c.min(u8::MAX as u32) as u8);
-                LaneTotal { counts, bytes }
             })
             .collect();
+        // the others from their parents (and counted siblings)
+        if let Some(previous) = previous {
+            for (k, origin) in origins.iter().enumerate() {
+                for g in 0..self.groups {
+                    let counts = match *origin {
+                        Origin::Counted => continue,
+                        Origin::Parent(from) => previous.lanes[from * self.groups + g].counts,
+                        Origin::Difference(from, q) => {
+                            let sibling = match slot[q] {
+                                // a small sibling: a few rows
+                                u32::MAX => self.lane_total(q, g).counts,
+                                kq => lanes[kq as usize * self.groups + g].counts,
+                            };
+                            let mut counts = previous.lanes[from * self.groups + g].counts;
+                            for (count, &taken) in counts.iter_mut().zip(&sibling) {
+                                *count -= taken;
+                            }
+                            counts
+                        }
+                    };
+                    lanes[k * self.groups + g] = LaneTotal::from_counts(counts);
+                }
+            }
+        }
         LargeTotals { slot, lanes }
+    }
+
+    /// Feature counts (lane `g`) of stratum `s`, counted.
+    fn lane_total(&self, s: usize, g: usize) -> LaneTotal {
+        let mut counts = [0u32; LANE];
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { stratum_total_avx2(self, s, g, &mut counts) };
+        } else {
+            self.stratum_total(s, g, &mut counts);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        self.stratum_total(s, g, &mut counts);
+        LaneTotal::from_counts(counts)
     }
 
     /// Feature counts (lane `g`) of stratum `s`.
@@ -2225,6 +2324,7 @@ fn select_validated(
         words: unit_words,
     };
     let mut in_set = vec![false; p];
+    let mut previous: Option<LargeTotals> = None;
     let mut selection = Selection {
         selected: Vec::with_capacity(k),
         latent_units: Vec::with_capacity(k),
@@ -2235,11 +2335,12 @@ fn select_validated(
     };
     for step in 0..k {
         let unoccupied = 2f64.powi(step as i32) - strata.m as f64;
-        let mut scores = if u.is_none() && step == 0 {
-            (0..p)
+        let (mut scores, totals) = if u.is_none() && step == 0 {
+            let scores = (0..p)
                 .into_par_iter()
                 .map(|i| best_pair_of(&h, n, &packed[i], ones[i], i, &packed, &ones))
-                .collect()
+                .collect();
+            (scores, None)
         } else {
             let units = sorted_columns(&sorted.u, unit_words, r, n);
             let mut data = StepData {
@@ -2258,10 +2359,12 @@ fn select_validated(
                 depth,
                 p,
             };
-            let totals = data.large_totals();
+            let totals = data.large_totals(previous.as_ref());
             data.totals = &totals;
-            data.scores(&ones, r, unoccupied)
+            (data.scores(&ones, r, unoccupied), Some(totals))
         };
+        // the next step derives its strata's counts from these
+        previous = totals;
         let mut best: Option<(f64, usize, usize)> = None;
         for (i, &taken) in in_set.iter().enumerate() {
             for j in 0..rr {
@@ -2460,6 +2563,70 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn derived_totals_equal_counted_totals() {
+        // two lanes; feature 0 is constant (only children: totals of the parent), feature 1 is
+        // rare (small siblings), the others random; every step's totals derived from the
+        // previous step's must equal the totals counted from the rows
+        let (n, p) = (900, 300);
+        let mut x = random_binary(n, p, 0.4, 21);
+        for t in 0..n {
+            x[t * p] = 0;
+            x[t * p + 1] = (t % 97 == 0) as u8;
+        }
+        let xb = Binary::new(&x, n, p, "X").unwrap();
+        let h = half_log_table(n);
+        let g: Vec<f64> = h.iter().step_by(2).copied().collect();
+        let mut sorted = SortedRows {
+            x: pack_rows(&xb),
+            groups: 2,
+            u: Vec::new(),
+            words: 0,
+        };
+        let mut spare = SortedRows {
+            x: vec![Lane::ZERO; sorted.x.len()],
+            groups: 2,
+            u: Vec::new(),
+            words: 0,
+        };
+        let none = LargeTotals {
+            slot: Vec::new(),
+            lanes: Vec::new(),
+        };
+        let mut strata = Strata::whole(n);
+        let mut previous: Option<LargeTotals> = None;
+        let mut derived_steps = 0;
+        for f in [0, 5, 1, 260, 0, 77, 1, 131, 299] {
+            let data = StepData {
+                rows: &sorted.x,
+                groups: 2,
+                units: &[],
+                strata: &strata,
+                totals: &none,
+                model: Model::Marginal,
+                h: &h,
+                g: &g,
+                cells: CellTable::shared(),
+                depth: plane_count(2 * n),
+                p,
+            };
+            let counted = data.large_totals(None);
+            let derived = data.large_totals(previous.as_ref());
+            assert_eq!(derived.slot, counted.slot);
+            assert_eq!(derived.lanes.len(), counted.lanes.len());
+            for (a, b) in derived.lanes.iter().zip(&counted.lanes) {
+                assert_eq!(a.counts, b.counts);
+                assert_eq!(a.bytes, b.bytes);
+            }
+            derived_steps += previous.is_some() as usize;
+            previous = Some(derived);
+            strata = strata.split_sorted(&sorted, f, &mut spare);
+            std::mem::swap(&mut sorted, &mut spare);
+            assert_eq!(strata.parent.len(), strata.m);
+        }
+        assert_eq!(derived_steps, 8);
     }
 
     #[test]
