@@ -4,12 +4,13 @@ The full selection of ``k`` features from ``p`` binary synthetic features with `
 units and ``n`` samples, model ``[U_j S][X_i]`` on 0.5-filled tables. Methods:
 
 - ``ours``: :func:`omicsembed.explain.loglinear.select_features_loglinear` (Rust: features
-  packed as bits, samples sorted by stratum of the selected features; strata whose two cells
-  (u = 0, 1) hold at most 8 samples each summarised by class — pure, or mixed with κ ones —
-  in bit-sliced per-feature counters, 256 features per operation; in larger strata the
-  smaller cell counted by bit-sliced (carry-save) adders, the other by difference, and
-  ``x ln x`` table look-ups — both cells in one pass from byte counts in strata of at most
-  255 samples; rayon over latent units, GIL released).
+  packed as bits, samples sorted by stratum of the selected features; cells (u = 0, 1 within
+  a stratum) of at most 7 samples summarised by class — pure, or mixed with κ ones — in
+  bit-sliced per-feature counters, 256 features per operation; in larger strata the smaller
+  cell counted by bit-sliced (carry-save) adders, the other by difference, and ``x ln x``
+  table look-ups from byte counts in strata of at most 255 samples; stratum totals counted
+  for the smaller of two siblings, the other one its parent minus it; rayon over latent
+  units, GIL released).
 - ``numpy``: the best vectorised numpy I could write for the same closed form: per step the
   stratum codes, per-stratum counts of every feature by one sparse one-hot matrix product
   (``scipy.sparse`` CSR @ dense X) for all features at once and per latent unit, occupied
