@@ -391,8 +391,9 @@ fn combine_marginal(half: f64, terms: [f64; 3], unoccupied: f64, cells_per_strat
     2.0 * (half + constant - terms[0] - terms[1] + terms[2])
 }
 
-/// [`finish_marginal`] of one lane's features (`ones` of each): the margins first, then their
-/// table look-ups in a loop of their own (independent loads the CPU overlaps), then the sums.
+/// [`finish_marginal`] of one lane's features (`ones` of each), with the same values: the
+/// doubled margins first (integers: 2 n'(x) counts the empty cells once), then their table
+/// look-ups in a loop of their own (independent loads the CPU overlaps), then the sums.
 fn finish_marginal_lane(
     h: &[f64],
     sums: &LaneSums,
@@ -401,14 +402,24 @@ fn finish_marginal_lane(
     unoccupied: f64,
     cells_per_stratum: f64,
 ) -> Vec<f64> {
+    // empty cells of the unoccupied strata per x value (an exact integer of magnitude below
+    // 2^53; negative after the first step without latent units, which selects a pair)
+    let absent = (cells_per_stratum * unoccupied) as i64;
     let flags = sums.empty0.iter().zip(&sums.empty1);
-    let margins: Vec<(f64, f64)> = flags
+    let margins: Vec<(i64, i64)> = flags
         .zip(ones)
-        .map(|((&e0, &e1), &ones)| x_margins(e0, e1, ones, n, unoccupied, cells_per_stratum))
+        .map(|((&e0, &e1), &ones)| {
+            let zeros = 2 * (n as i64 - ones as i64) + e0 as i64 + absent;
+            (zeros, 2 * ones as i64 + e1 as i64 + absent)
+        })
         .collect();
+    let doubled_xlogx = |d: i64| match usize::try_from(d).ok().and_then(|d| h.get(d)) {
+        Some(&term) => term,
+        None => xlogx(d as f64 / 2.0),
+    };
     let terms: Vec<[f64; 3]> = margins
         .iter()
-        .map(|&(n0, n1)| [half_xlogx(h, n0), half_xlogx(h, n1), half_xlogx(h, n0 + n1)])
+        .map(|&(d0, d1)| [d0, d1, d0 + d1].map(doubled_xlogx))
         .collect();
     sums.half
         .iter()
