@@ -1141,12 +1141,13 @@ fn sorted_columns(rows: &[u64], words: usize, r: usize, n: usize) -> Vec<Vec<u64
 // once, instead of one table look-up per feature.
 // ---------------------------------------------------------------------------------------------
 
-/// Cells of at most this many samples are summarised by class (marginal models); at most 64
-/// (a stratum of at most `SMALL` samples is one 64-bit window of member positions). 7: their
+/// Cells of at most this many samples are summarised by class (marginal models); at most 32
+/// (a stratum whose two cells are that small is one 64-bit window of member positions). 7: their
 /// counts fit three bit planes (callgrind over the bench case: 6 → 77.1 M, 7 → 76.0 M,
 /// 8 → 77.5 M, 12 → 79.1 M instructions).
 const SMALL: usize = 7;
 const _: () = assert!(SMALL <= 31, "small cells use at most five planes");
+const _: () = assert!(2 * SMALL <= 64, "two small cells fit one 64-bit window");
 
 /// Class of the cells where every sample has x = 1 (no x = 0).
 const ALL_ONES: usize = 0;
@@ -1732,11 +1733,18 @@ impl StepData<'_> {
         for s in 0..self.strata.m {
             let (lo, hi) = (self.strata.offsets[s], self.strata.offsets[s + 1]);
             let ns = hi - lo;
-            if self.model == Model::Marginal && ns <= SMALL {
-                // one window of at most 64 samples; cells (u = 0, u = 1), or the stratum itself
-                // without latent units
+            // both cells (u = 0, 1) of at most SMALL samples, or the stratum itself without
+            // latent units: one window of at most 64 samples
+            let window = (self.model == Model::Marginal && ns <= 2 * SMALL).then(|| {
                 let all = if ns < 64 { (1 << ns) - 1 } else { u64::MAX };
                 let ones = bits.map_or(all, |b| bit_window(b, lo, ns));
+                (all, ones)
+            });
+            let by_window = window.filter(|&(_, ones)| {
+                let a1 = ones.count_ones() as usize;
+                ns <= SMALL || (bits.is_some() && a1.max(ns - a1) <= SMALL)
+            });
+            if let Some((all, ones)) = by_window {
                 let cells = [ones, !ones & all];
                 for &members in &cells[..1 + bits.is_some() as usize] {
                     self.window_cell(&mut classes, lo, members, g);
@@ -1760,13 +1768,8 @@ impl StepData<'_> {
                         true => (a1, ns - a1),
                         false => (ns - a1, a1),
                     };
+                    // (large > SMALL: strata whose two cells are small took the window path)
                     let counts = self.count_cell(&mut planes, small, bits, ones_smaller, s, g);
-                    if large <= SMALL {
-                        classes.add_cell(counts, small);
-                        let counts = self.count_cell(&mut planes, large, bits, !ones_smaller, s, g);
-                        classes.add_cell(counts, large);
-                        continue;
-                    }
                     let rows = (self.cells.row(small), self.cells.row(large));
                     if let (Some(row_small), Some(row_large), true) =
                         (rows.0, rows.1, ns <= TABLE_MAX)
