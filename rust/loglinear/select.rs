@@ -361,26 +361,37 @@ fn finish_marginal(
     unoccupied: f64,
     cells_per_stratum: f64,
 ) -> f64 {
-    let (n0, n1) = x_margins(empty0, empty1, ones, n, unoccupied, cells_per_stratum);
-    let terms = [half_xlogx(h, n0), half_xlogx(h, n1), half_xlogx(h, n0 + n1)];
+    let (d0, d1) = doubled_margins(empty0, empty1, ones, n, unoccupied, cells_per_stratum);
+    let terms = [d0, d1, d0 + d1].map(|d| doubled_xlogx(h, d));
     combine_marginal(half, terms, unoccupied, cells_per_stratum)
 }
 
-/// The filled x margins `(n'(x = 0), n'(x = 1))` of a marginal model (see [`finish_marginal`]).
+/// The doubled filled x margins `(2 n'(x = 0), 2 n'(x = 1))` of a marginal model (see
+/// [`finish_marginal`]), integers: each empty cell of 0.5 counts once. The unoccupied strata's
+/// empty cells (`cells_per_stratum · unoccupied` per x value) are an exact integer of
+/// magnitude below 2^53, negative after the first step without latent units, which selects a
+/// pair.
 #[inline(always)]
-fn x_margins(
+fn doubled_margins(
     empty0: u32,
     empty1: u32,
     ones: u32,
     n: usize,
     unoccupied: f64,
     cells_per_stratum: f64,
-) -> (f64, f64) {
-    let e0 = empty0 as f64 + cells_per_stratum * unoccupied;
-    let e1 = empty1 as f64 + cells_per_stratum * unoccupied;
-    let n1 = ones as f64 + 0.5 * e1;
-    let n0 = (n - ones as usize) as f64 + 0.5 * e0;
-    (n0, n1)
+) -> (i64, i64) {
+    let absent = (cells_per_stratum * unoccupied) as i64;
+    let zeros = 2 * (n as i64 - ones as i64) + empty0 as i64 + absent;
+    (zeros, 2 * ones as i64 + empty1 as i64 + absent)
+}
+
+/// `x ln x` of `x = d / 2`, from the table `h` (`h[d]`) when `d` is in range (same value).
+#[inline(always)]
+fn doubled_xlogx(h: &[f64], d: i64) -> f64 {
+    match usize::try_from(d).ok().and_then(|d| h.get(d)) {
+        Some(&term) => term,
+        None => xlogx(d as f64 / 2.0),
+    }
 }
 
 /// G² of a marginal model from its stratum sum and `x ln x` of n'(x = 0), n'(x = 1) and N'.
@@ -392,8 +403,8 @@ fn combine_marginal(half: f64, terms: [f64; 3], unoccupied: f64, cells_per_strat
 }
 
 /// [`finish_marginal`] of one lane's features (`ones` of each), with the same values: the
-/// doubled margins first (integers: 2 n'(x) counts the empty cells once), then their table
-/// look-ups in a loop of their own (independent loads the CPU overlaps), then the sums.
+/// doubled margins first, then their table look-ups in a loop of their own (independent loads
+/// the CPU overlaps), then the sums.
 fn finish_marginal_lane(
     h: &[f64],
     sums: &LaneSums,
@@ -402,41 +413,20 @@ fn finish_marginal_lane(
     unoccupied: f64,
     cells_per_stratum: f64,
 ) -> Vec<f64> {
-    // empty cells of the unoccupied strata per x value (an exact integer of magnitude below
-    // 2^53; negative after the first step without latent units, which selects a pair)
-    let absent = (cells_per_stratum * unoccupied) as i64;
     let flags = sums.empty0.iter().zip(&sums.empty1);
     let margins: Vec<(i64, i64)> = flags
         .zip(ones)
-        .map(|((&e0, &e1), &ones)| {
-            let zeros = 2 * (n as i64 - ones as i64) + e0 as i64 + absent;
-            (zeros, 2 * ones as i64 + e1 as i64 + absent)
-        })
+        .map(|((&e0, &e1), &ones)| doubled_margins(e0, e1, ones, n, unoccupied, cells_per_stratum))
         .collect();
-    let doubled_xlogx = |d: i64| match usize::try_from(d).ok().and_then(|d| h.get(d)) {
-        Some(&term) => term,
-        None => xlogx(d as f64 / 2.0),
-    };
     let terms: Vec<[f64; 3]> = margins
         .iter()
-        .map(|&(d0, d1)| [d0, d1, d0 + d1].map(doubled_xlogx))
+        .map(|&(d0, d1)| [d0, d1, d0 + d1].map(|d| doubled_xlogx(h, d)))
         .collect();
     sums.half
         .iter()
         .zip(terms)
         .map(|(&half, terms)| combine_marginal(half, terms, unoccupied, cells_per_stratum))
         .collect()
-}
-
-/// `x ln x` of a half-integer `x`, from the table `h` when it is in range (same value).
-#[inline(always)]
-fn half_xlogx(h: &[f64], x: f64) -> f64 {
-    let doubled = 2.0 * x;
-    if doubled < h.len() as f64 {
-        h[doubled as usize]
-    } else {
-        xlogx(x)
-    }
 }
 
 #[inline(always)]
