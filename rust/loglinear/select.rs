@@ -954,21 +954,33 @@ fn pack8(word: u64) -> u64 {
 
 /// X as bit rows, `⌈p / LANE⌉` lanes per sample (`rows[t · groups + g]`, features past p are 0).
 fn pack_rows(x: &Binary<'_>) -> Vec<Lane> {
-    let groups = x.cols.div_ceil(LANE);
-    let mut rows = vec![Lane::ZERO; x.n * groups];
-    rows.par_chunks_mut(groups * 512)
+    pack_each_row(x, x.cols.div_ceil(LANE), Lane::ZERO, |row, lanes| {
+        for (lane, features) in lanes.iter_mut().zip(row.chunks(LANE)) {
+            pack_bytes(features, &mut lane.0);
+        }
+    })
+}
+
+/// `per_row` packed elements per row of `x` (starting from `zero`), `pack(row, out)` filling
+/// each row's, 512 rows per parallel task.
+fn pack_each_row<T: Clone + Send + Sync>(
+    x: &Binary<'_>,
+    per_row: usize,
+    zero: T,
+    pack: impl Fn(&[u8], &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut out = vec![zero; x.n * per_row];
+    out.par_chunks_mut(per_row.max(1) * 512)
         .zip(x.data.par_chunks(x.cols.max(1) * 512))
         .for_each(|(dst, src)| {
-            for (lanes, row) in dst
-                .chunks_exact_mut(groups)
+            for (packed, row) in dst
+                .chunks_exact_mut(per_row.max(1))
                 .zip(src.chunks_exact(x.cols.max(1)))
             {
-                for (lane, features) in lanes.iter_mut().zip(row.chunks(LANE)) {
-                    pack_bytes(features, &mut lane.0);
-                }
+                pack(row, packed);
             }
         });
-    rows
+    out
 }
 
 /// Column sums of X (lane `g`) from its bit rows.
@@ -1049,18 +1061,7 @@ fn pack_bytes(bytes: &[u8], words: &mut [u64]) {
 /// Rows of a binary matrix as bits, `words` 64-bit words per row (bit j of word w: column
 /// 64·w + j; columns past the last are 0).
 fn pack_row_words(x: &Binary<'_>, words: usize) -> Vec<u64> {
-    let mut out = vec![0u64; x.n * words];
-    out.par_chunks_mut(words * 512)
-        .zip(x.data.par_chunks(x.cols.max(1) * 512))
-        .for_each(|(dst, src)| {
-            for (row_words, row) in dst
-                .chunks_exact_mut(words)
-                .zip(src.chunks_exact(x.cols.max(1)))
-            {
-                pack_bytes(row, row_words);
-            }
-        });
-    out
+    pack_each_row(x, words, 0u64, pack_bytes)
 }
 
 /// Columns of U as bit vectors (with the zero word [`bit_window`] needs), from the bit rows of
