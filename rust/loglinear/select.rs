@@ -324,6 +324,43 @@ fn half_log_table(max: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The `x ln x` tables of a selection: `h[d] = (d/2) ln(d/2)` and `g[c] = c ln c = h[2c]`.
+struct LogTables {
+    h: Vec<f64>,
+    g: Vec<f64>,
+}
+
+/// Entries of `h` up to which [`LogTables::shared`] keeps the tables for later calls (16 MiB).
+const SHARED_LOG_ENTRIES: usize = 1 << 21;
+
+impl LogTables {
+    fn new(max: usize) -> Self {
+        let h = half_log_table(max);
+        let g = h.iter().step_by(2).copied().collect();
+        Self { h, g }
+    }
+
+    /// Tables reaching at least `max` (`h` at least `2 · max + 4`): the ones kept from an
+    /// earlier call when they reach far enough (the entries depend on nothing but `d`, so a
+    /// longer table gives the same values), else new ones, kept for later calls while they
+    /// are at most [`SHARED_LOG_ENTRIES`] long. A selection scores in a few milliseconds, so
+    /// computing ~3·10^4 logarithms each time would be a noticeable part of it.
+    fn shared(max: usize) -> std::sync::Arc<Self> {
+        static KEPT: std::sync::Mutex<Option<std::sync::Arc<LogTables>>> =
+            std::sync::Mutex::new(None);
+        // a poisoned lock still holds a complete table (it is replaced whole)
+        let mut kept = KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(tables) = kept.as_ref().filter(|t| t.h.len() > 2 * max + 4) {
+            return std::sync::Arc::clone(tables);
+        }
+        let tables = std::sync::Arc::new(Self::new(max));
+        if tables.h.len() <= SHARED_LOG_ENTRIES {
+            *kept = Some(std::sync::Arc::clone(&tables));
+        }
+        tables
+    }
+}
+
 /// Doubled filled count: an empty cell becomes 0.5.
 #[inline(always)]
 fn dbl(count: u32) -> usize {
@@ -1453,15 +1490,20 @@ impl LaneSums {
     }
 }
 
-/// Feature counts of the strata of more than [`SMALL`] samples.
+/// Feature counts of the strata of more than [`SMALL`] samples. The buffers are reused from
+/// step to step (two of them: this step's and the previous one's), so the large per-step
+/// allocations do not go back to the system and fault their pages in again.
+#[derive(Default)]
 struct LargeTotals {
     /// Row of each stratum in `counts` (`u32::MAX` for small strata).
     slot: Vec<u32>,
-    /// `[slot · groups + group]` counts of the lane's features.
+    /// `[slot · groups + group]` counts of the lane's features (entries beyond the large
+    /// strata of this step are left over from earlier steps).
     lanes: Vec<LaneTotal>,
 }
 
 /// One large stratum's feature counts in one lane.
+#[derive(Clone, Copy)]
 struct LaneTotal {
     counts: [u32; LANE],
     /// The same as bytes (exact for strata of at most [`TABLE_MAX`] samples).
@@ -1574,12 +1616,14 @@ impl StepData<'_> {
     /// (`previous`, of the strata this step's were split from), only the smaller of two
     /// siblings is counted: the larger one is their parent minus it, and an only child is its
     /// parent. Without them every large stratum is counted.
-    fn large_totals(&self, previous: Option<&LargeTotals>) -> LargeTotals {
+    fn large_totals(&self, previous: Option<&LargeTotals>, out: &mut LargeTotals) {
         let strata = self.strata;
         let large: Vec<usize> = (0..strata.m)
             .filter(|&s| strata.size(s) as usize > SMALL)
             .collect();
-        let mut slot = vec![u32::MAX; strata.m];
+        let LargeTotals { slot, lanes } = out;
+        slot.clear();
+        slot.resize(strata.m, u32::MAX);
         for (k, &s) in large.iter().enumerate() {
             slot[s] = k as u32;
         }
@@ -1608,20 +1652,24 @@ impl StepData<'_> {
             }
         };
         let origins: Vec<Origin> = large.iter().map(|&s| origin(s)).collect();
-        // the counted ones in parallel, collected straight into place
-        let mut lanes: Vec<LaneTotal> = (0..large.len() * self.groups)
-            .into_par_iter()
-            .map(|q| {
+        // the counted ones in parallel, in place
+        let used = large.len() * self.groups;
+        if lanes.len() < used {
+            let zero = LaneTotal {
+                counts: [0; LANE],
+                bytes: [0; LANE],
+            };
+            lanes.resize(used, zero);
+        }
+        lanes[..used]
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(q, lane)| {
                 let (k, g) = (q / self.groups, q % self.groups);
-                match origins[k] {
-                    Origin::Counted => self.lane_total(large[k], g),
-                    _ => LaneTotal {
-                        counts: [0; LANE],
-                        bytes: [0; LANE],
-                    },
+                if let Origin::Counted = origins[k] {
+                    *lane = self.lane_total(large[k], g);
                 }
-            })
-            .collect();
+            });
         // the others from their parents (and counted siblings)
         if let Some(previous) = previous {
             for (k, origin) in origins.iter().enumerate() {
@@ -1646,7 +1694,6 @@ impl StepData<'_> {
                 }
             }
         }
-        LargeTotals { slot, lanes }
     }
 
     /// Feature counts (lane `g`) of stratum `s`, counted.
@@ -2305,8 +2352,8 @@ fn select_validated(
     let rr = r.max(1);
     // the filled total of a marginal model is below n + 2^k (at most 2^(step + 2) empty cells
     // of 0.5): in the table too while that is at most 2n
-    let h = half_log_table(n + 1usize.checked_shl(k as u32).unwrap_or(n).min(n));
-    let g: Vec<f64> = h.iter().step_by(2).copied().collect();
+    let tables = LogTables::shared(n + 1usize.checked_shl(k as u32).unwrap_or(n).min(n));
+    let (h, g) = (&tables.h[..], &tables.g[..]);
     let cells = CellTable::shared();
     let groups = p.div_ceil(LANE);
     let rows = pack_rows(x);
@@ -2334,6 +2381,8 @@ fn select_validated(
         words: unit_words,
     };
     let mut in_set = vec![false; p];
+    // this step's large-strata totals and the previous step's (None before the first count)
+    let mut totals = LargeTotals::default();
     let mut previous: Option<LargeTotals> = None;
     let mut selection = Selection {
         selected: Vec::with_capacity(k),
@@ -2345,36 +2394,38 @@ fn select_validated(
     };
     for step in 0..k {
         let unoccupied = 2f64.powi(step as i32) - strata.m as f64;
-        let (mut scores, totals) = if u.is_none() && step == 0 {
-            let scores = (0..p)
+        let mut scores = if u.is_none() && step == 0 {
+            (0..p)
                 .into_par_iter()
-                .map(|i| best_pair_of(&h, n, &packed[i], ones[i], i, &packed, &ones))
-                .collect();
-            (scores, None)
+                .map(|i| best_pair_of(h, n, &packed[i], ones[i], i, &packed, &ones))
+                .collect()
         } else {
             let units = sorted_columns(&sorted.u, unit_words, r, n);
-            let mut data = StepData {
+            let unset = LargeTotals::default();
+            let data = StepData {
                 rows: &sorted.x,
                 groups,
                 units: &units,
                 strata: &strata,
-                totals: &LargeTotals {
-                    slot: Vec::new(),
-                    lanes: Vec::new(),
-                },
+                totals: &unset,
                 model: options.model,
-                h: &h,
-                g: &g,
+                h,
+                g,
                 cells,
                 depth,
                 p,
             };
-            let totals = data.large_totals(previous.as_ref());
-            data.totals = &totals;
-            (data.scores(&ones, r, unoccupied), Some(totals))
+            data.large_totals(previous.as_ref(), &mut totals);
+            let scores = StepData {
+                totals: &totals,
+                ..data
+            }
+            .scores(&ones, r, unoccupied);
+            // the next step derives its strata's counts from these (the buffers swap)
+            let spent = previous.replace(std::mem::take(&mut totals));
+            totals = spent.unwrap_or_default();
+            scores
         };
-        // the next step derives its strata's counts from these
-        previous = totals;
         let mut best: Option<(f64, usize, usize)> = None;
         for (i, &taken) in in_set.iter().enumerate() {
             for j in 0..rr {
@@ -2403,7 +2454,7 @@ fn select_validated(
                 a: &a,
                 model: options.model,
                 unoccupied,
-                h: &h,
+                h,
             };
             let pair = (u.is_none() && step == 0).then_some((&packed[..], &ones[..]));
             p_values.push(permutation_p_value(
@@ -2576,6 +2627,21 @@ mod tests {
     }
 
     #[test]
+    fn shared_log_tables_reach_far_enough_with_the_same_values() {
+        // a longer table kept from an earlier call, a new longer one, and one too long to keep
+        for max in [50, 3000, 40, SHARED_LOG_ENTRIES] {
+            let tables = LogTables::shared(max);
+            assert!(tables.h.len() > 2 * max + 4);
+            assert_eq!(tables.g.len(), tables.h.len().div_ceil(2));
+            for d in [0, 1, 2, 7, 2 * max + 4] {
+                assert_eq!(tables.h[d].to_bits(), xlogx(d as f64 / 2.0).to_bits());
+            }
+            assert_eq!(tables.g[max].to_bits(), xlogx(max as f64).to_bits());
+        }
+        assert!(LogTables::shared(1).h.len() <= SHARED_LOG_ENTRIES);
+    }
+
+    #[test]
     fn derived_totals_equal_counted_totals() {
         // two lanes; feature 0 is constant (only children: totals of the parent), feature 1 is
         // rare (small siblings), the others random; every step's totals derived from the
@@ -2601,12 +2667,12 @@ mod tests {
             u: Vec::new(),
             words: 0,
         };
-        let none = LargeTotals {
-            slot: Vec::new(),
-            lanes: Vec::new(),
-        };
+        let none = LargeTotals::default();
         let mut strata = Strata::whole(n);
+        // the derived totals reuse two buffers as the selection does, so stale entries of
+        // earlier steps remain beyond this step's
         let mut previous: Option<LargeTotals> = None;
+        let mut derived = LargeTotals::default();
         let mut derived_steps = 0;
         for f in [0, 5, 1, 260, 0, 77, 1, 131, 299] {
             let data = StepData {
@@ -2622,16 +2688,18 @@ mod tests {
                 depth: plane_count(2 * n),
                 p,
             };
-            let counted = data.large_totals(None);
-            let derived = data.large_totals(previous.as_ref());
+            let mut counted = LargeTotals::default();
+            data.large_totals(None, &mut counted);
+            data.large_totals(previous.as_ref(), &mut derived);
             assert_eq!(derived.slot, counted.slot);
-            assert_eq!(derived.lanes.len(), counted.lanes.len());
+            assert!(derived.lanes.len() >= counted.lanes.len());
             for (a, b) in derived.lanes.iter().zip(&counted.lanes) {
                 assert_eq!(a.counts, b.counts);
                 assert_eq!(a.bytes, b.bytes);
             }
             derived_steps += previous.is_some() as usize;
-            previous = Some(derived);
+            let spent = previous.replace(std::mem::take(&mut derived));
+            derived = spent.unwrap_or_default();
             strata = strata.split_sorted(&sorted, f, &mut spare);
             std::mem::swap(&mut sorted, &mut spare);
             assert_eq!(strata.parent.len(), strata.m);
