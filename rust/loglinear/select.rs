@@ -1670,39 +1670,62 @@ impl StepData<'_> {
             };
             lanes.resize(used, zero);
         }
-        lanes[..used]
-            .par_iter_mut()
-            .enumerate()
-            .for_each(|(q, lane)| {
-                let (k, g) = (q / self.groups, q % self.groups);
-                if let Origin::Counted = origins[k] {
-                    *lane = self.lane_total(large[k], g);
-                }
-            });
-        // the others from their parents (and counted siblings)
-        if let Some(previous) = previous {
-            for (k, origin) in origins.iter().enumerate() {
-                for g in 0..self.groups {
-                    let counts = match *origin {
-                        Origin::Counted => continue,
-                        Origin::Parent(from) => previous.lanes[from * self.groups + g].counts,
-                        Origin::Difference(from, q) => {
-                            let sibling = match slot[q] {
-                                // a small sibling: a few rows
-                                u32::MAX => self.lane_total(q, g).counts,
-                                kq => lanes[kq as usize * self.groups + g].counts,
-                            };
-                            let mut counts = previous.lanes[from * self.groups + g].counts;
-                            for (count, &taken) in counts.iter_mut().zip(&sibling) {
-                                *count -= taken;
-                            }
-                            counts
-                        }
-                    };
-                    lanes[k * self.groups + g] = LaneTotal::from_counts(counts);
+        // families of large strata split from the same parent (two siblings, consecutive in
+        // `large`) are filled by one task each, in parallel: the counted sibling first, then
+        // the other from it
+        let sibling_of_next = |k: usize| {
+            let (s, t) = (large[k], large[k + 1]);
+            t == s + 1
+                && strata
+                    .parent
+                    .get(s)
+                    .is_some_and(|&from| strata.parent.get(t) == Some(&from))
+        };
+        let mut families = Vec::with_capacity(large.len());
+        let mut rest = &mut lanes[..used];
+        let mut k = 0;
+        while k < large.len() {
+            let end = if k + 1 < large.len() && sibling_of_next(k) {
+                k + 2
+            } else {
+                k + 1
+            };
+            let (family, tail) = std::mem::take(&mut rest).split_at_mut((end - k) * self.groups);
+            rest = tail;
+            families.push((k, family));
+            k = end;
+        }
+        let slot = &slot[..];
+        families.into_par_iter().for_each(|(first, family)| {
+            let groups = self.groups;
+            for (q, lane) in family.iter_mut().enumerate() {
+                let (k, g) = (first + q / groups, q % groups);
+                match (origins[k], previous) {
+                    (Origin::Counted, _) | (_, None) => *lane = self.lane_total(large[k], g),
+                    (Origin::Parent(from), Some(previous)) => {
+                        *lane = previous.lanes[from * groups + g];
+                    }
+                    (Origin::Difference(..), _) => {}
                 }
             }
-        }
+            let Some(previous) = previous else { return };
+            for q in 0..family.len() {
+                let (k, g) = (first + q / groups, q % groups);
+                let Origin::Difference(from, sibling) = origins[k] else {
+                    continue;
+                };
+                // the counted sibling of this family, or a small one (a few rows)
+                let taken = match (slot[sibling] as usize).checked_sub(first) {
+                    Some(kq) if kq < family.len() / groups => family[kq * groups + g].counts,
+                    _ => self.lane_total(sibling, g).counts,
+                };
+                let mut counts = previous.lanes[from * groups + g].counts;
+                for (count, &taken) in counts.iter_mut().zip(&taken) {
+                    *count -= taken;
+                }
+                family[q] = LaneTotal::from_counts(counts);
+            }
+        });
     }
 
     /// Feature counts (lane `g`) of stratum `s`, counted.
