@@ -143,6 +143,12 @@ struct Strata {
     parent: Vec<u32>,
 }
 
+/// Parts of the strata whose sums are computed apart (see [`Strata::parts`]).
+const SCORE_PARTS: usize = 2;
+
+/// Strata from which a step's sums are computed in [`SCORE_PARTS`] parts.
+const PARTS_MIN_STRATA: usize = 64;
+
 /// Samples per parallel task of [`Strata::split_sorted`] (whole strata, so a task may hold more).
 const SPLIT_CHUNK: usize = 2048;
 
@@ -236,6 +242,37 @@ impl Strata {
             bounds.push((hi, s as u32));
         }
         bounds
+    }
+
+    /// The strata in consecutive runs of about equal numbers of samples, the parts of a step's
+    /// sums that [`StepData::scores`] computes apart: [`SCORE_PARTS`] of them from
+    /// [`PARTS_MIN_STRATA`] strata on (fewer if a huge stratum spans two targets), else one.
+    /// Late steps have many strata and the longest tasks, whose last ones the threads then
+    /// share. The parts depend on the strata only, so the scores do not depend on the threads.
+    fn parts(&self) -> Vec<std::ops::Range<usize>> {
+        let offsets = &self.offsets;
+        let n = self.order.len();
+        let mut parts = Vec::with_capacity(SCORE_PARTS);
+        let mut start = 0;
+        let split = if self.m >= PARTS_MIN_STRATA {
+            SCORE_PARTS
+        } else {
+            1
+        };
+        for part in 1..split {
+            // the first stratum boundary at or past part/split of the samples
+            let target = n * part / split;
+            let end = offsets[start + 1..self.m]
+                .iter()
+                .position(|&offset| offset >= target)
+                .map_or(self.m, |q| start + 1 + q);
+            if end < self.m {
+                parts.push(start..end);
+                start = end;
+            }
+        }
+        parts.push(start..self.m);
+        parts
     }
 
     fn size(&self, s: usize) -> u32 {
@@ -1487,6 +1524,24 @@ impl LaneSums {
         }
     }
 
+    /// The sums of consecutive parts of the strata (each flushed), added in order.
+    fn total(parts: Vec<Self>) -> Self {
+        let mut parts = parts.into_iter();
+        let mut total = parts.next().unwrap_or_else(Self::new);
+        for part in parts {
+            for (sum, value) in total.half.iter_mut().zip(&part.half) {
+                *sum += value;
+            }
+            for (sum, value) in total.empty0.iter_mut().zip(&part.empty0) {
+                *sum += value;
+            }
+            for (sum, value) in total.empty1.iter_mut().zip(&part.empty1) {
+                *sum += value;
+            }
+        }
+        total
+    }
+
     /// Moves the byte counts of empty cells into `empty0` / `empty1`.
     fn flush(&mut self) {
         let sums = self.empty0.iter_mut().zip(&mut self.empty1);
@@ -1661,7 +1716,6 @@ impl StepData<'_> {
             }
         };
         let origins: Vec<Origin> = large.iter().map(|&s| origin(s)).collect();
-        // the counted ones in parallel, in place
         let used = large.len() * self.groups;
         if lanes.len() < used {
             let zero = LaneTotal {
@@ -1790,9 +1844,10 @@ impl StepData<'_> {
         }
     }
 
-    /// Sums of unit `unit` (None: the strata alone) over the features of lane `g`.
+    /// Sums of unit `unit` (None: the strata alone) over the features of lane `g`, over the
+    /// strata `strata`.
     #[inline(always)]
-    fn lane_sums(&self, unit: Option<usize>, g: usize) -> LaneSums {
+    fn lane_sums(&self, unit: Option<usize>, g: usize, strata: std::ops::Range<usize>) -> LaneSums {
         let bits = unit.map(|j| &self.units[j][..]);
         let width = self.width(g);
         let mut sums = LaneSums::new();
@@ -1800,7 +1855,7 @@ impl StepData<'_> {
         let mut planes = vec![Lane::ZERO; self.depth];
         let (mut c1, mut c11) = (vec![0u32; LANE], vec![0u32; LANE]);
         let mut first = [0u8; LANE];
-        for s in 0..self.strata.m {
+        for s in strata {
             let (lo, hi) = (self.strata.offsets[s], self.strata.offsets[s + 1]);
             let ns = hi - lo;
             // both cells (u = 0, 1) of at most SMALL samples, or the stratum itself without
@@ -1984,19 +2039,24 @@ impl StepData<'_> {
             .enumerate()
             .flat_map(|(jj, &unit)| (0..self.groups).map(move |g| (jj, unit, g)))
             .collect();
-        // each task finishes its own scores (the x-margin terms take a logarithm each)
+        let parts = self.strata.parts();
+        // each task sums its parts of the strata (in parallel too, so that the threads share
+        // the last tasks of a step), adds them in order and finishes its own scores
         let lanes: Vec<Vec<f64>> = tasks
             .par_iter()
             .map(|&(_, unit, g)| {
-                #[cfg(target_arch = "x86_64")]
-                let sums = if has_avx2() {
-                    // SAFETY: the CPU supports AVX2 (checked just above).
-                    unsafe { lane_sums_avx2(self, unit, g) }
-                } else {
-                    self.lane_sums(unit, g)
-                };
-                #[cfg(not(target_arch = "x86_64"))]
-                let sums = self.lane_sums(unit, g);
+                let sums: Vec<LaneSums> = parts
+                    .par_iter()
+                    .map(|part| {
+                        #[cfg(target_arch = "x86_64")]
+                        if has_avx2() {
+                            // SAFETY: the CPU supports AVX2 (checked just above).
+                            return unsafe { lane_sums_avx2(self, unit, g, part.clone()) };
+                        }
+                        self.lane_sums(unit, g, part.clone())
+                    })
+                    .collect();
+                let sums = LaneSums::total(sums);
                 let features = g * LANE..p.min((g + 1) * LANE);
                 match self.model {
                     Model::Conditional => features.map(|i| 2.0 * sums.half[i - g * LANE]).collect(),
@@ -2043,8 +2103,13 @@ fn has_avx2() -> bool {
 /// The CPU must support AVX2, BMI1 and POPCNT ([`has_avx2`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,bmi1,popcnt")]
-unsafe fn lane_sums_avx2(data: &StepData<'_>, unit: Option<usize>, g: usize) -> LaneSums {
-    data.lane_sums(unit, g)
+unsafe fn lane_sums_avx2(
+    data: &StepData<'_>,
+    unit: Option<usize>,
+    g: usize,
+    strata: std::ops::Range<usize>,
+) -> LaneSums {
+    data.lane_sums(unit, g, strata)
 }
 
 /// [`StepData::stratum_total`] compiled for AVX2.
@@ -2905,10 +2970,25 @@ mod tests {
             // the strata of the steps cover every path: tiny, small, mid-size and large
             let mut strata = Strata::whole(n);
             let mut sizes = Vec::new();
+            let mut split_in_parts = false;
             for &f in &sel.selected[..k - 1] {
                 strata = strata.split(|t| x[t * p + f]);
                 sizes.extend((0..strata.m).map(|s| strata.size(s) as usize));
+                // the parts of the sums: consecutive runs of whole strata covering them all
+                let parts = strata.parts();
+                assert_eq!(parts.first().map(|part| part.start), Some(0));
+                assert_eq!(parts.last().map(|part| part.end), Some(strata.m));
+                assert!(parts.windows(2).all(|w| w[0].end == w[1].start));
+                assert!(parts.iter().all(|part| !part.is_empty()));
+                let wanted = if strata.m >= PARTS_MIN_STRATA {
+                    SCORE_PARTS
+                } else {
+                    1
+                };
+                assert_eq!(parts.len(), wanted);
+                split_in_parts |= parts.len() > 1;
             }
+            assert!(split_in_parts);
             for (lo, hi) in [(1, 3), (4, SMALL), (SMALL + 1, 64), (65, n)] {
                 assert!(sizes.iter().any(|s| (lo..=hi).contains(s)), "{lo}..={hi}");
             }
