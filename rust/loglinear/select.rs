@@ -2497,12 +2497,11 @@ fn select_validated(
                 .map(|i| best_pair_of(h, n, &packed[i], ones[i], i, &packed, &ones))
                 .collect()
         } else {
-            let units = sorted_columns(&sorted.u, unit_words, r, n);
             let unset = LargeTotals::default();
             let data = StepData {
                 rows: &sorted.x,
                 groups,
-                units: &units,
+                units: &[],
                 strata: &strata,
                 totals: &unset,
                 model: options.model,
@@ -2512,8 +2511,13 @@ fn select_validated(
                 depth,
                 p,
             };
-            data.large_totals(previous.as_ref(), &mut totals);
+            // the unit columns (serial) while the totals are counted
+            let (units, ()) = rayon::join(
+                || sorted_columns(&sorted.u, unit_words, r, n),
+                || data.large_totals(previous.as_ref(), &mut totals),
+            );
             let scores = StepData {
+                units: &units,
                 totals: &totals,
                 ..data
             }
