@@ -1554,9 +1554,9 @@ impl LaneSums {
     }
 }
 
-/// Feature counts of the strata of more than [`SMALL`] samples. The buffers are reused from
-/// step to step (two of them: this step's and the previous one's), so the large per-step
-/// allocations do not go back to the system and fault their pages in again.
+/// Feature counts of the strata of more than [`SMALL`] samples. Two of them (this step's and
+/// the previous one's) are reused from step to step and filled in place, instead of a new
+/// vector of up to a megabyte collected at every step.
 #[derive(Default)]
 struct LargeTotals {
     /// Row of each stratum in `counts` (`u32::MAX` for small strata).
