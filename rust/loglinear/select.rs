@@ -220,21 +220,24 @@ impl Strata {
     ) -> Vec<(usize, u32)> {
         let base = self.offsets[strata.start];
         let (lane, word, shift) = (bit / LANE, (bit % LANE) / 64, bit % 64);
-        let set = |pos: usize| (rows.x[pos * g + lane].0[word] >> shift) & 1 == 1;
+        let bit_of = |row: &[Lane]| ((row[lane].0[word] >> shift) & 1) as usize;
         let mut bounds = Vec::with_capacity(2 * strata.len());
         for s in strata {
             let (lo, hi) = (self.offsets[s], self.offsets[s + 1]);
-            let zeros = (lo..hi).filter(|&pos| !set(pos)).count();
+            // the stratum's rows of X (g ≥ 1 lanes each) with their samples
+            let xs = &rows.x[lo * g..hi * g];
+            let zeros = xs.chunks_exact(g).filter(|row| bit_of(row) == 0).count();
             let (mut slot, mut one) = (lo - base, lo + zeros - base);
-            for pos in lo..hi {
+            let moving = xs.chunks_exact(g).zip(&self.order[lo..hi]);
+            for (pos, (row, &sample)) in (lo..hi).zip(moving) {
                 // without a branch: the bits are unpredictable
-                let set = set(pos);
-                let to = if set { one } else { slot };
-                one += set as usize;
-                slot += !set as usize;
-                copy_row(x, &rows.x, to, pos, g);
+                let set = bit_of(row);
+                let to = if set == 1 { one } else { slot };
+                one += set;
+                slot += 1 - set;
+                x[to * g..(to + 1) * g].copy_from_slice(row);
                 copy_row(u, &rows.u, to, pos, w);
-                o[to] = self.order[pos];
+                o[to] = sample;
             }
             if zeros > 0 && zeros < hi - lo {
                 bounds.push((lo + zeros, s as u32));
