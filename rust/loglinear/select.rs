@@ -356,12 +356,12 @@ fn copy_row<T: Copy>(dst: &mut [T], src: &[T], to: usize, from: usize, width: us
     }
 }
 
-/// `(d/2) ln(d/2)` for the doubled half-integer counts `d = 0 ..= 2 · max + 4`.
+/// `(d/2) ln(d/2)` for the doubled half-integer counts `d = 0 ..= 2 · max + 4`, on the calling
+/// thread: the tables are built under a lock or a `OnceLock` initialisation, where waiting for
+/// rayon work could take up another selection's job that wants the same lock, which would then
+/// wait forever (and a selection keeps its tables, so they are built about once).
 fn half_log_table(max: usize) -> Vec<f64> {
-    (0..=2 * max + 4)
-        .into_par_iter()
-        .map(|d| xlogx(d as f64 / 2.0))
-        .collect()
+    (0..=2 * max + 4).map(|d| xlogx(d as f64 / 2.0)).collect()
 }
 
 /// The `x ln x` tables of a selection: `h[d] = (d/2) ln(d/2)` and `g[c] = c ln c = h[2c]`.
@@ -388,19 +388,14 @@ impl LogTables {
     fn shared(max: usize) -> std::sync::Arc<Self> {
         static KEPT: std::sync::Mutex<Option<std::sync::Arc<LogTables>>> =
             std::sync::Mutex::new(None);
-        // a poisoned lock still holds a complete table (it is replaced whole); the lock is not
-        // held while a table is computed in parallel, as a rayon thread waiting for that work
-        // may take up another call's that wants the lock too
-        let lock = || KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(tables) = lock().as_ref().filter(|t| t.h.len() > 2 * max + 4) {
+        // a poisoned lock still holds a complete table (it is replaced whole)
+        let mut kept = KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(tables) = kept.as_ref().filter(|t| t.h.len() > 2 * max + 4) {
             return std::sync::Arc::clone(tables);
         }
         let tables = std::sync::Arc::new(Self::new(max));
         if tables.h.len() <= SHARED_LOG_ENTRIES {
-            let mut kept = lock();
-            if kept.as_ref().map_or(true, |t| t.h.len() < tables.h.len()) {
-                *kept = Some(std::sync::Arc::clone(&tables));
-            }
+            *kept = Some(std::sync::Arc::clone(&tables));
         }
         tables
     }
@@ -1260,11 +1255,7 @@ impl CellTable {
     fn shared() -> &'static Self {
         static TABLE: std::sync::OnceLock<CellTable> = std::sync::OnceLock::new();
         TABLE.get_or_init(|| {
-            // on this thread: a rayon thread waiting for parallel work inside `get_or_init`
-            // could take up another call's, which would wait for this initialisation forever
-            let h: Vec<f64> = (0..=2 * TABLE_MAX + 4)
-                .map(|d| xlogx(d as f64 / 2.0))
-                .collect();
+            let h = half_log_table(TABLE_MAX);
             let rows = (0..=TABLE_MAX)
                 .map(|a| {
                     let mut row = [0.0; TABLE_MAX + 1];
