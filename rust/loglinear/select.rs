@@ -27,7 +27,8 @@
 //!   counters; in strata of at most `TABLE_MAX` samples from byte counts
 //!   ([`LaneSums::add_cells`]; AVX2 when available);
 //! * the strata's per-feature totals are counted for the smaller of two siblings only: the
-//!   larger one is their parent's (previous step) minus it.
+//!   larger one is their parent's (previous step) minus it; strata of at most `TABLE_MAX`
+//!   samples keep them as bytes.
 //!
 //! Every sum is exact integer counting followed by the same floating-point operations in a fixed
 //! order, so the results do not depend on the number of threads.
@@ -1550,31 +1551,66 @@ impl LaneSums {
 
 /// Feature counts of the strata of more than [`SMALL`] samples. Two of them (this step's and
 /// the previous one's) are reused from step to step and filled in place, instead of a new
-/// vector of up to a megabyte collected at every step.
+/// vector collected at every step. Strata of at most [`TABLE_MAX`] samples (all of them in late
+/// steps) keep their counts as bytes, a quarter of the memory to write and read.
 #[derive(Default)]
 struct LargeTotals {
-    /// Row of each stratum in `counts` (`u32::MAX` for small strata).
+    /// Entry of each stratum in `narrow` (at most [`TABLE_MAX`] samples) or `wide` (more);
+    /// `u32::MAX` for small strata.
     slot: Vec<u32>,
-    /// `[slot · groups + group]` counts of the lane's features (entries beyond the large
-    /// strata of this step are left over from earlier steps).
-    lanes: Vec<LaneTotal>,
+    /// `[slot · groups + group]` counts of the lane's features, as bytes (entries beyond the
+    /// large strata of this step are left over from earlier steps).
+    narrow: Vec<[u8; LANE]>,
+    /// The same for the strata of more than [`TABLE_MAX`] samples.
+    wide: Vec<[u32; LANE]>,
 }
 
-/// One large stratum's feature counts in one lane.
+/// One large stratum's feature counts in one lane (see [`LargeTotals`]).
 #[derive(Clone, Copy)]
-struct LaneTotal {
-    counts: [u32; LANE],
-    /// The same as bytes (exact for strata of at most [`TABLE_MAX`] samples).
-    bytes: [u8; LANE],
+enum Total<'a> {
+    Narrow(&'a [u8; LANE]),
+    Wide(&'a [u32; LANE]),
 }
 
-impl LaneTotal {
-    fn from_counts(counts: [u32; LANE]) -> Self {
-        let mut bytes = [0u8; LANE];
-        for (byte, &count) in bytes.iter_mut().zip(&counts) {
-            *byte = count.min(u8::MAX as u32) as u8;
+/// Where [`StepData::count_total`] writes a stratum's counts.
+enum TotalMut<'a> {
+    Narrow(&'a mut [u8; LANE]),
+    Wide(&'a mut [u32; LANE]),
+}
+
+impl LargeTotals {
+    /// Whether a large stratum of `size` samples keeps its counts in `wide`.
+    fn is_wide(size: usize) -> bool {
+        size > TABLE_MAX
+    }
+
+    /// The counts (lane `g` of `groups`) of stratum `s` of `size` samples, if it is large.
+    #[inline(always)]
+    fn get(&self, s: usize, size: usize, g: usize, groups: usize) -> Option<Total<'_>> {
+        let slot = *self.slot.get(s)?;
+        if slot == u32::MAX {
+            return None;
         }
-        Self { counts, bytes }
+        let at = slot as usize * groups + g;
+        match Self::is_wide(size) {
+            true => self.wide.get(at).map(Total::Wide),
+            false => self.narrow.get(at).map(Total::Narrow),
+        }
+    }
+}
+
+impl Total<'_> {
+    /// The counts as `u32` in `out` (the first [`LANE`] entries).
+    #[inline(always)]
+    fn widen_into(self, out: &mut [u32]) {
+        match self {
+            Total::Wide(counts) => out[..LANE].copy_from_slice(counts),
+            Total::Narrow(bytes) => {
+                for (count, &byte) in out.iter_mut().zip(bytes) {
+                    *count = byte as u32;
+                }
+            }
+        }
     }
 }
 
@@ -1675,15 +1711,18 @@ impl StepData<'_> {
     /// siblings is counted: the larger one is their parent minus it, and an only child is its
     /// parent. Without them every large stratum is counted.
     fn large_totals(&self, previous: Option<&LargeTotals>, out: &mut LargeTotals) {
-        let strata = self.strata;
-        let large: Vec<usize> = (0..strata.m)
-            .filter(|&s| strata.size(s) as usize > SMALL)
-            .collect();
-        let LargeTotals { slot, lanes } = out;
+        let (strata, groups) = (self.strata, self.groups);
+        let size = |s: usize| strata.size(s) as usize;
+        let large: Vec<usize> = (0..strata.m).filter(|&s| size(s) > SMALL).collect();
+        let LargeTotals { slot, narrow, wide } = out;
         slot.clear();
         slot.resize(strata.m, u32::MAX);
-        for (k, &s) in large.iter().enumerate() {
-            slot[s] = k as u32;
+        // entries in `narrow` and `wide`, in the order of `large`
+        let mut used = [0usize; 2];
+        for &s in &large {
+            let kind = LargeTotals::is_wide(size(s)) as usize;
+            slot[s] = used[kind] as u32;
+            used[kind] += 1;
         }
         let origin = |s: usize| -> Origin {
             let parent = strata.parent.get(s).map(|&from| from as usize);
@@ -1700,23 +1739,18 @@ impl StepData<'_> {
                 .find(|&q| strata.parent.get(q) == Some(&(from as u32)));
             match sibling {
                 None => Origin::Parent(parent_slot),
-                Some(q) => {
-                    let (own, other) = (strata.size(s), strata.size(q));
-                    match own < other || (own == other && s < q) {
-                        true => Origin::Counted,
-                        false => Origin::Difference(parent_slot, q),
-                    }
-                }
+                Some(q) => match size(s) < size(q) || (size(s) == size(q) && s < q) {
+                    true => Origin::Counted,
+                    false => Origin::Difference(parent_slot, q),
+                },
             }
         };
         let origins: Vec<Origin> = large.iter().map(|&s| origin(s)).collect();
-        let used = large.len() * self.groups;
-        if lanes.len() < used {
-            let zero = LaneTotal {
-                counts: [0; LANE],
-                bytes: [0; LANE],
-            };
-            lanes.resize(used, zero);
+        if narrow.len() < used[0] * groups {
+            narrow.resize(used[0] * groups, [0; LANE]);
+        }
+        if wide.len() < used[1] * groups {
+            wide.resize(used[1] * groups, [0; LANE]);
         }
         // families of large strata split from the same parent (two siblings, consecutive in
         // `large`) are filled by one task each, in parallel: the counted sibling first, then
@@ -1730,7 +1764,7 @@ impl StepData<'_> {
                     .is_some_and(|&from| strata.parent.get(t) == Some(&from))
         };
         let mut families = Vec::with_capacity(large.len());
-        let mut rest = &mut lanes[..used];
+        let (mut narrow_rest, mut wide_rest) = (&mut narrow[..], &mut wide[..]);
         let mut k = 0;
         while k < large.len() {
             let end = if k + 1 < large.len() && sibling_of_next(k) {
@@ -1738,65 +1772,141 @@ impl StepData<'_> {
             } else {
                 k + 1
             };
-            let (family, tail) = std::mem::take(&mut rest).split_at_mut((end - k) * self.groups);
-            rest = tail;
-            families.push((k, family));
+            let wide_members = large[k..end]
+                .iter()
+                .filter(|&&s| LargeTotals::is_wide(size(s)))
+                .count();
+            let narrow_members = end - k - wide_members;
+            let (family_narrow, tail) =
+                std::mem::take(&mut narrow_rest).split_at_mut(narrow_members * groups);
+            narrow_rest = tail;
+            let (family_wide, tail) =
+                std::mem::take(&mut wide_rest).split_at_mut(wide_members * groups);
+            wide_rest = tail;
+            families.push((k..end, family_narrow, family_wide));
             k = end;
         }
         let slot = &slot[..];
-        families.into_par_iter().for_each(|(first, family)| {
-            let groups = self.groups;
-            for (q, lane) in family.iter_mut().enumerate() {
-                let (k, g) = (first + q / groups, q % groups);
-                match (origins[k], previous) {
-                    (Origin::Counted, _) | (_, None) => *lane = self.lane_total(large[k], g),
-                    (Origin::Parent(from), Some(previous)) => {
-                        *lane = previous.lanes[from * groups + g];
+        families.into_par_iter().for_each_init(
+            || vec![Lane::ZERO; self.depth],
+            |planes, (members, family_narrow, family_wide)| {
+                // the entry of a member of this family in its part of `narrow` / `wide`
+                let first = members.start;
+                let base = |wide: bool| {
+                    large[first..]
+                        .iter()
+                        .find(|&&s| LargeTotals::is_wide(size(s)) == wide)
+                        .map_or(0, |&s| slot[s] as usize)
+                };
+                let bases = [base(false), base(true)];
+                let entry = |s: usize, g: usize| {
+                    let wide = LargeTotals::is_wide(size(s));
+                    (wide, (slot[s] as usize - bases[wide as usize]) * groups + g)
+                };
+                for k in members.clone() {
+                    let s = large[k];
+                    for g in 0..groups {
+                        let (wide, at) = entry(s, g);
+                        let target = match wide {
+                            true => TotalMut::Wide(&mut family_wide[at]),
+                            false => TotalMut::Narrow(&mut family_narrow[at]),
+                        };
+                        match (origins[k], previous) {
+                            (Origin::Counted, _) | (_, None) => {
+                                self.count_total(planes, s, g, target);
+                            }
+                            (Origin::Parent(from), Some(previous)) => {
+                                let from = from * groups + g;
+                                match target {
+                                    TotalMut::Wide(out) => *out = previous.wide[from],
+                                    TotalMut::Narrow(out) => *out = previous.narrow[from],
+                                }
+                            }
+                            (Origin::Difference(..), _) => {}
+                        }
                     }
-                    (Origin::Difference(..), _) => {}
                 }
-            }
-            let Some(previous) = previous else { return };
-            for q in 0..family.len() {
-                let (k, g) = (first + q / groups, q % groups);
-                let Origin::Difference(from, sibling) = origins[k] else {
-                    continue;
-                };
-                // the counted sibling of this family, or a small one (a few rows)
-                let taken = match (slot[sibling] as usize).checked_sub(first) {
-                    Some(kq) if kq < family.len() / groups => family[kq * groups + g].counts,
-                    _ => self.lane_total(sibling, g).counts,
-                };
-                let mut counts = previous.lanes[from * groups + g].counts;
-                for (count, &taken) in counts.iter_mut().zip(&taken) {
-                    *count -= taken;
+                let Some(previous) = previous else { return };
+                for k in members {
+                    let Origin::Difference(from, sibling) = origins[k] else {
+                        continue;
+                    };
+                    let s = large[k];
+                    for g in 0..groups {
+                        // the counted sibling of this family, or a small one (a few rows,
+                        // counted here)
+                        let mut taken = [0u8; LANE];
+                        let sibling_total = match slot[sibling] {
+                            u32::MAX => {
+                                let out = TotalMut::Narrow(&mut taken);
+                                self.count_total(planes, sibling, g, out);
+                                Total::Narrow(&taken)
+                            }
+                            _ => match entry(sibling, g) {
+                                (true, at) => Total::Wide(&family_wide[at]),
+                                (false, at) => Total::Narrow(&family_narrow[at]),
+                            },
+                        };
+                        let from = from * groups + g;
+                        let (wide, at) = entry(s, g);
+                        if let (false, Total::Narrow(sibling)) =
+                            (LargeTotals::is_wide(size(s) + size(sibling)), sibling_total)
+                        {
+                            // all three as bytes (exact: the parent has at most TABLE_MAX)
+                            let mut counts = previous.narrow[from];
+                            for (count, &taken) in counts.iter_mut().zip(sibling) {
+                                *count = count.wrapping_sub(taken);
+                            }
+                            family_narrow[at] = counts;
+                            continue;
+                        }
+                        let mut taken_wide = [0u32; LANE];
+                        sibling_total.widen_into(&mut taken_wide);
+                        let parent = &previous.wide[from];
+                        match wide {
+                            true => {
+                                let out = &mut family_wide[at];
+                                for ((count, &parent), &taken) in
+                                    out.iter_mut().zip(parent).zip(&taken_wide)
+                                {
+                                    *count = parent - taken;
+                                }
+                            }
+                            false => {
+                                let out = &mut family_narrow[at];
+                                for ((count, &parent), &taken) in
+                                    out.iter_mut().zip(parent).zip(&taken_wide)
+                                {
+                                    *count = (parent - taken) as u8;
+                                }
+                            }
+                        }
+                    }
                 }
-                family[q] = LaneTotal::from_counts(counts);
-            }
-        });
+            },
+        );
     }
 
-    /// Feature counts (lane `g`) of stratum `s`, counted.
-    fn lane_total(&self, s: usize, g: usize) -> LaneTotal {
-        let mut counts = [0u32; LANE];
+    /// Feature counts (lane `g`) of stratum `s`, counted from its rows (`planes`: at least
+    /// [`StepData::depth`] planes of scratch).
+    fn count_total(&self, planes: &mut [Lane], s: usize, g: usize, out: TotalMut<'_>) {
         #[cfg(target_arch = "x86_64")]
         if has_avx2() {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { stratum_total_avx2(self, s, g, &mut counts) };
-        } else {
-            self.stratum_total(s, g, &mut counts);
+            return unsafe { count_total_avx2(self, planes, s, g, out) };
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        self.stratum_total(s, g, &mut counts);
-        LaneTotal::from_counts(counts)
+        self.count_total_portable(planes, s, g, out);
     }
 
-    /// Feature counts (lane `g`) of stratum `s`.
+    /// [`StepData::count_total`] for any CPU (inlined into its AVX2 version).
     #[inline(always)]
-    fn stratum_total(&self, s: usize, g: usize, out: &mut [u32]) {
-        let mut planes = vec![Lane::ZERO; self.depth];
+    fn count_total_portable(&self, planes: &mut [Lane], s: usize, g: usize, out: TotalMut<'_>) {
         let size = self.strata.size(s) as usize;
-        unslice(self.count_cell(&mut planes, size, None, true, s, g), out);
+        let counts = self.count_cell(planes, size, None, true, s, g);
+        match out {
+            TotalMut::Wide(out) => unslice(counts, out),
+            TotalMut::Narrow(out) => unslice_bytes(counts, out),
+        }
     }
 
     /// Records the cell of the samples `lo + b` for the set bits `b` of `members` (a cell of a
@@ -1871,14 +1981,11 @@ impl StepData<'_> {
                 continue;
             }
             let a1 = bits.map_or(0, |b| count_bits(b, lo, hi));
-            let slot = self.totals.slot[s];
-            let lane = (slot != u32::MAX)
-                .then(|| self.totals.lanes.get(slot as usize * self.groups + g))
-                .flatten();
-            let total = lane.map(|lane| &lane.counts[..]);
+            let total = self.totals.get(s, ns, g, self.groups);
             match (self.model, bits, total) {
                 (Model::Marginal, None, Some(total)) => {
-                    self.cell_lookups(&mut sums, ns, &total[..width]);
+                    total.widen_into(&mut c1);
+                    self.cell_lookups(&mut sums, ns, &c1[..width]);
                 }
                 (Model::Marginal, Some(_), Some(total)) => {
                     // count the smaller cell; the larger one is the stratum minus it
@@ -1890,23 +1997,20 @@ impl StepData<'_> {
                     // (large > SMALL: strata whose two cells are small took the window path)
                     let counts = self.count_cell(&mut planes, small, bits, ones_smaller, s, g);
                     let rows = (self.cells.row(small), self.cells.row(large));
-                    if let (Some(row_small), Some(row_large), true) =
-                        (rows.0, rows.1, ns <= TABLE_MAX)
+                    if let (Some(row_small), Some(row_large), Total::Narrow(total)) =
+                        (rows.0, rows.1, total)
                     {
                         // both cells from bytes: the stratum's and the smaller cell's counts
-                        if let Some(total) = lane.map(|lane| &lane.bytes) {
-                            unslice_bytes(counts, &mut first);
-                            let (rows, sizes) =
-                                ([row_small, row_large], [small as u8, large as u8]);
-                            if small <= SMALL {
-                                // the smaller cell by class, the larger one by look-up
-                                classes.add_cell(counts, small);
-                                sums.add_cells::<false>(rows, sizes, &first, total, width);
-                            } else {
-                                sums.add_cells::<true>(rows, sizes, &first, total, width);
-                            }
-                            continue;
+                        unslice_bytes(counts, &mut first);
+                        let (rows, sizes) = ([row_small, row_large], [small as u8, large as u8]);
+                        if small <= SMALL {
+                            // the smaller cell by class, the larger one by look-up
+                            classes.add_cell(counts, small);
+                            sums.add_cells::<false>(rows, sizes, &first, total, width);
+                        } else {
+                            sums.add_cells::<true>(rows, sizes, &first, total, width);
                         }
+                        continue;
                     }
                     if small <= SMALL {
                         classes.add_cell(counts, small);
@@ -1915,7 +2019,8 @@ impl StepData<'_> {
                     if small > SMALL {
                         self.cell_lookups(&mut sums, small, &c11[..width]);
                     }
-                    for (c, &t) in c11.iter_mut().zip(total) {
+                    total.widen_into(&mut c1);
+                    for (c, &t) in c11.iter_mut().zip(&c1) {
                         *c = t - *c;
                     }
                     self.cell_lookups(&mut sums, large, &c11[..width]);
@@ -1925,14 +2030,14 @@ impl StepData<'_> {
                     match total {
                         Some(total) => {
                             // the smaller cell counted, the other by difference
-                            c1.copy_from_slice(total);
+                            total.widen_into(&mut c1);
                             let ones_smaller = 2 * a1 <= ns;
                             let size = if ones_smaller { a1 } else { ns - a1 };
                             let counts =
                                 self.count_cell(&mut planes, size, bits, ones_smaller, s, g);
                             unslice(counts, &mut c11);
                             if !ones_smaller {
-                                for (c, &t) in c11.iter_mut().zip(total) {
+                                for (c, &t) in c11.iter_mut().zip(&c1) {
                                     *c = t - *c;
                                 }
                             }
@@ -2106,14 +2211,20 @@ unsafe fn lane_sums_avx2(
     data.lane_sums(unit, g, strata)
 }
 
-/// [`StepData::stratum_total`] compiled for AVX2.
+/// [`StepData::count_total`] compiled for AVX2.
 ///
 /// # Safety
 /// As [`lane_sums_avx2`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,bmi1,popcnt")]
-unsafe fn stratum_total_avx2(data: &StepData<'_>, s: usize, g: usize, out: &mut [u32]) {
-    data.stratum_total(s, g, out)
+unsafe fn count_total_avx2(
+    data: &StepData<'_>,
+    planes: &mut [Lane],
+    s: usize,
+    g: usize,
+    out: TotalMut<'_>,
+) {
+    data.count_total_portable(planes, s, g, out)
 }
 
 /// Everything needed to score one (possibly permuted) feature column against fixed strata.
@@ -2769,6 +2880,7 @@ mod tests {
         let mut previous: Option<LargeTotals> = None;
         let mut derived = LargeTotals::default();
         let mut derived_steps = 0;
+        let mut kinds = [false; 2];
         for f in [0, 5, 1, 260, 0, 77, 1, 131, 299] {
             let data = StepData {
                 rows: &sorted.x,
@@ -2787,11 +2899,13 @@ mod tests {
             data.large_totals(None, &mut counted);
             data.large_totals(previous.as_ref(), &mut derived);
             assert_eq!(derived.slot, counted.slot);
-            assert!(derived.lanes.len() >= counted.lanes.len());
-            for (a, b) in derived.lanes.iter().zip(&counted.lanes) {
-                assert_eq!(a.counts, b.counts);
-                assert_eq!(a.bytes, b.bytes);
-            }
+            // both kinds of entries (strata of more and of at most TABLE_MAX samples)
+            assert!(derived.narrow.len() >= counted.narrow.len());
+            assert!(derived.wide.len() >= counted.wide.len());
+            assert_eq!(derived.narrow[..counted.narrow.len()], counted.narrow[..]);
+            assert_eq!(derived.wide[..counted.wide.len()], counted.wide[..]);
+            kinds[0] |= !counted.narrow.is_empty();
+            kinds[1] |= !counted.wide.is_empty();
             derived_steps += previous.is_some() as usize;
             let spent = previous.replace(std::mem::take(&mut derived));
             derived = spent.unwrap_or_default();
@@ -2800,6 +2914,7 @@ mod tests {
             assert_eq!(strata.parent.len(), strata.m);
         }
         assert_eq!(derived_steps, 8);
+        assert_eq!(kinds, [true, true]);
     }
 
     #[test]
