@@ -397,6 +397,11 @@ def test_selection_errors_are_typed() -> None:
         select_features_loglinear(bad, U, 2)
     with pytest.raises(InvalidInputError, match=r"U\[0, 1\]"):
         select_features_loglinear(X, np.where(np.arange(2) == 1, 0.5, 0.0)[None].repeat(50, 0))
+    # uint8 values above 1 are rejected by the Rust core, with the same message
+    bad_units = U.copy()
+    bad_units[4, 1] = 3
+    with pytest.raises(InvalidInputError, match=r"U must be binary.*U\[4, 1\] = 3.*column 1"):
+        select_features_loglinear(X, bad_units, 2)
     with pytest.raises(ShapeMismatchError):
         select_features_loglinear(X, U[:40], 2)
     with pytest.raises(ShapeMismatchError):
