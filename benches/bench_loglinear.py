@@ -30,7 +30,8 @@ Bernoulli(0.5); each feature depends on a few latent units through a logistic mo
 Timing: ``--rounds`` interleaved rounds, each timing ours as the best of ``--repeats`` calls and
 numpy once; the ratio is the median of the rounds' ratios (each round's is in the JSON), so a
 burst of load on a shared machine moves it less. Prints a short table on stderr and one JSON
-line on stdout (with the 1-minute load average before and after).
+line on stdout (with the 1-minute load average before and after, and on Linux the share of CPU
+time the hypervisor took during the run, ``cpu_steal_fraction``).
 
 Usage: ``python benches/bench_loglinear.py [--n 10000 --p 200 --r 10 --k 12]`` and the large
 case ``--p 1000 --r 20 --numpy-steps 6 --glm-max-step 3``.
@@ -49,6 +50,26 @@ import numpy as np
 import scipy.sparse as sp
 
 from omicsembed.explain.loglinear import select_features_loglinear
+
+
+def cpu_times() -> list[int] | None:
+    """Aggregate CPU times of the machine (Linux ``/proc/stat``: user, nice, system, idle,
+    iowait, irq, softirq, steal), or None elsewhere."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    return [int(v) for v in fields[1:9]] if fields and fields[0] == "cpu" else None
+
+
+def steal_fraction(before: list[int] | None, after: list[int] | None) -> float | None:
+    """Share of the machine's CPU time taken by the hypervisor between two readings (a virtual
+    machine whose host is busy runs slower by about this much)."""
+    if before is None or after is None:
+        return None
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    return round(spent[7] / max(sum(spent), 1), 3)
 
 
 def make_data(n: int, p: int, r: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -208,6 +229,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
+    cpu_before = cpu_times()
     X, U = make_data(args.n, args.p, args.r, args.seed)
 
     select_features_loglinear(X[:200], U[:200], min(2, args.k))  # warm-up
@@ -275,12 +297,18 @@ def main() -> None:
         "max_rel_diff_glm": glm_diff,
         "load_avg_before": load_before,
         "load_avg_after": os.getloadavg()[0],
+        "cpu_steal_fraction": steal_fraction(cpu_before, cpu_times()),
     }
     print(
         f"ours {ours_s:.3f} s | numpy {numpy_total:.2f} s"
         f"{' (extrapolated)' if numpy_steps < args.k else ''} | GLM ≥ {glm_total:.0f} s "
         f"(extrapolated) | ×{np.median(ratios):.0f} vs numpy (median of rounds: "
-        f"{', '.join(f'{v:.0f}' for v in ratios)})",
+        f"{', '.join(f'{v:.0f}' for v in ratios)})"
+        + (
+            f" | CPU steal {steal:.0%}"
+            if (steal := result["cpu_steal_fraction"]) is not None
+            else ""
+        ),
         file=sys.stderr,
     )
     print(json.dumps(result))
