@@ -1799,10 +1799,10 @@ impl StepData<'_> {
         families.into_par_iter().for_each_init(
             || vec![Lane::ZERO; self.depth],
             |planes, (members, family_narrow, family_wide)| {
-                // the entry of a member of this family in its part of `narrow` / `wide`
-                let first = members.start;
+                // the entry of a member of this family in its part of `narrow` / `wide` (the
+                // first member of each kind, if any, is that part's first entry)
                 let base = |wide: bool| {
-                    large[first..]
+                    large[members.clone()]
                         .iter()
                         .find(|&&s| LargeTotals::is_wide(size(s)) == wide)
                         .map_or(0, |&s| slot[s] as usize)
@@ -1858,6 +1858,7 @@ impl StepData<'_> {
                         };
                         let from = from * groups + g;
                         let (wide, at) = entry(s, g);
+                        // (a parent of at most TABLE_MAX samples has narrow children only)
                         if let (false, Total::Narrow(sibling)) =
                             (LargeTotals::is_wide(size(s) + size(sibling)), sibling_total)
                         {
