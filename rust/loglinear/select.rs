@@ -1581,6 +1581,21 @@ enum TotalMut<'a> {
     Wide(&'a mut [u32; LANE]),
 }
 
+impl TotalMut<'_> {
+    /// Writes `counts` (below 256 for a narrow entry).
+    #[inline(always)]
+    fn store(self, counts: &[u32; LANE]) {
+        match self {
+            TotalMut::Wide(out) => *out = *counts,
+            TotalMut::Narrow(out) => {
+                for (byte, &count) in out.iter_mut().zip(counts) {
+                    *byte = count as u8;
+                }
+            }
+        }
+    }
+}
+
 impl LargeTotals {
     /// Whether a large stratum of `size` samples keeps its counts in `wide`.
     fn is_wide(size: usize) -> bool {
@@ -1772,8 +1787,11 @@ impl StepData<'_> {
                     .get(s)
                     .is_some_and(|&from| strata.parent.get(t) == Some(&from))
         };
+        // each family's members, the entries before its parts of `narrow` and `wide`, and
+        // those parts
         let mut families = Vec::with_capacity(large.len());
         let (mut narrow_rest, mut wide_rest) = (&mut narrow[..], &mut wide[..]);
+        let mut before = [0usize; 2];
         let mut k = 0;
         while k < large.len() {
             let end = if k + 1 < large.len() && sibling_of_next(k) {
@@ -1792,25 +1810,22 @@ impl StepData<'_> {
             let (family_wide, tail) =
                 std::mem::take(&mut wide_rest).split_at_mut(wide_members * groups);
             wide_rest = tail;
-            families.push((k..end, family_narrow, family_wide));
+            families.push((k..end, before, family_narrow, family_wide));
+            before[0] += narrow_members;
+            before[1] += wide_members;
             k = end;
         }
         let slot = &slot[..];
         families.into_par_iter().for_each_init(
             || vec![Lane::ZERO; self.depth],
-            |planes, (members, family_narrow, family_wide)| {
-                // the entry of a member of this family in its part of `narrow` / `wide` (the
-                // first member of each kind, if any, is that part's first entry)
-                let base = |wide: bool| {
-                    large[members.clone()]
-                        .iter()
-                        .find(|&&s| LargeTotals::is_wide(size(s)) == wide)
-                        .map_or(0, |&s| slot[s] as usize)
-                };
-                let bases = [base(false), base(true)];
+            |planes, (members, before, family_narrow, family_wide)| {
+                // the entry of a member of this family in its part of `narrow` / `wide`
                 let entry = |s: usize, g: usize| {
                     let wide = LargeTotals::is_wide(size(s));
-                    (wide, (slot[s] as usize - bases[wide as usize]) * groups + g)
+                    (
+                        wide,
+                        (slot[s] as usize - before[wide as usize]) * groups + g,
+                    )
                 };
                 for k in members.clone() {
                     let s = large[k];
@@ -1872,25 +1887,15 @@ impl StepData<'_> {
                         }
                         let mut taken_wide = [0u32; LANE];
                         sibling_total.widen_into(&mut taken_wide);
-                        let parent = &previous.wide[from];
-                        match wide {
-                            true => {
-                                let out = &mut family_wide[at];
-                                for ((count, &parent), &taken) in
-                                    out.iter_mut().zip(parent).zip(&taken_wide)
-                                {
-                                    *count = parent - taken;
-                                }
-                            }
-                            false => {
-                                let out = &mut family_narrow[at];
-                                for ((count, &parent), &taken) in
-                                    out.iter_mut().zip(parent).zip(&taken_wide)
-                                {
-                                    *count = (parent - taken) as u8;
-                                }
-                            }
+                        let mut counts = previous.wide[from];
+                        for (count, &taken) in counts.iter_mut().zip(&taken_wide) {
+                            *count -= taken;
                         }
+                        match wide {
+                            true => TotalMut::Wide(&mut family_wide[at]),
+                            false => TotalMut::Narrow(&mut family_narrow[at]),
+                        }
+                        .store(&counts);
                     }
                 }
             },
