@@ -227,19 +227,25 @@ impl Strata {
             let (lo, hi) = (self.offsets[s], self.offsets[s + 1]);
             // the stratum's rows of X (g ≥ 1 lanes each) with their samples
             let xs = &rows.x[lo * g..hi * g];
-            let zeros = xs.chunks_exact(g).filter(|row| bit_of(row) == 0).count();
-            let (mut slot, mut one) = (lo - base, lo + zeros - base);
+            // one pass: the zeros forward from the start, the ones backward from the end,
+            // then the ones reversed into their order
+            let (start, end) = (lo - base, hi - base);
+            let (mut zero, mut one) = (start, end);
             let moving = xs.chunks_exact(g).zip(&self.order[lo..hi]);
             for (pos, (row, &sample)) in (lo..hi).zip(moving) {
                 // without a branch: the bits are unpredictable
                 let set = bit_of(row);
-                let to = if set == 1 { one } else { slot };
-                one += set;
-                slot += 1 - set;
+                one -= set;
+                let to = if set == 1 { one } else { zero };
+                zero += 1 - set;
                 x[to * g..(to + 1) * g].copy_from_slice(row);
                 copy_row(u, &rows.u, to, pos, w);
                 o[to] = sample;
             }
+            reverse_rows(&mut x[zero * g..end * g], g);
+            reverse_rows(&mut u[zero * w..end * w], w);
+            o[zero..end].reverse();
+            let zeros = zero - start;
             if zeros > 0 && zeros < hi - lo {
                 bounds.push((lo + zeros, s as u32));
             }
@@ -343,6 +349,22 @@ struct SortedRows {
     groups: usize,
     u: Vec<u64>,
     words: usize,
+}
+
+/// Reverses the order of the rows of `rows` (`width` elements each).
+#[inline(always)]
+fn reverse_rows<T>(rows: &mut [T], width: usize) {
+    match width {
+        0 => {}
+        1 => rows.reverse(),
+        _ => {
+            let count = rows.len() / width;
+            for k in 0..count / 2 {
+                let (head, tail) = rows.split_at_mut((count - 1 - k) * width);
+                head[k * width..(k + 1) * width].swap_with_slice(&mut tail[..width]);
+            }
+        }
+    }
 }
 
 /// Copies row `from` of `src` to row `to` of `dst` (`width` elements per row); one element per
