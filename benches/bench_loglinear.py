@@ -15,8 +15,8 @@ units and ``n`` samples, model ``[U_j S][X_i]`` on 0.5-filled tables. Methods:
   once, then per step the stratum codes, per-stratum counts of every feature by one sparse
   one-hot matrix product (``scipy.sparse`` CSR @ dense X) for all features at once and per
   latent unit, occupied strata only, and the G² of all features of a latent unit at once with
-  the same half-integer ``x ln x`` look-up table. Timed on the full problem (or ``--numpy-steps`` steps and
-  extrapolated by the measured per-step times, reported as such).
+  the same half-integer ``x ln x`` look-up table. Timed on the full problem (or
+  ``--numpy-steps`` steps and extrapolated by the measured per-step times, reported as such).
 - ``glm``: what a generic tool does: one statsmodels Poisson GLM (dummy-coded ``[U_j S]``
   interaction + ``X_i``) per candidate table, G² = deviance. Far too slow at full size: a few
   fits are timed at each step up to ``--glm-max-step`` and multiplied by the number of
