@@ -388,7 +388,7 @@ fn fma_add_outer(w: &mut [f64], wt: Option<&mut [f64]>, alpha: f64, x: MatRef, y
             && x.data.len() == b * k
             && y.data.len() == b * n
             && w.len() == k * n
-            && wt.as_ref().map_or(true, |wt| wt.len() == k * n);
+            && wt.as_ref().is_none_or(|wt| wt.len() == k * n);
         if shapes && fma::available() {
             // SAFETY: AVX2 and FMA are available and the slice lengths were checked above.
             unsafe { fma::add_outer(w, wt, alpha, x.data, y.data, (b, k, n)) };
@@ -731,7 +731,7 @@ impl<'a> SmallGemm<'a> {
         }
         if let Some(m) = mirror {
             #[cfg(target_arch = "x86_64")]
-            if FUSED && R == 4 && C % 4 == 0 {
+            if FUSED && R == 4 && C.is_multiple_of(4) {
                 for j in (0..C).step_by(4) {
                     let src = &c[c0 + j..][..3 * q + 4];
                     let dst = &mut m.ct[(c0 + j) * m.stride + m.first..][..3 * m.stride + 4];
