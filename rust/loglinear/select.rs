@@ -1810,6 +1810,17 @@ impl StepData<'_> {
     ) -> &'p [Lane] {
         let (lo, hi) = (self.strata.offsets[s], self.strata.offsets[s + 1]);
         let used = plane_count(size);
+        if size < 16 {
+            // fewer than 16 rows (most cells of late steps): the planes they need in
+            // registers, each row rippled through them without a store, then copied out
+            match used {
+                0 | 1 => self.count_few::<1>(&mut planes[..1], lo, hi, unit, value, g),
+                2 => self.count_few::<2>(&mut planes[..2], lo, hi, unit, value, g),
+                3 => self.count_few::<3>(&mut planes[..3], lo, hi, unit, value, g),
+                _ => self.count_few::<4>(&mut planes[..4], lo, hi, unit, value, g),
+            }
+            return &planes[..used];
+        }
         // up to eight planes (cells below 256 samples) zeroed by a fixed-length fill, which
         // compiles to eight stores instead of a `memset` call (about 10,000 cells a call)
         match planes.get_mut(..8) {
@@ -1855,6 +1866,43 @@ impl StepData<'_> {
             ripple_add(planes, self.row(pos, g));
         }
         planes
+    }
+
+    /// [`StepData::count_cell`] of fewer than `2^P` rows into `P` planes held in registers.
+    #[inline(always)]
+    fn count_few<const P: usize>(
+        &self,
+        out: &mut [Lane],
+        lo: usize,
+        hi: usize,
+        unit: Option<&[u64]>,
+        value: bool,
+        g: usize,
+    ) {
+        let mut few = [Lane::ZERO; P];
+        let mut base = lo;
+        while base < hi {
+            let width = (hi - base).min(64);
+            let all = if width == 64 {
+                u64::MAX
+            } else {
+                (1 << width) - 1
+            };
+            let mut members = match (unit, value) {
+                (None, _) => all,
+                (Some(bits), true) => bit_window(bits, base, width),
+                (Some(bits), false) => !bit_window(bits, base, width) & all,
+            };
+            while members != 0 {
+                ripple_add(
+                    &mut few,
+                    self.row(base + members.trailing_zeros() as usize, g),
+                );
+                members &= members - 1;
+            }
+            base += 64;
+        }
+        out.copy_from_slice(&few);
     }
 
     /// Feature counts (lane `g`) of every large stratum. Given the previous step's
