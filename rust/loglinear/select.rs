@@ -683,6 +683,11 @@ fn unslice(planes: &[Lane], counts: &mut [u32]) {
 fn unslice_bytes(planes: &[Lane], counts: &mut [u8; LANE]) {
     debug_assert!(planes.len() <= 8);
     #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512F and BW (checked just above).
+        return unsafe { avx512::unslice_bytes(&planes[..planes.len().min(8)], counts) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports AVX2 (checked just above).
         return unsafe { avx2::unslice_bytes(&planes[..planes.len().min(8)], counts) };
@@ -1031,13 +1036,33 @@ mod avx2 {
     }
 }
 
-/// AVX-512 versions of the table look-ups: the entries of a [`TableRow`] of a cell of at most
-/// [`avx512::REGISTER_CELL`] samples sit in four registers, and one permutation looks up eight
-/// features (twice the speed of [`avx2::cells_terms`]'s loads, which stay faster for longer rows).
+/// AVX-512 versions of the table look-ups and of [`unslice_bytes`]: the entries of a
+/// [`TableRow`] of a cell of at most [`avx512::REGISTER_CELL`] samples sit in four registers,
+/// and one permutation looks up eight features (twice the speed of [`avx2::cells_terms`]'s
+/// loads, which stay faster for longer rows); a plane's word becomes 64 bytes in one
+/// instruction.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{TableRow, LANE};
+    use super::{Lane, TableRow, LANE};
     use std::arch::x86_64::*;
+
+    /// [`super::unslice_bytes`]: per word of the planes (64 features), from the highest plane
+    /// down, the bytes doubled and the plane's bits (as bytes of −1) subtracted.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F and AVX-512BW; at most eight planes.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn unslice_bytes(planes: &[Lane], counts: &mut [u8; LANE]) {
+        debug_assert!(planes.len() <= 8);
+        for (w, out) in counts.chunks_exact_mut(64).enumerate() {
+            let mut bytes = _mm512_setzero_si512();
+            for plane in planes.iter().rev() {
+                let set = _mm512_movm_epi8(plane.0[w]);
+                bytes = _mm512_sub_epi8(_mm512_add_epi8(bytes, bytes), set);
+            }
+            _mm512_storeu_si512(out.as_mut_ptr() as *mut __m512i, bytes);
+        }
+    }
 
     /// Largest cell whose [`TableRow`] entries (32) are held in registers.
     pub(super) const REGISTER_CELL: u8 = 31;
@@ -1075,9 +1100,9 @@ mod avx512 {
     /// time from registers.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F and AVX2; `width ≤ LANE`; `sizes` at most
+    /// The CPU must support AVX-512F, AVX-512BW and AVX2; `width ≤ LANE`; `sizes` at most
     /// [`REGISTER_CELL`].
-    #[target_feature(enable = "avx512f,avx2")]
+    #[target_feature(enable = "avx512f,avx512bw,avx2")]
     pub(super) unsafe fn cells_terms<const BOTH: bool>(
         rows: [&TableRow; 2],
         sizes: [u8; 2],
@@ -1626,8 +1651,8 @@ impl LaneSums {
         self.pending += cells;
         #[cfg(target_arch = "x86_64")]
         if sizes[0].max(sizes[1]) <= avx512::REGISTER_CELL && has_avx512() {
-            // SAFETY: the CPU supports AVX-512F and AVX2 (checked just above), and the cells
-            // are small enough.
+            // SAFETY: the CPU supports AVX-512F, AVX-512BW and AVX2 (checked just above), and
+            // the cells are small enough.
             return unsafe { avx512::cells_terms::<BOTH>(rows, sizes, first, total, width, self) };
         }
         #[cfg(target_arch = "x86_64")]
@@ -2385,7 +2410,8 @@ fn has_avx2() -> bool {
     }
 }
 
-/// Whether the CPU runs the AVX-512 version of the table look-ups ([`avx512::cells_terms`]).
+/// Whether the CPU runs the AVX-512 kernels ([`avx512::cells_terms`],
+/// [`avx512::unslice_bytes`]).
 fn has_avx512() -> bool {
     #[cfg(test)]
     if tests::NO_AVX512.load(std::sync::atomic::Ordering::Relaxed) {
@@ -2393,7 +2419,9 @@ fn has_avx512() -> bool {
     }
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f") && has_avx2()
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && has_avx2()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -3213,13 +3241,18 @@ mod tests {
         for (b, &c) in slow.iter().enumerate() {
             assert_eq!(c, count_in_planes(&planes, b));
         }
-        // and into bytes (at most eight planes)
-        let (fast, slow) = on_both_kernels(|| {
+        // and into bytes (at most eight planes), with AVX-512 where the CPU has it
+        let bytes = || {
             let mut counts = [0u8; LANE];
             unslice_bytes(&planes[..8], &mut counts);
             counts
-        });
+        };
+        let (fast, slow) = on_both_kernels(bytes);
         assert_eq!(fast, slow);
+        NO_AVX512.store(true, std::sync::atomic::Ordering::Relaxed);
+        let avx2 = bytes();
+        NO_AVX512.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(avx2, slow);
         for (b, &c) in slow.iter().enumerate() {
             assert_eq!(c as u32, count_in_planes(&planes[..8], b));
         }
@@ -3367,7 +3400,7 @@ mod tests {
                         .iter_mut()
                         .enumerate()
                         .for_each(|(b, h)| *h = b as f64 / 7.0);
-                    // SAFETY: the CPU has AVX-512F and AVX2 (checked above); a0, a1 ≤ 31.
+                    // SAFETY: the CPU has AVX-512F, BW and AVX2 (checked above); a0, a1 ≤ 31.
                     unsafe {
                         match (avx512, both) {
                             (true, true) => avx512::cells_terms::<true>(
