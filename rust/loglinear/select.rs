@@ -1286,6 +1286,16 @@ fn pack_bytes(bytes: &[u8], words: &mut [u64]) {
 /// Rows of a binary matrix as bits, `words` 64-bit words per row (bit j of word w: column
 /// 64·w + j; columns past the last are 0).
 fn pack_row_words(x: &Binary<'_>, words: usize) -> Vec<u64> {
+    if words == 1 && x.cols <= 64 {
+        // rows of at most 64 columns (the latent units, usually): the whole matrix packed as
+        // one stream of bits, whose row t is the window of its `cols` bits from bit t·cols
+        // on (a zero word past the end for the windows)
+        let mut stream = vec![0u64; x.data.len().div_ceil(64) + 1];
+        pack_bytes(x.data, &mut stream);
+        return (0..x.n)
+            .map(|t| bit_window(&stream, t * x.cols, x.cols))
+            .collect();
+    }
     pack_each_row(x, words, 0u64, pack_bytes)
 }
 
