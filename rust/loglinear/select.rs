@@ -151,6 +151,9 @@ const SCORE_PARTS: usize = 2;
 /// Strata from which a step's sums are computed in [`SCORE_PARTS`] parts.
 const PARTS_MIN_STRATA: usize = 64;
 
+/// Fewest families of large strata per parallel task of [`StepData::large_totals`].
+const FAMILIES_PER_TASK: usize = 32;
+
 /// Samples per parallel task of [`Strata::split_sorted`] (whole strata, so a task may hold more).
 const SPLIT_CHUNK: usize = 2048;
 
@@ -2027,90 +2030,95 @@ impl StepData<'_> {
             k = end;
         }
         let slot = &slot[..];
-        families.into_par_iter().for_each_init(
-            || vec![Lane::ZERO; self.depth],
-            |planes, (members, before, family_narrow, family_wide)| {
-                // the entry of a member of this family in its part of `narrow` / `wide`
-                let entry = |s: usize, g: usize| {
-                    let wide = LargeTotals::is_wide(size(s));
-                    (
-                        wide,
-                        (slot[s] as usize - before[wide as usize]) * groups + g,
-                    )
-                };
-                for k in members.clone() {
-                    let s = large[k];
-                    for g in 0..groups {
-                        let (wide, at) = entry(s, g);
-                        let target = match wide {
-                            true => TotalMut::Wide(&mut family_wide[at]),
-                            false => TotalMut::Narrow(&mut family_narrow[at]),
-                        };
-                        match (origins[k], previous) {
-                            (Origin::Counted, _) | (_, None) => {
-                                self.count_total(planes, s, g, target);
-                            }
-                            (Origin::Parent(from), Some(previous)) => {
-                                let from = from * groups + g;
-                                match target {
-                                    TotalMut::Wide(out) => *out = previous.wide[from],
-                                    TotalMut::Narrow(out) => *out = previous.narrow[from],
-                                }
-                            }
-                            (Origin::Difference(..), _) => {}
-                        }
-                    }
-                }
-                let Some(previous) = previous else { return };
-                for k in members {
-                    let Origin::Difference(from, sibling) = origins[k] else {
-                        continue;
+        // at least FAMILIES_PER_TASK families per parallel task: late steps have hundreds of
+        // small ones, each a few rows to count
+        families
+            .into_par_iter()
+            .with_min_len(FAMILIES_PER_TASK)
+            .for_each_init(
+                || vec![Lane::ZERO; self.depth],
+                |planes, (members, before, family_narrow, family_wide)| {
+                    // the entry of a member of this family in its part of `narrow` / `wide`
+                    let entry = |s: usize, g: usize| {
+                        let wide = LargeTotals::is_wide(size(s));
+                        (
+                            wide,
+                            (slot[s] as usize - before[wide as usize]) * groups + g,
+                        )
                     };
-                    let s = large[k];
-                    for g in 0..groups {
-                        // the counted sibling of this family, or a small one (a few rows,
-                        // counted here)
-                        let mut taken = [0u8; LANE];
-                        let sibling_total = match slot[sibling] {
-                            u32::MAX => {
-                                let out = TotalMut::Narrow(&mut taken);
-                                self.count_total(planes, sibling, g, out);
-                                Total::Narrow(&taken)
+                    for k in members.clone() {
+                        let s = large[k];
+                        for g in 0..groups {
+                            let (wide, at) = entry(s, g);
+                            let target = match wide {
+                                true => TotalMut::Wide(&mut family_wide[at]),
+                                false => TotalMut::Narrow(&mut family_narrow[at]),
+                            };
+                            match (origins[k], previous) {
+                                (Origin::Counted, _) | (_, None) => {
+                                    self.count_total(planes, s, g, target);
+                                }
+                                (Origin::Parent(from), Some(previous)) => {
+                                    let from = from * groups + g;
+                                    match target {
+                                        TotalMut::Wide(out) => *out = previous.wide[from],
+                                        TotalMut::Narrow(out) => *out = previous.narrow[from],
+                                    }
+                                }
+                                (Origin::Difference(..), _) => {}
                             }
-                            _ => match entry(sibling, g) {
-                                (true, at) => Total::Wide(&family_wide[at]),
-                                (false, at) => Total::Narrow(&family_narrow[at]),
-                            },
-                        };
-                        let from = from * groups + g;
-                        let (wide, at) = entry(s, g);
-                        // (a parent of at most TABLE_MAX samples has narrow children only)
-                        if let (false, Total::Narrow(sibling)) =
-                            (LargeTotals::is_wide(size(s) + size(sibling)), sibling_total)
-                        {
-                            // all three as bytes (exact: the parent has at most TABLE_MAX)
-                            let mut counts = previous.narrow[from];
-                            for (count, &taken) in counts.iter_mut().zip(sibling) {
-                                *count = count.wrapping_sub(taken);
-                            }
-                            family_narrow[at] = counts;
-                            continue;
                         }
-                        let mut taken_wide = [0u32; LANE];
-                        sibling_total.widen_into(&mut taken_wide);
-                        let mut counts = previous.wide[from];
-                        for (count, &taken) in counts.iter_mut().zip(&taken_wide) {
-                            *count -= taken;
-                        }
-                        match wide {
-                            true => TotalMut::Wide(&mut family_wide[at]),
-                            false => TotalMut::Narrow(&mut family_narrow[at]),
-                        }
-                        .store(&counts);
                     }
-                }
-            },
-        );
+                    let Some(previous) = previous else { return };
+                    for k in members {
+                        let Origin::Difference(from, sibling) = origins[k] else {
+                            continue;
+                        };
+                        let s = large[k];
+                        for g in 0..groups {
+                            // the counted sibling of this family, or a small one (a few rows,
+                            // counted here)
+                            let mut taken = [0u8; LANE];
+                            let sibling_total = match slot[sibling] {
+                                u32::MAX => {
+                                    let out = TotalMut::Narrow(&mut taken);
+                                    self.count_total(planes, sibling, g, out);
+                                    Total::Narrow(&taken)
+                                }
+                                _ => match entry(sibling, g) {
+                                    (true, at) => Total::Wide(&family_wide[at]),
+                                    (false, at) => Total::Narrow(&family_narrow[at]),
+                                },
+                            };
+                            let from = from * groups + g;
+                            let (wide, at) = entry(s, g);
+                            // (a parent of at most TABLE_MAX samples has narrow children only)
+                            if let (false, Total::Narrow(sibling)) =
+                                (LargeTotals::is_wide(size(s) + size(sibling)), sibling_total)
+                            {
+                                // all three as bytes (exact: the parent has at most TABLE_MAX)
+                                let mut counts = previous.narrow[from];
+                                for (count, &taken) in counts.iter_mut().zip(sibling) {
+                                    *count = count.wrapping_sub(taken);
+                                }
+                                family_narrow[at] = counts;
+                                continue;
+                            }
+                            let mut taken_wide = [0u32; LANE];
+                            sibling_total.widen_into(&mut taken_wide);
+                            let mut counts = previous.wide[from];
+                            for (count, &taken) in counts.iter_mut().zip(&taken_wide) {
+                                *count -= taken;
+                            }
+                            match wide {
+                                true => TotalMut::Wide(&mut family_wide[at]),
+                                false => TotalMut::Narrow(&mut family_narrow[at]),
+                            }
+                            .store(&counts);
+                        }
+                    }
+                },
+            );
     }
 
     /// Feature counts (lane `g`) of stratum `s`, counted from its rows (`planes`: at least
