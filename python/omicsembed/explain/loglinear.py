@@ -470,7 +470,7 @@ def select_features_loglinear(
     ``O(m·p·r)`` cell terms, where ``m ≤ min(n, 2^|S|)`` is the number of occupied
     configurations of ``S``; cells (``U_j = 0, 1`` within a stratum) of at most 7 samples
     are summarised by class instead of looked up per feature. p = 1000, r = 20,
-    n = 10,000, k = 12 takes about 0.06 s on two cores (see ``benches/bench_loglinear.py``).
+    n = 10,000, k = 12 takes about 0.03 s on two cores (see ``benches/bench_loglinear.py``).
     With many selected features most of the ``2^(|S|+2)`` cells are empty and filled with 0.5,
     which the statistic (as in the original method) then reflects.
 
