@@ -3004,7 +3004,7 @@ mod tests {
     /// Makes [`has_avx2`] false (the portable kernels), for the tests comparing both.
     pub(super) static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
 
-    /// Makes [`has_avx512`] false (the AVX2 look-ups), for the tests comparing both.
+    /// Makes [`has_avx512`] false (the AVX2 kernels), for the tests comparing both.
     pub(super) static NO_AVX512: AtomicBool = AtomicBool::new(false);
 
     /// Held by the tests that switch [`PORTABLE_ONLY`], so that one of them never computes its
@@ -3017,8 +3017,8 @@ mod tests {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// `run` with the AVX2 kernels (where the CPU has them), then with the portable ones; the
-    /// caller holds [`kernel_switch`].
+    /// `run` with the fastest kernels the CPU has (AVX-512 or AVX2), then with the portable
+    /// ones; the caller holds [`kernel_switch`].
     fn on_both_kernels<T>(run: impl Fn() -> T) -> (T, T) {
         let fast = run();
         PORTABLE_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -3279,8 +3279,8 @@ mod tests {
 
     /// Every path of the engine (cells of 0–3 samples, small and large classes, table
     /// look-ups, byte-count pairs, two feature lanes with a partial one, with and without latent units, both
-    /// models) against the slow per-feature scorer, and the AVX2 kernels against the portable
-    /// ones (bit for bit).
+    /// models) against the slow per-feature scorer, and the fastest kernels against the AVX2
+    /// and the portable ones (bit for bit).
     #[test]
     fn tiny_sample_counts_match_slow_scorer() {
         // fewer samples than the small-cell classes cover (n ≤ SMALL): the tables are short
