@@ -1157,6 +1157,22 @@ fn bit_window(bits: &[u64], lo: usize, len: usize) -> u64 {
     }
 }
 
+/// The members of a cell among the `width ≤ 64` positions from `base` on (bit k: position
+/// `base + k`): those whose bit of `unit` equals `value`, or all of them without `unit`.
+#[inline(always)]
+fn cell_members(unit: Option<&[u64]>, value: bool, base: usize, width: usize) -> u64 {
+    let all = if width == 64 {
+        u64::MAX
+    } else {
+        (1 << width) - 1
+    };
+    match (unit, value) {
+        (None, _) => all,
+        (Some(bits), true) => bit_window(bits, base, width),
+        (Some(bits), false) => !bit_window(bits, base, width) & all,
+    }
+}
+
 /// Number of set bits of `bits` in `lo..hi`.
 fn count_bits(bits: &[u64], lo: usize, hi: usize) -> usize {
     (lo..hi)
@@ -1883,13 +1899,7 @@ impl StepData<'_> {
         let (mut batch, mut len) = ([0usize; 16], 0);
         let mut base = lo;
         while base < hi {
-            let width = (hi - base).min(64);
-            let window = bit_window(bits, base, width);
-            let mut members = match (value, width) {
-                (true, _) => window,
-                (false, 64) => !window,
-                (false, _) => !window & ((1 << width) - 1),
-            };
+            let mut members = cell_members(Some(bits), value, base, (hi - base).min(64));
             while members != 0 {
                 batch[len] = base + members.trailing_zeros() as usize;
                 members &= members - 1;
@@ -1921,17 +1931,7 @@ impl StepData<'_> {
         let mut few = [Lane::ZERO; P];
         let mut base = lo;
         while base < hi {
-            let width = (hi - base).min(64);
-            let all = if width == 64 {
-                u64::MAX
-            } else {
-                (1 << width) - 1
-            };
-            let mut members = match (unit, value) {
-                (None, _) => all,
-                (Some(bits), true) => bit_window(bits, base, width),
-                (Some(bits), false) => !bit_window(bits, base, width) & all,
-            };
+            let mut members = cell_members(unit, value, base, (hi - base).min(64));
             while members != 0 {
                 ripple_add(
                     &mut few,
@@ -3027,6 +3027,15 @@ mod tests {
         (fast, portable)
     }
 
+    /// `run` with the AVX-512 kernels switched off (the AVX2 ones where the CPU has them); the
+    /// caller holds [`kernel_switch`].
+    fn without_avx512<T>(run: impl Fn() -> T) -> T {
+        NO_AVX512.store(true, std::sync::atomic::Ordering::Relaxed);
+        let avx2 = run();
+        NO_AVX512.store(false, std::sync::atomic::Ordering::Relaxed);
+        avx2
+    }
+
     /// The count of feature `b` in the bit-sliced `planes`, bit by bit.
     fn count_in_planes(planes: &[Lane], b: usize) -> u32 {
         let bit = |plane: &Lane| ((plane.0[b / 64] >> (b % 64)) & 1) as u32;
@@ -3268,10 +3277,7 @@ mod tests {
         };
         let (fast, slow) = on_both_kernels(bytes);
         assert_eq!(fast, slow);
-        NO_AVX512.store(true, std::sync::atomic::Ordering::Relaxed);
-        let avx2 = bytes();
-        NO_AVX512.store(false, std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(avx2, slow);
+        assert_eq!(without_avx512(bytes), slow);
         for (b, &c) in slow.iter().enumerate() {
             assert_eq!(c as u32, count_in_planes(&planes[..8], b));
         }
@@ -3340,9 +3346,7 @@ mod tests {
             };
             let (sel, portable) =
                 on_both_kernels(|| select_features(&xb, units, &options).unwrap());
-            NO_AVX512.store(true, std::sync::atomic::Ordering::Relaxed);
-            let avx2 = select_features(&xb, units, &options).unwrap();
-            NO_AVX512.store(false, std::sync::atomic::Ordering::Relaxed);
+            let avx2 = without_avx512(|| select_features(&xb, units, &options).unwrap());
             let rr = sel.r;
             // the strata of the steps cover every path: tiny, small, mid-size and large
             let mut strata = Strata::whole(n);
