@@ -1569,10 +1569,19 @@ impl ClassCounts {
             *e1 += cells;
         }
         let depth = self.depth;
-        for (k, pending) in self.pending.iter().enumerate() {
-            let planes = &mut self.planes[k * depth..(k + 1) * depth];
-            for &mask in &pending.batch[..pending.len] {
-                ripple_add(planes, mask);
+        for (k, pending) in self.pending.iter_mut().enumerate() {
+            // the masks still pending through one carry-save tree (the batch completed by
+            // zeros) rather than one by one through every plane
+            let used = plane_count(pending.total as usize).clamp(5, depth);
+            let planes = &mut self.planes[k * depth..k * depth + used];
+            match pending.len {
+                0 => {}
+                1 => ripple_add(planes, pending.batch[0]),
+                len => {
+                    pending.batch[len..].fill(Lane::ZERO);
+                    let batch = &pending.batch;
+                    add_sixteen(planes, |q| batch[q]);
+                }
             }
         }
         // the planes in use of a class's counter
