@@ -136,7 +136,7 @@ pub struct Selection {
 struct Strata {
     /// Number of occupied strata.
     m: usize,
-    /// Samples sorted by stratum (stable).
+    /// Samples sorted by stratum (stable); empty when not tracked (see [`Strata::whole`]).
     order: Vec<u32>,
     /// `offsets[s]..offsets[s + 1]` is stratum `s` in `order`.
     offsets: Vec<usize>,
@@ -165,6 +165,22 @@ impl Strata {
             offsets: vec![0, n],
             parent: Vec::new(),
         }
+    }
+
+    /// [`Strata::whole`] without the samples' order, which [`Strata::split_sorted`] then does
+    /// not move (the selection needs it for permutation p-values only).
+    fn whole_unordered(n: usize) -> Self {
+        Self {
+            m: 1,
+            order: Vec::new(),
+            offsets: vec![0, n],
+            parent: Vec::new(),
+        }
+    }
+
+    /// Number of samples.
+    fn samples(&self) -> usize {
+        self.offsets[self.m]
     }
 
     /// Stratum of every sample (dense, 0..m).
@@ -210,12 +226,12 @@ impl Strata {
     }
 
     /// Moves the rows of the run of strata `strata` to their places in the next order (its
-    /// piece of the outputs `x`, `u`, `o`): in each stratum the samples with feature `bit`
-    /// = 0 first, then those with 1, each in their order. Returns the run's new boundaries,
-    /// each with the stratum it ends a part of.
+    /// piece of the outputs `x`, `u`, `o`; `o` is empty and not written without `ORDER`): in
+    /// each stratum the samples with feature `bit` = 0 first, then those with 1, each in their
+    /// order. Returns the run's new boundaries, each with the stratum it ends a part of.
     /// `(g, w)`: lanes and unit words per row.
     #[inline(always)]
-    fn partition_run(
+    fn partition_run<const ORDER: bool>(
         &self,
         rows: &SortedRows,
         bit: usize,
@@ -235,8 +251,7 @@ impl Strata {
             // then the ones reversed into their order
             let (start, end) = (lo - base, hi - base);
             let (mut zero, mut one) = (start, end);
-            let moving = xs.chunks_exact(g).zip(&self.order[lo..hi]);
-            for (pos, (row, &sample)) in (lo..hi).zip(moving) {
+            for (pos, row) in (lo..hi).zip(xs.chunks_exact(g)) {
                 // without a branch: the bits are unpredictable
                 let set = bit_of(row);
                 one -= set;
@@ -244,11 +259,15 @@ impl Strata {
                 zero += 1 - set;
                 x[to * g..(to + 1) * g].copy_from_slice(row);
                 copy_row(u, &rows.u, to, pos, w);
-                o[to] = sample;
+                if ORDER {
+                    o[to] = self.order[pos];
+                }
             }
             reverse_rows(&mut x[zero * g..end * g], g);
             reverse_rows(&mut u[zero * w..end * w], w);
-            o[zero..end].reverse();
+            if ORDER {
+                o[zero..end].reverse();
+            }
             let zeros = zero - start;
             if zeros > 0 && zeros < hi - lo {
                 bounds.push((lo + zeros, s as u32));
@@ -265,7 +284,7 @@ impl Strata {
     /// share. The parts depend on the strata only, so the scores do not depend on the threads.
     fn parts(&self) -> Vec<std::ops::Range<usize>> {
         let offsets = &self.offsets;
-        let n = self.order.len();
+        let n = self.samples();
         let mut parts = Vec::with_capacity(SCORE_PARTS);
         let mut start = 0;
         let split = if self.m >= PARTS_MIN_STRATA {
@@ -298,7 +317,7 @@ impl Strata {
     /// written into `next`, so the rows never have to be gathered from the original order.
     /// Strata keep their positions, so runs of whole strata are partitioned in parallel.
     fn split_sorted(&self, rows: &SortedRows, bit: usize, next: &mut SortedRows) -> Self {
-        let n = self.order.len();
+        let n = self.samples();
         let (g, w) = (rows.groups, rows.words);
         // runs of whole strata of at least SPLIT_CHUNK samples: [first stratum, last + 1)
         let mut runs = vec![0usize];
@@ -308,7 +327,8 @@ impl Strata {
             }
         }
         runs.push(self.m);
-        let mut order = vec![0u32; n];
+        // the order only if this one has it
+        let mut order = vec![0u32; n.min(self.order.len())];
         // the runs' disjoint pieces of the outputs
         let mut pieces = Vec::with_capacity(runs.len() - 1);
         let (mut x_rest, mut u_rest, mut order_rest) =
@@ -317,7 +337,8 @@ impl Strata {
             let len = self.offsets[run[1]] - self.offsets[run[0]];
             let (x, x_tail) = std::mem::take(&mut x_rest).split_at_mut(len * g);
             let (u, u_tail) = std::mem::take(&mut u_rest).split_at_mut(len * w);
-            let (o, o_tail) = std::mem::take(&mut order_rest).split_at_mut(len);
+            let tracked = len.min(order_rest.len());
+            let (o, o_tail) = std::mem::take(&mut order_rest).split_at_mut(tracked);
             (x_rest, u_rest, order_rest) = (x_tail, u_tail, o_tail);
             pieces.push((run[0]..run[1], x, u, o));
         }
@@ -325,9 +346,10 @@ impl Strata {
         // case, compiled on its own so that the row copies are single moves)
         let bounds: Vec<Vec<(usize, u32)>> = pieces
             .into_par_iter()
-            .map(|(strata, x, u, o)| match (g, w) {
-                (1, 1) => self.partition_run(rows, bit, strata, (x, u, o), (1, 1)),
-                _ => self.partition_run(rows, bit, strata, (x, u, o), (g, w)),
+            .map(|(strata, x, u, o)| match (g, w, o.is_empty()) {
+                (1, 1, true) => self.partition_run::<false>(rows, bit, strata, (x, u, o), (1, 1)),
+                (_, _, true) => self.partition_run::<false>(rows, bit, strata, (x, u, o), (g, w)),
+                (_, _, false) => self.partition_run::<true>(rows, bit, strata, (x, u, o), (g, w)),
             })
             .collect();
         let mut offsets = Vec::with_capacity(2 * self.m + 1);
@@ -348,6 +370,7 @@ impl Strata {
 
 /// Bit rows of X (`groups` lanes per sample) and of U (`words` words per sample) in the order
 /// of the samples by stratum.
+#[derive(Clone)]
 struct SortedRows {
     x: Vec<Lane>,
     groups: usize,
@@ -2369,7 +2392,7 @@ impl StepData<'_> {
     /// `p × max(r, 1)` scores of every feature.
     fn scores(&self, ones: &[u32], r: usize, unoccupied: f64) -> Vec<f64> {
         let p = ones.len();
-        let n = self.strata.order.len();
+        let n = self.strata.samples();
         let rr = r.max(1);
         let units: Vec<Option<usize>> = if r == 0 {
             vec![None]
@@ -2830,7 +2853,11 @@ fn select_validated(
     let unit_words = r.div_ceil(64);
     let unit_rows = u.map_or_else(Vec::new, |u| pack_row_words(u, unit_words));
     let depth = plane_count(2 * n);
-    let mut strata = Strata::whole(n);
+    // the samples' order is needed by the permutations only
+    let mut strata = match options.n_permutations {
+        0 => Strata::whole_unordered(n),
+        _ => Strata::whole(n),
+    };
     // the bit rows in stratum order, and a second buffer for the next split
     let mut sorted = SortedRows {
         x: rows,
@@ -3222,6 +3249,9 @@ mod tests {
                 words,
             };
             let (mut plain, mut fast) = (Strata::whole(n), Strata::whole(n));
+            // the same split without the samples' order, in buffers of its own
+            let mut bare = Strata::whole_unordered(n);
+            let (mut bare_sorted, mut bare_spare) = (sorted.clone(), spare.clone());
             let features = if groups == 2 {
                 [3, 200, 299, 17, 3 + LANE]
             } else {
@@ -3231,10 +3261,16 @@ mod tests {
                 plain = plain.split(|t| x[t * p + f]);
                 fast = fast.split_sorted(&sorted, f, &mut spare);
                 std::mem::swap(&mut sorted, &mut spare);
+                bare = bare.split_sorted(&bare_sorted, f, &mut bare_spare);
+                std::mem::swap(&mut bare_sorted, &mut bare_spare);
                 assert_eq!(fast.order, plain.order);
                 assert_eq!(fast.offsets, plain.offsets);
                 assert_eq!(fast.ids(), plain.ids());
                 assert_eq!(fast.m, plain.m);
+                assert!(bare.order.is_empty());
+                assert_eq!(bare.offsets, fast.offsets);
+                assert_eq!(bare.parent, fast.parent);
+                assert_eq!((&bare_sorted.x, &bare_sorted.u), (&sorted.x, &sorted.u));
                 for (pos, &t) in plain.order.iter().enumerate() {
                     let t = t as usize;
                     assert_eq!(
