@@ -136,7 +136,8 @@ pub struct Selection {
 struct Strata {
     /// Number of occupied strata.
     m: usize,
-    /// Samples sorted by stratum (stable); empty when not tracked (see [`Strata::whole`]).
+    /// Samples sorted by stratum (stable); empty when not tracked (see
+    /// [`Strata::whole_unordered`]).
     order: Vec<u32>,
     /// `offsets[s]..offsets[s + 1]` is stratum `s` in `order`.
     offsets: Vec<usize>,
