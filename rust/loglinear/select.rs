@@ -318,7 +318,6 @@ impl Strata {
     /// written into `next`, so the rows never have to be gathered from the original order.
     /// Strata keep their positions, so runs of whole strata are partitioned in parallel.
     fn split_sorted(&self, rows: &SortedRows, bit: usize, next: &mut SortedRows) -> Self {
-        let n = self.samples();
         let (g, w) = (rows.groups, rows.words);
         // runs of whole strata of at least SPLIT_CHUNK samples: [first stratum, last + 1)
         let mut runs = vec![0usize];
@@ -328,8 +327,8 @@ impl Strata {
             }
         }
         runs.push(self.m);
-        // the order only if this one has it
-        let mut order = vec![0u32; n.min(self.order.len())];
+        // the order only if this one has it (empty otherwise)
+        let mut order = vec![0u32; self.order.len()];
         // the runs' disjoint pieces of the outputs
         let mut pieces = Vec::with_capacity(runs.len() - 1);
         let (mut x_rest, mut u_rest, mut order_rest) =
@@ -2232,9 +2231,8 @@ impl StepData<'_> {
             // both cells (u = 0, 1) of at most SMALL samples, or the stratum itself without
             // latent units: one window of at most 64 samples
             let window = (self.model == Model::Marginal && ns <= 2 * SMALL).then(|| {
-                let all = if ns < 64 { (1 << ns) - 1 } else { u64::MAX };
-                let ones = bits.map_or(all, |b| bit_window(b, lo, ns));
-                (all, ones)
+                let all = cell_members(None, true, lo, ns);
+                (all, cell_members(bits, true, lo, ns))
             });
             let by_window = window.filter(|&(_, ones)| {
                 let a1 = ones.count_ones() as usize;
@@ -3469,41 +3467,19 @@ mod tests {
                         .iter_mut()
                         .enumerate()
                         .for_each(|(b, h)| *h = b as f64 / 7.0);
+                    // the four kernels differ in their path only
+                    macro_rules! terms {
+                        ($kernel:path) => {
+                            $kernel(rows, [a0, a1], &first, &total, width, &mut sums)
+                        };
+                    }
                     // SAFETY: the CPU has AVX-512F, BW and AVX2 (checked above); a0, a1 ≤ 31.
                     unsafe {
                         match (avx512, both) {
-                            (true, true) => avx512::cells_terms::<true>(
-                                rows,
-                                [a0, a1],
-                                &first,
-                                &total,
-                                width,
-                                &mut sums,
-                            ),
-                            (true, false) => avx512::cells_terms::<false>(
-                                rows,
-                                [a0, a1],
-                                &first,
-                                &total,
-                                width,
-                                &mut sums,
-                            ),
-                            (false, true) => avx2::cells_terms::<true>(
-                                rows,
-                                [a0, a1],
-                                &first,
-                                &total,
-                                width,
-                                &mut sums,
-                            ),
-                            (false, false) => avx2::cells_terms::<false>(
-                                rows,
-                                [a0, a1],
-                                &first,
-                                &total,
-                                width,
-                                &mut sums,
-                            ),
+                            (true, true) => terms!(avx512::cells_terms::<true>),
+                            (true, false) => terms!(avx512::cells_terms::<false>),
+                            (false, true) => terms!(avx2::cells_terms::<true>),
+                            (false, false) => terms!(avx2::cells_terms::<false>),
                         }
                     }
                     sums.flush();
