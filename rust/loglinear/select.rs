@@ -25,7 +25,7 @@
 //!   the other one is the stratum's total minus it, and the per-feature terms are table
 //!   look-ups, except that a smaller cell of at most `SMALL` samples goes to the class
 //!   counters; in strata of at most `TABLE_MAX` samples from byte counts
-//!   ([`LaneSums::add_cells`]; AVX2 when available, and with AVX-512 the table rows of cells
+//!   (`LaneSums::add_cells`; AVX2 when available, and with AVX-512 the table rows of cells
 //!   of at most 31 samples held in registers);
 //! * the strata's per-feature totals are counted for the smaller of two siblings only: the
 //!   larger one is their parent's (previous step) minus it; strata of at most `TABLE_MAX`
