@@ -161,10 +161,8 @@ const SPLIT_CHUNK: usize = 2048;
 impl Strata {
     fn whole(n: usize) -> Self {
         Self {
-            m: 1,
             order: (0..n as u32).collect(),
-            offsets: vec![0, n],
-            parent: Vec::new(),
+            ..Self::whole_unordered(n)
         }
     }
 
@@ -2064,93 +2062,91 @@ impl StepData<'_> {
         let slot = &slot[..];
         // at least FAMILIES_PER_TASK families per parallel task: late steps have hundreds of
         // small ones, each a few rows to count
-        families
-            .into_par_iter()
-            .with_min_len(FAMILIES_PER_TASK)
-            .for_each_init(
-                || vec![Lane::ZERO; self.depth],
-                |planes, (members, before, family_narrow, family_wide)| {
-                    // the entry of a member of this family in its part of `narrow` / `wide`
-                    let entry = |s: usize, g: usize| {
-                        let wide = LargeTotals::is_wide(size(s));
-                        (
-                            wide,
-                            (slot[s] as usize - before[wide as usize]) * groups + g,
-                        )
-                    };
-                    for k in members.clone() {
-                        let s = large[k];
-                        for g in 0..groups {
-                            let (wide, at) = entry(s, g);
-                            let target = match wide {
-                                true => TotalMut::Wide(&mut family_wide[at]),
-                                false => TotalMut::Narrow(&mut family_narrow[at]),
-                            };
-                            match (origins[k], previous) {
-                                (Origin::Counted, _) | (_, None) => {
-                                    self.count_total(planes, s, g, target);
-                                }
-                                (Origin::Parent(from), Some(previous)) => {
-                                    let from = from * groups + g;
-                                    match target {
-                                        TotalMut::Wide(out) => *out = previous.wide[from],
-                                        TotalMut::Narrow(out) => *out = previous.narrow[from],
-                                    }
-                                }
-                                (Origin::Difference(..), _) => {}
-                            }
-                        }
-                    }
-                    let Some(previous) = previous else { return };
-                    for k in members {
-                        let Origin::Difference(from, sibling) = origins[k] else {
-                            continue;
+        let tasks = families.into_par_iter().with_min_len(FAMILIES_PER_TASK);
+        tasks.for_each_init(
+            || vec![Lane::ZERO; self.depth],
+            |planes, (members, before, family_narrow, family_wide)| {
+                // the entry of a member of this family in its part of `narrow` / `wide`
+                let entry = |s: usize, g: usize| {
+                    let wide = LargeTotals::is_wide(size(s));
+                    (
+                        wide,
+                        (slot[s] as usize - before[wide as usize]) * groups + g,
+                    )
+                };
+                for k in members.clone() {
+                    let s = large[k];
+                    for g in 0..groups {
+                        let (wide, at) = entry(s, g);
+                        let target = match wide {
+                            true => TotalMut::Wide(&mut family_wide[at]),
+                            false => TotalMut::Narrow(&mut family_narrow[at]),
                         };
-                        let s = large[k];
-                        for g in 0..groups {
-                            // the counted sibling of this family, or a small one (a few rows,
-                            // counted here)
-                            let mut taken = [0u8; LANE];
-                            let sibling_total = match slot[sibling] {
-                                u32::MAX => {
-                                    let out = TotalMut::Narrow(&mut taken);
-                                    self.count_total(planes, sibling, g, out);
-                                    Total::Narrow(&taken)
+                        match (origins[k], previous) {
+                            (Origin::Counted, _) | (_, None) => {
+                                self.count_total(planes, s, g, target);
+                            }
+                            (Origin::Parent(from), Some(previous)) => {
+                                let from = from * groups + g;
+                                match target {
+                                    TotalMut::Wide(out) => *out = previous.wide[from],
+                                    TotalMut::Narrow(out) => *out = previous.narrow[from],
                                 }
-                                _ => match entry(sibling, g) {
-                                    (true, at) => Total::Wide(&family_wide[at]),
-                                    (false, at) => Total::Narrow(&family_narrow[at]),
-                                },
-                            };
-                            let from = from * groups + g;
-                            let (wide, at) = entry(s, g);
-                            // (a parent of at most TABLE_MAX samples has narrow children only)
-                            if let (false, Total::Narrow(sibling)) =
-                                (LargeTotals::is_wide(size(s) + size(sibling)), sibling_total)
-                            {
-                                // all three as bytes (exact: the parent has at most TABLE_MAX)
-                                let mut counts = previous.narrow[from];
-                                for (count, &taken) in counts.iter_mut().zip(sibling) {
-                                    *count = count.wrapping_sub(taken);
-                                }
-                                family_narrow[at] = counts;
-                                continue;
                             }
-                            let mut taken_wide = [0u32; LANE];
-                            sibling_total.widen_into(&mut taken_wide);
-                            let mut counts = previous.wide[from];
-                            for (count, &taken) in counts.iter_mut().zip(&taken_wide) {
-                                *count -= taken;
-                            }
-                            match wide {
-                                true => TotalMut::Wide(&mut family_wide[at]),
-                                false => TotalMut::Narrow(&mut family_narrow[at]),
-                            }
-                            .store(&counts);
+                            (Origin::Difference(..), _) => {}
                         }
                     }
-                },
-            );
+                }
+                let Some(previous) = previous else { return };
+                for k in members {
+                    let Origin::Difference(from, sibling) = origins[k] else {
+                        continue;
+                    };
+                    let s = large[k];
+                    for g in 0..groups {
+                        // the counted sibling of this family, or a small one (a few rows,
+                        // counted here)
+                        let mut taken = [0u8; LANE];
+                        let sibling_total = match slot[sibling] {
+                            u32::MAX => {
+                                let out = TotalMut::Narrow(&mut taken);
+                                self.count_total(planes, sibling, g, out);
+                                Total::Narrow(&taken)
+                            }
+                            _ => match entry(sibling, g) {
+                                (true, at) => Total::Wide(&family_wide[at]),
+                                (false, at) => Total::Narrow(&family_narrow[at]),
+                            },
+                        };
+                        let from = from * groups + g;
+                        let (wide, at) = entry(s, g);
+                        // (a parent of at most TABLE_MAX samples has narrow children only)
+                        if let (false, Total::Narrow(sibling)) =
+                            (LargeTotals::is_wide(size(s) + size(sibling)), sibling_total)
+                        {
+                            // all three as bytes (exact: the parent has at most TABLE_MAX)
+                            let mut counts = previous.narrow[from];
+                            for (count, &taken) in counts.iter_mut().zip(sibling) {
+                                *count = count.wrapping_sub(taken);
+                            }
+                            family_narrow[at] = counts;
+                            continue;
+                        }
+                        let mut taken_wide = [0u32; LANE];
+                        sibling_total.widen_into(&mut taken_wide);
+                        let mut counts = previous.wide[from];
+                        for (count, &taken) in counts.iter_mut().zip(&taken_wide) {
+                            *count -= taken;
+                        }
+                        match wide {
+                            true => TotalMut::Wide(&mut family_wide[at]),
+                            false => TotalMut::Narrow(&mut family_narrow[at]),
+                        }
+                        .store(&counts);
+                    }
+                }
+            },
+        );
     }
 
     /// Feature counts (lane `g`) of stratum `s`, counted from its rows (`planes`: at least
