@@ -539,18 +539,14 @@ fn finish_marginal_lane(
     cells_per_stratum: f64,
 ) -> Vec<f64> {
     let flags = sums.empty0.iter().zip(&sums.empty1);
-    let margins: Vec<(i64, i64)> = flags
+    flags
         .zip(ones)
-        .map(|((&e0, &e1), &ones)| doubled_margins(e0, e1, ones, n, unoccupied, cells_per_stratum))
-        .collect();
-    let terms: Vec<[f64; 3]> = margins
-        .iter()
-        .map(|&(d0, d1)| [d0, d1, d0 + d1].map(|d| doubled_xlogx(h, d)))
-        .collect();
-    sums.half
-        .iter()
-        .zip(terms)
-        .map(|(&half, terms)| combine_marginal(half, terms, unoccupied, cells_per_stratum))
+        .zip(&sums.half)
+        .map(|(((&e0, &e1), &ones), &half)| {
+            let (d0, d1) = doubled_margins(e0, e1, ones, n, unoccupied, cells_per_stratum);
+            let terms = [d0, d1, d0 + d1].map(|d| doubled_xlogx(h, d));
+            combine_marginal(half, terms, unoccupied, cells_per_stratum)
+        })
         .collect()
 }
 
@@ -1572,9 +1568,10 @@ impl ClassCounts {
         }
     }
 
-    /// Adds the small cells' part to the per-feature sums of the first `width` features.
+    /// Adds the small cells' part to the per-feature sums of the first `width` features;
+    /// `counts` ([`LANE`] entries) is working memory.
     #[inline(always)]
-    fn finish(&mut self, h: &[f64], sums: &mut LaneSums, width: usize) {
+    fn finish(&mut self, h: &[f64], sums: &mut LaneSums, width: usize, counts: &mut [u32]) {
         // Σ π(a) over the cells (−ln 2 for the empty ones), and the cells without x = 0 or
         // x = 1 if all were pure with x = 0 (corrected below)
         // only sizes that occur: `h` has no entries past 2n + 4 (n may be below SMALL)
@@ -1611,11 +1608,10 @@ impl ClassCounts {
             let used = plane_count(self.pending.get(k)?.total as usize);
             self.planes.get(k * depth..k * depth + used)
         };
-        let mut counts = vec![0u32; LANE];
         if let Some(planes) = counter(ALL_ONES) {
-            unslice(planes, &mut counts);
+            unslice(planes, counts);
             let flags = sums.empty0.iter_mut().zip(&mut sums.empty1);
-            for ((e0, e1), &c) in flags.zip(&counts) {
+            for ((e0, e1), &c) in flags.zip(counts.iter()) {
                 *e0 += c;
                 *e1 -= c;
             }
@@ -1629,9 +1625,9 @@ impl ClassCounts {
                 let touched = planes.iter().fold(Lane::ZERO, |acc, &plane| acc | plane);
                 let lanes: u32 = touched.0.iter().map(|w| w.count_ones()).sum();
                 if lanes > 32 {
-                    unslice(planes, &mut counts);
+                    unslice(planes, counts);
                     let acc = sums.half[..width].iter_mut().zip(&mut sums.empty1);
-                    for ((half, e1), &c) in acc.zip(&counts) {
+                    for ((half, e1), &c) in acc.zip(counts.iter()) {
                         *half += c as f64 * weight;
                         *e1 -= c;
                     }
@@ -2320,7 +2316,8 @@ impl StepData<'_> {
         }
         if self.model == Model::Marginal {
             sums.flush();
-            classes.finish(self.h, &mut sums, width);
+            // (c1 is free once the strata are done)
+            classes.finish(self.h, &mut sums, width, &mut c1);
         }
         sums
     }
