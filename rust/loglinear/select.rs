@@ -1479,6 +1479,15 @@ struct Pending {
     total: u32,
 }
 
+impl Pending {
+    /// Planes of its counter that adding the pending masks may reach: those the counts can
+    /// reach so far, at least the five that [`add_sixteen`] writes, at most `depth`.
+    #[inline(always)]
+    fn planes_in_use(&self, depth: usize) -> usize {
+        plane_count(self.total as usize).clamp(5, depth)
+    }
+}
+
 /// Per-feature histograms of the classes of small cells, as bit-sliced counters (allocated
 /// on first use).
 struct ClassCounts {
@@ -1533,8 +1542,7 @@ impl ClassCounts {
         pending.total += 1;
         if pending.len == 16 {
             let batch = &pending.batch;
-            // the planes the counts can reach so far (at least the five of add_sixteen)
-            let used = plane_count(pending.total as usize).clamp(5, self.depth);
+            let used = pending.planes_in_use(self.depth);
             add_sixteen(
                 &mut self.planes[k * self.depth..k * self.depth + used],
                 |q| batch[q],
@@ -1590,7 +1598,7 @@ impl ClassCounts {
         for (k, pending) in self.pending.iter_mut().enumerate() {
             // the masks still pending through one carry-save tree (the batch completed by
             // zeros) rather than one by one through every plane
-            let used = plane_count(pending.total as usize).clamp(5, depth);
+            let used = pending.planes_in_use(depth);
             let planes = &mut self.planes[k * depth..k * depth + used];
             match pending.len {
                 0 => {}
