@@ -9,6 +9,7 @@ use super::dense::{
     add_outer, add_outer_mirrored, affine_down_into, affine_up_into, prefetch, sigmoid_slice,
     transpose_into, Mat, MatRef,
 };
+use super::halves;
 use super::rng::{normal, permutation, stream, uniform, Purpose};
 use super::simd::simd_dispatch;
 use super::{Dbm, EpochHook, Rbm};
@@ -128,7 +129,7 @@ fn visible_potential_into(out: &mut [f64], rbm: &Rbm, h: MatRef, factor: f64, wt
 
 /// Replaces probabilities by Bernoulli draws (one uniform per value, in order).
 #[inline(always)]
-fn bernoulli_inplace(values: &mut [f64], rng: &mut ChaCha8Rng) {
+pub(super) fn bernoulli_inplace(values: &mut [f64], rng: &mut ChaCha8Rng) {
     for p in values.iter_mut() {
         *p = if uniform(rng) < *p { 1.0 } else { 0.0 };
     }
@@ -169,14 +170,12 @@ pub fn fit_rbm(
     );
     for epoch in 0..cfg.epochs {
         let mut rng = stream(seed, Purpose::RbmEpoch, tag, epoch as u64);
-        train_epoch(
-            &mut rbm,
-            x,
-            cfg,
-            cfg.learning_rates[epoch],
-            &mut chain,
-            &mut rng,
-        );
+        let learning_rate = cfg.learning_rates[epoch];
+        if halves::applies(&rbm, cfg) {
+            halves::train_epoch(&mut rbm, x, cfg, learning_rate, &mut chain, &mut rng);
+        } else {
+            train_epoch(&mut rbm, x, cfg, learning_rate, &mut chain, &mut rng);
+        }
         if let Some(i) = rbm
             .weights
             .iter()
@@ -198,7 +197,7 @@ pub fn fit_rbm(
 }
 
 /// Number of chains from which [`train_epoch`] transposes the weights for the downward products.
-const TRANSPOSE_ROWS: usize = 4;
+pub(super) const TRANSPOSE_ROWS: usize = 4;
 
 /// One epoch of `trainrbm!`.
 ///
@@ -277,17 +276,16 @@ fn train_epoch_kernel(
         }
         // The negative phase uses as many chains as there are data rows.
         apply_gradient(
-            rbm,
+            Parameters::of(rbm, wt.as_deref_mut()),
             learning_rate,
             &visible[..2 * b * k],
             &mut hidden[..2 * b * n],
             b,
-            wt.as_deref_mut(),
         );
     }
 }
 
-simd_dispatch!(fn train_epoch(
+simd_dispatch!(pub(super) fn train_epoch(
     rbm: &mut Rbm,
     x: &Mat,
     cfg: &RbmTraining,
@@ -308,47 +306,75 @@ pub(crate) fn update_parameters(
 ) {
     let visible = [v.data.as_slice(), &vmodel.data].concat();
     let mut hidden = [h.data.as_slice(), &hmodel.data].concat();
-    apply_gradient(rbm, learning_rate, &visible, &mut hidden, v.rows, None);
+    apply_gradient(
+        Parameters::of(rbm, None),
+        learning_rate,
+        &visible,
+        &mut hidden,
+        v.rows,
+    );
+}
+
+/// The parameters a gradient step updates: weights `W` (`k × n`, row-major) with, when given, a
+/// copy of `Wᵀ` kept equal to it; the visible bias (`k`, when given) and the hidden bias (`n`).
+pub(super) struct Parameters<'a> {
+    pub weights: &'a mut [f64],
+    pub transposed: Option<&'a mut [f64]>,
+    pub visible_bias: Option<&'a mut [f64]>,
+    pub hidden_bias: &'a mut [f64],
+}
+
+impl<'a> Parameters<'a> {
+    fn of(rbm: &'a mut Rbm, transposed: Option<&'a mut [f64]>) -> Self {
+        Self {
+            weights: &mut rbm.weights,
+            transposed,
+            visible_bias: Some(&mut rbm.visible_bias),
+            hidden_bias: &mut rbm.hidden_bias,
+        }
+    }
 }
 
 /// [`update_parameters`] on stacked rows: `visible` and `hidden` hold the `n_pos` rows of the
 /// positive phase and then those of the negative phase. The hidden rows are scaled in place by
-/// their weights `±lr/count`, so that one pass `W += visibleᵀ hidden` adds both outer products;
-/// `wt`, when given, is kept equal to `Wᵀ`.
+/// their weights `±lr/count`, so that one pass `W += visibleᵀ hidden` adds both outer products.
 #[inline(always)]
-fn apply_gradient(
-    rbm: &mut Rbm,
+pub(super) fn apply_gradient(
+    parameters: Parameters<'_>,
     learning_rate: f64,
     visible: &[f64],
     hidden: &mut [f64],
     n_pos: usize,
-    wt: Option<&mut [f64]>,
 ) {
-    let (k, n) = (rbm.n_visible, rbm.n_hidden);
-    let rows = visible.len() / k;
+    let n = parameters.hidden_bias.len();
+    let rows = hidden.len() / n;
+    let k = visible.len() / rows;
     let n_neg = rows - n_pos;
     let (pos, neg) = (
         learning_rate / n_pos.max(1) as f64,
         -learning_rate / n_neg.max(1) as f64,
     );
+    let mut visible_bias = parameters.visible_bias;
     for (r, (vr, hr)) in visible
         .chunks_exact(k)
         .zip(hidden.chunks_exact_mut(n))
         .enumerate()
     {
         let weight = if r < n_pos { pos } else { neg };
-        for (a, x) in rbm.visible_bias.iter_mut().zip(vr) {
-            *a += weight * x;
+        if let Some(a) = visible_bias.as_deref_mut() {
+            for (a, x) in a.iter_mut().zip(vr) {
+                *a += weight * x;
+            }
         }
-        for (b, y) in rbm.hidden_bias.iter_mut().zip(hr.iter_mut()) {
+        for (b, y) in parameters.hidden_bias.iter_mut().zip(hr.iter_mut()) {
             *y *= weight;
             *b += *y;
         }
     }
     let (x, y) = (MatRef::new(rows, k, visible), MatRef::new(rows, n, hidden));
-    match wt {
-        Some(wt) => add_outer_mirrored(&mut rbm.weights, wt, 1.0, x, y),
-        None => add_outer(&mut rbm.weights, 1.0, x, y),
+    match parameters.transposed {
+        Some(wt) => add_outer_mirrored(parameters.weights, wt, 1.0, x, y),
+        None => add_outer(parameters.weights, 1.0, x, y),
     }
 }
 
