@@ -1579,7 +1579,19 @@ impl ClassCounts {
     /// Adds the small cells' part to the per-feature sums of the first `width` features;
     /// `counts` ([`LANE`] entries) is working memory.
     #[inline(always)]
-    fn finish(&mut self, h: &[f64], sums: &mut LaneSums, width: usize, counts: &mut [u32]) {
+    fn finish(
+        &mut self,
+        h: &[f64],
+        sums: &mut LaneSums,
+        width: usize,
+        counts: &mut [u32],
+        singletons: Option<&Singletons>,
+    ) {
+        if let Some(singletons) = singletons {
+            // one cell of one sample and one empty cell each
+            self.sizes[0] += singletons.strata;
+            self.sizes[1] += singletons.strata;
+        }
         // Σ π(a) over the cells (−ln 2 for the empty ones), and the cells without x = 0 or
         // x = 1 if all were pure with x = 0 (corrected below)
         // only sizes that occur: `h` has no entries past 2n + 4 (n may be below SMALL)
@@ -1620,6 +1632,14 @@ impl ClassCounts {
             unslice(planes, counts);
             let flags = sums.empty0.iter_mut().zip(&mut sums.empty1);
             for ((e0, e1), &c) in flags.zip(counts.iter()) {
+                *e0 += c;
+                *e1 -= c;
+            }
+        }
+        if let Some(singletons) = singletons {
+            // the singletons' cells of one sample with x = 1 are of class ALL_ONES too
+            let flags = sums.empty0.iter_mut().zip(&mut sums.empty1);
+            for ((e0, e1), &c) in flags.zip(&singletons.ones) {
                 *e0 += c;
                 *e1 -= c;
             }
@@ -1667,6 +1687,15 @@ impl ClassCounts {
 // ---------------------------------------------------------------------------------------------
 // One step
 // ---------------------------------------------------------------------------------------------
+
+/// The strata of one sample in a part of a step's strata, in one lane of features. Whatever
+/// the latent unit, each is a cell of one sample (of class [`ALL_ONES`] where its x = 1) and an
+/// empty cell, so [`StepData::scores`] counts them once for all units.
+struct Singletons {
+    strata: u32,
+    /// Per feature, the singletons with x = 1 ([`LANE`] entries).
+    ones: Vec<u32>,
+}
 
 /// Per-feature sums of one latent unit (or of the strata alone) over one lane of features.
 struct LaneSums {
@@ -2217,7 +2246,13 @@ impl StepData<'_> {
     /// Sums of unit `unit` (None: the strata alone) over the features of lane `g`, over the
     /// strata `strata`.
     #[inline(always)]
-    fn lane_sums(&self, unit: Option<usize>, g: usize, strata: std::ops::Range<usize>) -> LaneSums {
+    fn lane_sums(
+        &self,
+        unit: Option<usize>,
+        g: usize,
+        strata: std::ops::Range<usize>,
+        singletons: Option<&Singletons>,
+    ) -> LaneSums {
         let bits = unit.map(|j| &self.units[j][..]);
         let width = self.width(g);
         let mut sums = LaneSums::new();
@@ -2228,6 +2263,9 @@ impl StepData<'_> {
         for s in strata {
             let (lo, hi) = (self.strata.offsets[s], self.strata.offsets[s + 1]);
             let ns = hi - lo;
+            if ns == 1 && singletons.is_some() {
+                continue;
+            }
             // both cells (u = 0, 1) of at most SMALL samples, or the stratum itself without
             // latent units: one window of at most 64 samples
             let window = (self.model == Model::Marginal && ns <= 2 * SMALL).then(|| {
@@ -2325,9 +2363,31 @@ impl StepData<'_> {
         if self.model == Model::Marginal {
             sums.flush();
             // (c1 is free once the strata are done)
-            classes.finish(self.h, &mut sums, width, &mut c1);
+            classes.finish(self.h, &mut sums, width, &mut c1, singletons);
         }
         sums
+    }
+
+    /// The strata of one sample among `strata` and their ones in lane `g`.
+    fn singletons(&self, g: usize, strata: std::ops::Range<usize>) -> Singletons {
+        let mut planes = vec![Lane::ZERO; self.depth];
+        let mut count = 0u32;
+        for s in strata {
+            let lo = self.strata.offsets[s];
+            if self.strata.offsets[s + 1] - lo == 1 {
+                ripple_add(
+                    &mut planes[..plane_count(count as usize + 1)],
+                    self.row(lo, g),
+                );
+                count += 1;
+            }
+        }
+        let mut ones = vec![0u32; LANE];
+        unslice(&planes[..plane_count(count as usize)], &mut ones);
+        Singletons {
+            strata: count,
+            ones,
+        }
     }
 
     /// Features of lane `g` (the last lane may be partial).
@@ -2405,6 +2465,18 @@ impl StepData<'_> {
             .flat_map(|(jj, &unit)| (0..self.groups).map(move |g| (jj, unit, g)))
             .collect();
         let parts = self.strata.parts();
+        // the strata of one sample add the same cells for every latent unit: summed once
+        let singletons: Vec<Vec<Singletons>> = match (self.model, r) {
+            (Model::Marginal, 1..) => parts
+                .iter()
+                .map(|part| {
+                    (0..self.groups)
+                        .map(|g| self.singletons(g, part.clone()))
+                        .collect()
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         // each task sums its parts of the strata (in parallel too, so that the threads share
         // the last tasks of a step), adds them in order and finishes its own scores
         let lanes: Vec<Vec<f64>> = tasks
@@ -2412,13 +2484,17 @@ impl StepData<'_> {
             .map(|&(_, unit, g)| {
                 let sums: Vec<LaneSums> = parts
                     .par_iter()
-                    .map(|part| {
+                    .enumerate()
+                    .map(|(q, part)| {
+                        let singletons = singletons.get(q).map(|lanes| &lanes[g]);
                         #[cfg(target_arch = "x86_64")]
                         if has_avx2() {
                             // SAFETY: the CPU supports AVX2 (checked just above).
-                            return unsafe { lane_sums_avx2(self, unit, g, part.clone()) };
+                            return unsafe {
+                                lane_sums_avx2(self, unit, g, part.clone(), singletons)
+                            };
                         }
-                        self.lane_sums(unit, g, part.clone())
+                        self.lane_sums(unit, g, part.clone(), singletons)
                     })
                     .collect();
                 let sums = LaneSums::total(sums);
@@ -2492,8 +2568,9 @@ unsafe fn lane_sums_avx2(
     unit: Option<usize>,
     g: usize,
     strata: std::ops::Range<usize>,
+    singletons: Option<&Singletons>,
 ) -> LaneSums {
-    data.lane_sums(unit, g, strata)
+    data.lane_sums(unit, g, strata, singletons)
 }
 
 /// [`StepData::count_total`] compiled for AVX2.
