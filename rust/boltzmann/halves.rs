@@ -30,9 +30,17 @@ use super::simd::simd_dispatch;
 use super::Rbm;
 use crate::sampler::parallelism_allowed;
 
-/// Hidden units from which an epoch runs in halves: with fewer, the exchanges cost more than
-/// the halves save.
-pub(super) const MIN_HIDDEN: usize = 16;
+/// Hidden units from which an epoch runs in halves (32 or more per half: narrower halves run
+/// the kernels' short strips).
+const MIN_HIDDEN: usize = 64;
+
+/// Multiply-adds of a minibatch's product `v W` (`batch_size · n_visible · n_hidden`) from
+/// which an epoch runs in halves. With less work per minibatch the exchanges and the work
+/// both halves do (the model visibles, the uniforms) cost about as much as the halves save
+/// (two threads against the serial kernel, 1525 samples, 5 epochs: 180×100 units, batch 10:
+/// 0.92 of the time; 100×100, batch 10: 0.95; 100×96 or 100×100, batch 8: 1.02–1.16;
+/// 100×20, batch 10: 1.53; the 200×100 benchmark case, batch 10: 0.72).
+const MIN_WORK: usize = 150_000;
 
 /// How long the first half waits for a rayon worker to start the second before it runs both.
 const CLAIM_WAIT: Duration = Duration::from_millis(2);
@@ -419,10 +427,12 @@ const TAKEN: u8 = 1;
 const ALONE: u8 = 2;
 
 /// Whether an epoch of this RBM and these settings runs in halves: from
-/// [`super::rbm::TRANSPOSE_ROWS`] chains (the halves keep `Wᵀ`) and [`MIN_HIDDEN`] hidden units.
-/// The thread count plays no part, so that the results do not depend on it.
+/// [`super::rbm::TRANSPOSE_ROWS`] chains (the halves keep `Wᵀ`), [`MIN_HIDDEN`] hidden units and
+/// [`MIN_WORK`] multiply-adds. The thread count plays no part, so that the results do not
+/// depend on it.
 pub(super) fn applies(rbm: &Rbm, cfg: &RbmTraining) -> bool {
-    cfg.batch_size >= super::rbm::TRANSPOSE_ROWS && rbm.n_hidden >= MIN_HIDDEN
+    let work = cfg.batch_size * rbm.n_visible * rbm.n_hidden;
+    cfg.batch_size >= super::rbm::TRANSPOSE_ROWS && rbm.n_hidden >= MIN_HIDDEN && work >= MIN_WORK
 }
 
 /// One epoch of `trainrbm!` in two halves of the hidden units (see the module documentation);

@@ -8,8 +8,8 @@
 //! * [`rbm`]: RBM initialisation (`W ~ N(0,1)/sqrt(n_visible)`, visible bias = logit of the
 //!   empirical mean), (persistent) contrastive divergence, greedy stacking with the doubled-input
 //!   factors of DBM pretraining.
-//! * `halves`: RBM training epochs of minibatches of four rows or more with the hidden units
-//!   in two fixed halves, one per core, exchanging the parts of the downward products once per
+//! * `halves`: RBM training epochs of large minibatches (four rows or more, enough work) with
+//!   the hidden units in two fixed halves, one per core, exchanging the parts of the downward products once per
 //!   Gibbs step (the same samples as the serial kernel; results independent of the threads).
 //! * [`dbm`]: mean-field inference (tolerance 1e-3) and fine-tuning with persistent Gibbs
 //!   particles (learning rates `lr·11/(10+epoch)`).
