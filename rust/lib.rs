@@ -6,6 +6,7 @@
 pub mod boltzmann;
 pub mod error;
 pub mod loglinear;
+pub mod parallel;
 pub mod sampler;
 pub mod tissue;
 

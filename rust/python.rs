@@ -21,13 +21,15 @@ pub fn to_py_err(error: CoreError) -> PyErr {
     }
 }
 
-/// Run `work` without the GIL and convert its error. Every long kernel call goes through here.
+/// Run `work` without the GIL and convert its error. Every long kernel call goes through here,
+/// and through [`crate::parallel::run`], so that it does not wait for rayon threads a forked
+/// process does not have.
 pub fn without_gil<T, F>(py: Python<'_>, work: F) -> PyResult<T>
 where
     T: Send,
     F: Send + FnOnce() -> Result<T, CoreError>,
 {
-    py.detach(work).map_err(to_py_err)
+    py.detach(|| crate::parallel::run(work)).map_err(to_py_err)
 }
 
 #[pymodule]

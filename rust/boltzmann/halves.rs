@@ -28,7 +28,7 @@ use super::rbm::{apply_gradient, bernoulli_inplace, Parameters, RbmTraining};
 use super::rng::{permutation, uniform};
 use super::simd::simd_dispatch;
 use super::Rbm;
-use crate::sampler::parallelism_allowed;
+use crate::parallel::parallelism_allowed;
 
 /// Hidden units from which an epoch runs in halves (32 or more per half: narrower halves run
 /// the kernels' short strips).

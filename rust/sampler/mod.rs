@@ -30,14 +30,12 @@
 //!
 //! Big batches are filled in parallel with rayon, except in a process forked after the
 //! extension was loaded (torch `DataLoader` workers), where rayon's thread pool does not
-//! survive the fork: [`disable_parallelism`] is called from a `pthread_atfork` child handler
-//! registered by the Python bindings.
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! survive the fork (see [`crate::parallel`]).
 
 use rayon::prelude::*;
 
 use crate::error::{CoreError, CoreResult};
+use crate::parallel::parallelism_allowed;
 
 #[cfg(feature = "python")]
 pub mod python;
@@ -58,19 +56,6 @@ const TOUCH_BLOCKS: usize = 3;
 const PARALLEL_MIN: usize = 16_384;
 /// Entries per rayon task when filling a batch.
 const CHUNK: usize = 4_096;
-
-static PARALLELISM_DISABLED: AtomicBool = AtomicBool::new(false);
-
-/// Turn off rayon in this process (called in forked children, where the parent's rayon
-/// threads do not exist; the huggingface-tokenizers approach).
-pub fn disable_parallelism() {
-    PARALLELISM_DISABLED.store(true, Ordering::SeqCst);
-}
-
-/// Whether the sampler may use rayon in this process.
-pub fn parallelism_allowed() -> bool {
-    !PARALLELISM_DISABLED.load(Ordering::SeqCst)
-}
 
 /// SplitMix64 finaliser (Steele, Lea & Flood 2014): a fast bijective 64-bit mixer.
 #[inline]

@@ -240,12 +240,12 @@ impl PyNarrowSampler {
 /// Whether the sampler may use rayon threads in this process (False in forked children).
 #[pyfunction]
 fn _sampler_parallelism_allowed() -> bool {
-    super::parallelism_allowed()
+    crate::parallel::parallelism_allowed()
 }
 
 #[cfg(unix)]
 extern "C" fn disable_parallelism_in_child() {
-    super::disable_parallelism();
+    crate::parallel::disable_parallelism();
 }
 
 /// Register a `pthread_atfork` child handler once: rayon's threads do not survive `fork`
