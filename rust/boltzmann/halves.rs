@@ -159,6 +159,7 @@ impl Half {
     }
 
     /// `out = σ(factor · (v W[:, J] + b[J]))` for the `rows` rows of `v`.
+    #[inline(always)]
     fn hidden_potential(&self, out: &mut [f64], v: &[f64], rows: usize, factor: f64) {
         let (width, k) = (self.units.len(), self.transposed.len() / self.units.len());
         let w = MatRef::new(k, width, &self.weights);
@@ -168,6 +169,7 @@ impl Half {
 
     /// Replaces the hidden probabilities `values` (`rows × |J|`) by Bernoulli draws: the draws of
     /// these units among the uniforms of whole rows, in the order of the serial kernel.
+    #[inline(always)]
     fn sample_hidden(
         values: &mut [f64],
         units: &Range<usize>,
@@ -186,6 +188,7 @@ impl Half {
 
     /// This half's part of the downward product of the sampled states: `a + hs[:, J] W[:, J]ᵀ`
     /// in the first half, `hs[:, J] W[:, J]ᵀ` in the second (`chains × k`).
+    #[inline(always)]
     fn downward_part(&self, part: &mut [f64], chains: usize) {
         let (width, k) = (self.units.len(), self.transposed.len() / self.units.len());
         let states = MatRef::new(chains, width, &self.states[..chains * width]);
@@ -199,6 +202,7 @@ impl Half {
 
     /// The start of a minibatch: the data rows, `h[:, J]`, the sampled chain states and the
     /// first downward part.
+    #[inline(always)]
     fn begin(&mut self, epoch: &Epoch, batch: &[usize], next: &[usize], part: &mut [f64]) {
         let (k, width) = (epoch.x.cols, self.units.len());
         let (b, m) = (batch.len(), epoch.chains(batch.len()));
@@ -238,6 +242,7 @@ impl Half {
     /// `σ(factor · (own + other))`. Before the last Gibbs step they are sampled, the hidden states
     /// drawn from them, and the next part is written to `part` (`true`); after the last, the
     /// model hiddens and the gradient step finish the minibatch (`false`).
+    #[inline(always)]
     fn resume(&mut self, epoch: &Epoch, own: &[f64], other: &[f64], part: &mut [f64]) -> bool {
         let cfg = epoch.cfg;
         let (k, width) = (epoch.x.cols, self.units.len());
