@@ -34,7 +34,7 @@ impl Mat {
 
     #[inline]
     pub fn row(&self, r: usize) -> &[f64] {
-        &self.data[r * self.cols..(r + 1) * self.cols]
+        self.view().row(r)
     }
 
     #[inline]
@@ -55,19 +55,6 @@ impl Mat {
     #[inline]
     pub fn view(&self) -> MatRef<'_> {
         MatRef::new(self.rows, self.cols, &self.data)
-    }
-
-    /// Column means.
-    pub fn column_means(&self) -> Vec<f64> {
-        let mut sums = vec![0.0; self.cols];
-        for r in 0..self.rows {
-            for (s, &v) in sums.iter_mut().zip(self.row(r)) {
-                *s += v;
-            }
-        }
-        let n = self.rows.max(1) as f64;
-        sums.iter_mut().for_each(|s| *s /= n);
-        sums
     }
 }
 
@@ -172,6 +159,24 @@ impl<'a> MatRef<'a> {
     pub fn new(rows: usize, cols: usize, data: &'a [f64]) -> Self {
         debug_assert_eq!(data.len(), rows * cols);
         Self { rows, cols, data }
+    }
+
+    #[inline]
+    pub fn row(self, r: usize) -> &'a [f64] {
+        &self.data[r * self.cols..(r + 1) * self.cols]
+    }
+
+    /// Column means.
+    pub fn column_means(self) -> Vec<f64> {
+        let mut sums = vec![0.0; self.cols];
+        for r in 0..self.rows {
+            for (s, &v) in sums.iter_mut().zip(self.row(r)) {
+                *s += v;
+            }
+        }
+        let n = self.rows.max(1) as f64;
+        sums.iter_mut().for_each(|s| *s /= n);
+        sums
     }
 
     fn ndarray(self) -> ArrayView2<'a, f64> {

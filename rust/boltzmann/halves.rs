@@ -57,7 +57,7 @@ fn halves(n_hidden: usize) -> [Range<usize>; 2] {
 
 /// What every minibatch step shares: the data, the settings and the epoch's sample order.
 struct Epoch<'a> {
-    x: &'a Mat,
+    x: MatRef<'a>,
     cfg: &'a RbmTraining,
     learning_rate: f64,
     order: &'a [usize],
@@ -444,7 +444,7 @@ pub(super) fn applies(rbm: &Rbm, cfg: &RbmTraining) -> bool {
 /// draws the sample order and every uniform from `rng`, as the serial kernel does.
 pub(super) fn train_epoch(
     rbm: &mut Rbm,
-    x: &Mat,
+    x: MatRef,
     cfg: &RbmTraining,
     learning_rate: f64,
     chain: &mut Mat,
@@ -530,12 +530,12 @@ mod tests {
 
     /// Two epochs through `epoch` from the same start: the RBM and the chains.
     fn two_epochs(
-        epoch: fn(&mut Rbm, &Mat, &RbmTraining, f64, &mut Mat, &mut ChaCha8Rng),
+        epoch: fn(&mut Rbm, MatRef, &RbmTraining, f64, &mut Mat, &mut ChaCha8Rng),
         x: &Mat,
         n_hidden: usize,
         cfg: &RbmTraining,
     ) -> (Rbm, Mat) {
-        let mut model = init_rbm(x, n_hidden, 1, 0).unwrap();
+        let mut model = init_rbm(x.view(), n_hidden, 1, 0).unwrap();
         let mut rng = stream(1, Purpose::RbmInit, 0, 1);
         let mut chain = Mat::from_vec(
             cfg.batch_size,
@@ -546,7 +546,7 @@ mod tests {
         );
         for e in 0..2 {
             let mut rng = stream(1, Purpose::RbmEpoch, 0, e);
-            epoch(&mut model, x, cfg, 0.05, &mut chain, &mut rng);
+            epoch(&mut model, x.view(), cfg, 0.05, &mut chain, &mut rng);
         }
         (model, chain)
     }

@@ -40,7 +40,7 @@ mod simd;
 pub mod python;
 
 use crate::error::{CoreError, CoreResult};
-use dense::Mat;
+use dense::MatRef;
 
 /// A Bernoulli RBM: `E(v, h) = -vᵀ W h - aᵀ v - bᵀ h`.
 #[derive(Clone, Debug, PartialEq)]
@@ -165,7 +165,7 @@ impl Dbm {
 
 /// Check a data matrix for a model with `n_visible` units: shape, finite values in [0, 1];
 /// `binary` additionally requires 0/1 values.
-pub fn check_data(x: &Mat, n_visible: usize, binary: bool, what: &str) -> CoreResult<()> {
+pub fn check_data(x: MatRef, n_visible: usize, binary: bool, what: &str) -> CoreResult<()> {
     if x.cols != n_visible {
         return Err(CoreError::shape(format!(
             "{what} has {} columns but the model has {n_visible} visible units",
@@ -483,7 +483,7 @@ mod tests {
             v.iter().sum::<f64>() / v.len() as f64 - z
         };
         let start = fit_rbm(
-            &x,
+            x.view(),
             4,
             &RbmTraining {
                 epochs: 0,
@@ -497,7 +497,7 @@ mod tests {
         .unwrap();
         let before = mean_ll(&Dbm::new(vec![start]).unwrap());
         let rbm = fit_rbm(
-            &x,
+            x.view(),
             4,
             &RbmTraining {
                 epochs: 30,
@@ -574,12 +574,12 @@ mod tests {
         assert_eq!(pretraining_factors(0, 1), (1.0, 1.0));
         let x = Mat::from_vec(2, 2, vec![0.0, 0.5, 1.0, 0.0]);
         assert_eq!(
-            check_data(&x, 2, true, "x").unwrap_err().kind,
+            check_data(x.view(), 2, true, "x").unwrap_err().kind,
             crate::ErrorKind::InvalidInput
         );
-        assert!(check_data(&x, 2, false, "x").is_ok());
+        assert!(check_data(x.view(), 2, false, "x").is_ok());
         assert_eq!(
-            check_data(&x, 3, false, "x").unwrap_err().kind,
+            check_data(x.view(), 3, false, "x").unwrap_err().kind,
             crate::ErrorKind::ShapeMismatch
         );
         assert!(Rbm::new(2, 2, vec![f64::NAN; 4], vec![0.0; 2], vec![0.0; 2]).is_err());
@@ -636,7 +636,7 @@ mod timing {
             down_factor: 1.0,
         };
         let t = std::time::Instant::now();
-        fit_rbm(&x, 100, &cfg, 1, 0, None, None).unwrap();
+        fit_rbm(x.view(), 100, &cfg, 1, 0, None, None).unwrap();
         eprintln!("rbm epoch 10000×200→100, batch 10: {:?}", t.elapsed());
     }
 }

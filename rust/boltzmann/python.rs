@@ -6,12 +6,14 @@
 use std::sync::Mutex;
 
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 
 use super::ais::{self, default_temperatures};
 use super::dbm::{self, FineTuning};
-use super::dense::Mat;
+use super::dense::{Mat, MatRef};
 use super::gibbs::{self, Particles, Sampler, Schedule};
 use super::rbm::{self, RbmTraining};
 use super::rng::Purpose;
@@ -157,7 +159,18 @@ fn persistent_contrastive_divergence<'py>(
     callback: Option<Py<PyAny>>,
 ) -> PyResult<OutParams<'py>> {
     check_learning_rates(&learning_rates)?;
-    let x = to_mat(&x);
+    // a C-ordered array is read in place (`as_slice` also accepts Fortran order, whose
+    // memory order is not the row-major one); anything else is copied in logical order
+    let (rows, cols) = x.as_array().dim();
+    let in_place = x.is_c_contiguous().then(|| x.as_slice().ok()).flatten();
+    let copy;
+    let x = match in_place {
+        Some(data) => MatRef::new(rows, cols, data),
+        None => {
+            copy = to_mat(&x);
+            copy.view()
+        }
+    };
     let start = start.as_ref().map(to_rbm).transpose().map_err(to_py_err)?;
     let cfg = RbmTraining {
         epochs: learning_rates.len(),
@@ -170,7 +183,7 @@ fn persistent_contrastive_divergence<'py>(
     };
     let callback = Callback::new(callback);
     let result = without_gil(py, || {
-        check_data(&x, x.cols, false, "x")?;
+        check_data(x, x.cols, false, "x")?;
         let mut hook = |epoch: usize, rbm: &Rbm| {
             callback.call(|py| {
                 let params = rbm_out(py, rbm)?;
@@ -183,7 +196,7 @@ fn persistent_contrastive_divergence<'py>(
                 )
             })
         };
-        rbm::fit_rbm(&x, n_hidden, &cfg, seed, 0, start, Some(&mut hook))
+        rbm::fit_rbm(x, n_hidden, &cfg, seed, 0, start, Some(&mut hook))
     });
     let rbm = callback.finish(result)?;
     rbm_out(py, &rbm)
@@ -215,7 +228,7 @@ fn stack_rbms<'py>(
     };
     let callback = Callback::new(callback);
     let result = without_gil(py, || {
-        check_data(&x, x.cols, true, "x")?;
+        check_data(x.view(), x.cols, true, "x")?;
         let mut hook = |layer: usize, epoch: usize, _: &Rbm| {
             callback.call(|py| pyo3::types::PyTuple::new(py, [layer, epoch]))
         };
@@ -262,7 +275,7 @@ fn dbm_fine_tune<'py>(
     };
     let callback = Callback::new(callback);
     let result = without_gil(py, || {
-        check_data(&x, model.n_visible(), true, "x")?;
+        check_data(x.view(), model.n_visible(), true, "x")?;
         let mut hook = |epoch: usize, dbm: &Dbm| {
             callback.call(|py| {
                 let params = dbm_out(py, dbm)?;
@@ -294,7 +307,7 @@ fn mean_field<'py>(
     let model = to_dbm(&params)?;
     let x = to_mat(&x);
     let mu = without_gil(py, || {
-        check_data(&x, model.n_visible(), false, "x")?;
+        check_data(x.view(), model.n_visible(), false, "x")?;
         Ok(dbm::mean_field(&model, &x, eps, max_iter).0)
     })?;
     mu.into_iter().map(|m| mat_out(py, m)).collect()
@@ -405,7 +418,7 @@ fn log_likelihood_exact<'py>(
     let model = to_dbm(&params)?;
     let x = to_mat(&x);
     let values = without_gil(py, || {
-        check_data(&x, model.n_visible(), true, "x")?;
+        check_data(x.view(), model.n_visible(), true, "x")?;
         let log_z = match log_z {
             Some(z) => z,
             None => ais::log_partition_exact(&model)?,
@@ -437,7 +450,7 @@ fn log_likelihood_ais<'py>(
     let x = to_mat(&x);
     let temperatures = temperatures_or_default(temperatures, n_temperatures);
     let values = without_gil(py, || {
-        check_data(&x, model.n_visible(), true, "x")?;
+        check_data(x.view(), model.n_visible(), true, "x")?;
         ais::log_likelihood_ais(&model, &x, log_z, &temperatures, n_particles, burn_in, seed)
     })?;
     Ok(PyArray1::from_vec(py, values))
@@ -457,7 +470,7 @@ fn log_prob_lower_bound<'py>(
     let model = to_dbm(&params)?;
     let x = to_mat(&x);
     let values = without_gil(py, || {
-        check_data(&x, model.n_visible(), true, "x")?;
+        check_data(x.view(), model.n_visible(), true, "x")?;
         Ok(ais::log_prob_lower_bound(&model, &x, log_z, eps, max_iter))
     })?;
     Ok(PyArray1::from_vec(py, values))
@@ -476,7 +489,7 @@ fn reconstruction_error<'py>(
     let model = to_dbm(&params)?;
     let x = to_mat(&x);
     let values = without_gil(py, || {
-        check_data(&x, model.n_visible(), false, "x")?;
+        check_data(x.view(), model.n_visible(), false, "x")?;
         Ok(ais::reconstruction_error(&model, &x, eps, max_iter))
     })?;
     Ok(PyArray1::from_vec(py, values))

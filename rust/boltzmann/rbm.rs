@@ -63,7 +63,7 @@ impl RbmTraining {
 
 /// Logit of each column's mean; 0 for columns with mean 0 (as `initvisiblebias`) and, to stay
 /// finite, also for columns with mean 1.
-pub fn init_visible_bias(x: &Mat) -> Vec<f64> {
+pub fn init_visible_bias(x: MatRef) -> Vec<f64> {
     x.column_means()
         .into_iter()
         .map(|p| {
@@ -77,7 +77,7 @@ pub fn init_visible_bias(x: &Mat) -> Vec<f64> {
 }
 
 /// `initrbm`: weights `N(0, 1)/sqrt(n_visible)`, hidden bias 0, visible bias from the data.
-pub fn init_rbm(x: &Mat, n_hidden: usize, seed: u64, tag: u64) -> CoreResult<Rbm> {
+pub fn init_rbm(x: MatRef, n_hidden: usize, seed: u64, tag: u64) -> CoreResult<Rbm> {
     let n_visible = x.cols;
     let mut rng = stream(seed, Purpose::RbmInit, tag, 0);
     let scale = 1.0 / (n_visible as f64).sqrt();
@@ -138,7 +138,7 @@ pub(super) fn bernoulli_inplace(values: &mut [f64], rng: &mut ChaCha8Rng) {
 /// Train `start` (or a fresh `initrbm`) on `x` (values in [0, 1]) by (P)CD; `hook` runs after
 /// every epoch. `tag` separates the random streams of the layers of a stack.
 pub fn fit_rbm(
-    x: &Mat,
+    x: MatRef,
     n_hidden: usize,
     cfg: &RbmTraining,
     seed: u64,
@@ -211,7 +211,7 @@ pub(super) const TRANSPOSE_ROWS: usize = 4;
 #[inline(always)]
 fn train_epoch_kernel(
     rbm: &mut Rbm,
-    x: &Mat,
+    x: MatRef,
     cfg: &RbmTraining,
     learning_rate: f64,
     chain: &mut Mat,
@@ -287,7 +287,7 @@ fn train_epoch_kernel(
 
 simd_dispatch!(pub(super) fn train_epoch(
     rbm: &mut Rbm,
-    x: &Mat,
+    x: MatRef,
     cfg: &RbmTraining,
     learning_rate: f64,
     chain: &mut Mat,
@@ -428,7 +428,7 @@ pub fn stack_rbms(
             Some(outer) => {
                 let mut layer_hook = |epoch: usize, rbm: &Rbm| outer(i, epoch, rbm);
                 fit_rbm(
-                    &input,
+                    input.view(),
                     n_hidden,
                     &cfg,
                     seed,
@@ -437,7 +437,7 @@ pub fn stack_rbms(
                     Some(&mut layer_hook),
                 )?
             }
-            None => fit_rbm(&input, n_hidden, &cfg, seed, i as u64, None, None)?,
+            None => fit_rbm(input.view(), n_hidden, &cfg, seed, i as u64, None, None)?,
         };
         layers.push(rbm);
     }
