@@ -1877,6 +1877,28 @@ impl Total<'_> {
     }
 }
 
+/// Per latent unit, the feature counts of the samples with u = 1 in every stratum of more than
+/// [`TABLE_MAX`] samples (marginal models; early steps). Like [`LargeTotals`], two of them (this
+/// step's and the previous one's) let a stratum's counts come from its parent's minus its
+/// smaller sibling's, so that only the smaller of two siblings is counted from its rows.
+#[derive(Default)]
+struct WideCells {
+    /// Entry of each stratum among the wide ones (`u32::MAX`: not wide).
+    slot: Vec<u32>,
+    /// Entries per (unit, lane): the wide strata, at least one.
+    stride: usize,
+    /// `[(unit · groups + group) · stride + slot]` (entries past this step's are left over).
+    counts: Vec<[u32; LANE]>,
+}
+
+impl WideCells {
+    /// The u = 1 counts of task `task` (unit · groups + group) in the wide stratum of `slot`.
+    #[inline(always)]
+    fn entry(&self, task: usize, slot: usize) -> &[u32; LANE] {
+        &self.counts[task * self.stride + slot]
+    }
+}
+
 /// Where [`StepData::large_totals`] takes a large stratum's counts from.
 #[derive(Clone, Copy)]
 enum Origin {
@@ -2182,6 +2204,114 @@ impl StepData<'_> {
         );
     }
 
+    /// The strata of more than [`TABLE_MAX`] samples, each with where its u = 1 counts come
+    /// from: a stratum whose parent was wide and whose sibling is smaller (or as large and
+    /// first) is its parent's counts minus its sibling's, an only child has its parent's, the
+    /// others are counted.
+    fn wide_origins(&self, previous: Option<&WideCells>) -> Vec<(usize, Origin)> {
+        let strata = self.strata;
+        let size = |s: usize| strata.size(s) as usize;
+        let origin = |s: usize| -> Origin {
+            let parent = strata.parent.get(s).map(|&from| from as usize);
+            let parent_slot = parent.and_then(|from| previous?.slot.get(from).copied());
+            let (Some(from), Some(parent_slot)) = (parent, parent_slot) else {
+                return Origin::Counted;
+            };
+            if parent_slot == u32::MAX {
+                return Origin::Counted;
+            }
+            let sibling = [s.wrapping_sub(1), s + 1]
+                .into_iter()
+                .find(|&q| strata.parent.get(q) == Some(&(from as u32)));
+            match sibling {
+                None => Origin::Parent(parent_slot as usize),
+                Some(q) => match size(s) < size(q) || (size(s) == size(q) && s < q) {
+                    true => Origin::Counted,
+                    false => Origin::Difference(parent_slot as usize, q),
+                },
+            }
+        };
+        (0..strata.m)
+            .filter(|&s| size(s) > TABLE_MAX)
+            .map(|s| (s, origin(s)))
+            .collect()
+    }
+
+    /// The feature counts (lane `g`) of the samples of stratum `s` with unit bit 1, counted
+    /// through its smaller cell (and the stratum's totals when that is the cell of u = 0).
+    #[inline(always)]
+    fn count_ones_cell(
+        &self,
+        planes: &mut [Lane],
+        bits: &[u64],
+        s: usize,
+        g: usize,
+        out: &mut [u32; LANE],
+    ) {
+        let (lo, hi) = (self.strata.offsets[s], self.strata.offsets[s + 1]);
+        let a1 = count_bits(bits, lo, hi);
+        let ones_smaller = 2 * a1 <= hi - lo;
+        let smaller = if ones_smaller { a1 } else { hi - lo - a1 };
+        unslice(
+            self.count_cell(planes, smaller, Some(bits), ones_smaller, s, g),
+            out,
+        );
+        if !ones_smaller {
+            let mut total = [0u32; LANE];
+            match self.totals.get(s, hi - lo, g, self.groups) {
+                Some(t) => t.widen_into(&mut total),
+                None => unslice(
+                    self.count_cell(planes, hi - lo, None, true, s, g),
+                    &mut total,
+                ),
+            }
+            for (c, &t) in out.iter_mut().zip(&total) {
+                *c = t - *c;
+            }
+        }
+    }
+
+    /// The u = 1 counts of unit `j` in lane `g` of the wide strata `origins`, into `out` (one
+    /// entry each); `task` is (unit, lane)'s entry in `previous`, `slot` this step's entries.
+    /// A counted stratum is counted through its smaller cell (and its totals).
+    #[inline(always)]
+    fn fill_wide_cells(
+        &self,
+        (j, g, task): (usize, usize, usize),
+        origins: &[(usize, Origin)],
+        slot: &[u32],
+        previous: Option<&WideCells>,
+        planes: &mut [Lane],
+        out: &mut [[u32; LANE]],
+    ) {
+        let bits = &self.units[j][..];
+        for (k, &(s, origin)) in origins.iter().enumerate() {
+            match (origin, previous) {
+                (Origin::Counted, _) | (_, None) => {
+                    self.count_ones_cell(planes, bits, s, g, &mut out[k]);
+                }
+                (Origin::Parent(from), Some(previous)) => out[k] = *previous.entry(task, from),
+                (Origin::Difference(..), _) => {}
+            }
+        }
+        let Some(previous) = previous else { return };
+        for (k, &(_, origin)) in origins.iter().enumerate() {
+            let Origin::Difference(from, sibling) = origin else {
+                continue;
+            };
+            let mut taken = [0u32; LANE];
+            match slot[sibling] {
+                u32::MAX => self.count_ones_cell(planes, bits, sibling, g, &mut taken),
+                q => taken = out[q as usize],
+            }
+            let mut counts = *previous.entry(task, from);
+            for (c, &t) in counts.iter_mut().zip(&taken) {
+                *c -= t;
+            }
+            out[k] = counts;
+        }
+    }
+
     /// Feature counts (lane `g`) of stratum `s`, counted from its rows (`planes`: at least
     /// [`StepData::depth`] planes of scratch).
     fn count_total(&self, planes: &mut [Lane], s: usize, g: usize, out: TotalMut<'_>) {
@@ -2252,6 +2382,7 @@ impl StepData<'_> {
         g: usize,
         strata: std::ops::Range<usize>,
         singletons: Option<&Singletons>,
+        wide: Option<(&[u32], &[[u32; LANE]])>,
     ) -> LaneSums {
         let bits = unit.map(|j| &self.units[j][..]);
         let width = self.width(g);
@@ -2298,6 +2429,20 @@ impl StepData<'_> {
                         false => (ns - a1, a1),
                     };
                     // (large > SMALL: strata whose two cells are small took the window path)
+                    let u1 = wide.and_then(|(slot, counts)| counts.get(*slot.get(s)? as usize));
+                    if let (Some(u1), true) = (u1, small > SMALL) {
+                        // a wide stratum's cells from its u = 1 counts and its totals
+                        total.widen_into(&mut c1);
+                        for ((c, &t), &u1) in c11.iter_mut().zip(&c1).zip(u1) {
+                            *c = if ones_smaller { u1 } else { t - u1 };
+                        }
+                        self.cell_lookups(&mut sums, small, &c11[..width]);
+                        for (c, &t) in c11.iter_mut().zip(&c1) {
+                            *c = t - *c;
+                        }
+                        self.cell_lookups(&mut sums, large, &c11[..width]);
+                        continue;
+                    }
                     let counts = self.count_cell(&mut planes, small, bits, ones_smaller, s, g);
                     let rows = (self.cells.row(small), self.cells.row(large));
                     if let (Some(row_small), Some(row_large), Total::Narrow(total)) =
@@ -2450,7 +2595,16 @@ impl StepData<'_> {
     }
 
     /// `p × max(r, 1)` scores of every feature.
-    fn scores(&self, ones: &[u32], r: usize, unoccupied: f64) -> Vec<f64> {
+    /// `cells`: the previous step's u = 1 counts of wide strata and the buffer for this
+    /// step's (marginal models with latent units), which each task fills for its unit and lane
+    /// before it sums its strata.
+    fn scores(
+        &self,
+        ones: &[u32],
+        r: usize,
+        unoccupied: f64,
+        cells: Option<(Option<&WideCells>, &mut WideCells)>,
+    ) -> Vec<f64> {
         let p = ones.len();
         let n = self.strata.samples();
         let rr = r.max(1);
@@ -2477,11 +2631,60 @@ impl StepData<'_> {
                 .collect(),
             _ => Vec::new(),
         };
+        // the wide strata, and each task's entries for their u = 1 counts
+        let (previous, origins, slot, mut chunks) = match cells {
+            Some((previous, out)) if self.model == Model::Marginal && r > 0 => {
+                let origins = self.wide_origins(previous);
+                out.slot.clear();
+                out.slot.resize(self.strata.m, u32::MAX);
+                for (k, &(s, _)) in origins.iter().enumerate() {
+                    out.slot[s] = k as u32;
+                }
+                out.stride = origins.len().max(1);
+                if out.counts.len() < tasks.len() * out.stride {
+                    out.counts.resize(tasks.len() * out.stride, [0; LANE]);
+                }
+                let chunks = out.counts.chunks_mut(out.stride).map(Some).collect();
+                (previous, origins, &out.slot[..], chunks)
+            }
+            _ => (None, Vec::new(), &[][..], Vec::new()),
+        };
+        chunks.resize_with(tasks.len(), || None);
         // each task sums its parts of the strata (in parallel too, so that the threads share
         // the last tasks of a step), adds them in order and finishes its own scores
         let lanes: Vec<Vec<f64>> = tasks
             .par_iter()
-            .map(|&(_, unit, g)| {
+            .zip(chunks.into_par_iter())
+            .enumerate()
+            .map(|(task, (&(_, unit, g), chunk))| {
+                let wide = match (unit, chunk) {
+                    (Some(j), Some(chunk)) if !origins.is_empty() => {
+                        let mut planes = vec![Lane::ZERO; self.depth];
+                        let at = (j, g, task);
+                        let mut done = false;
+                        #[cfg(target_arch = "x86_64")]
+                        if has_avx2() {
+                            // SAFETY: the CPU supports AVX2 (checked just above).
+                            unsafe {
+                                fill_wide_cells_avx2(
+                                    self,
+                                    at,
+                                    &origins,
+                                    slot,
+                                    previous,
+                                    &mut planes,
+                                    chunk,
+                                )
+                            };
+                            done = true;
+                        }
+                        if !done {
+                            self.fill_wide_cells(at, &origins, slot, previous, &mut planes, chunk);
+                        }
+                        Some((slot, &chunk[..]))
+                    }
+                    _ => None,
+                };
                 let sums: Vec<LaneSums> = parts
                     .par_iter()
                     .enumerate()
@@ -2491,10 +2694,10 @@ impl StepData<'_> {
                         if has_avx2() {
                             // SAFETY: the CPU supports AVX2 (checked just above).
                             return unsafe {
-                                lane_sums_avx2(self, unit, g, part.clone(), singletons)
+                                lane_sums_avx2(self, unit, g, part.clone(), singletons, wide)
                             };
                         }
-                        self.lane_sums(unit, g, part.clone(), singletons)
+                        self.lane_sums(unit, g, part.clone(), singletons, wide)
                     })
                     .collect();
                 let sums = LaneSums::total(sums);
@@ -2569,8 +2772,27 @@ unsafe fn lane_sums_avx2(
     g: usize,
     strata: std::ops::Range<usize>,
     singletons: Option<&Singletons>,
+    wide: Option<(&[u32], &[[u32; LANE]])>,
 ) -> LaneSums {
-    data.lane_sums(unit, g, strata, singletons)
+    data.lane_sums(unit, g, strata, singletons, wide)
+}
+
+/// [`StepData::fill_wide_cells`] compiled for AVX2.
+///
+/// # Safety
+/// As [`lane_sums_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi1,popcnt")]
+unsafe fn fill_wide_cells_avx2(
+    data: &StepData<'_>,
+    at: (usize, usize, usize),
+    origins: &[(usize, Origin)],
+    slot: &[u32],
+    previous: Option<&WideCells>,
+    planes: &mut [Lane],
+    out: &mut [[u32; LANE]],
+) {
+    data.fill_wide_cells(at, origins, slot, previous, planes, out)
 }
 
 /// [`StepData::count_total`] compiled for AVX2.
@@ -2952,6 +3174,9 @@ fn select_validated(
     // this step's large-strata totals and the previous step's (None before the first count)
     let mut totals = LargeTotals::default();
     let mut previous: Option<LargeTotals> = None;
+    // the same for the u = 1 counts of wide strata (marginal models with latent units)
+    let mut wide_cells = WideCells::default();
+    let mut previous_cells: Option<WideCells> = None;
     let mut selection = Selection {
         selected: Vec::with_capacity(k),
         latent_units: Vec::with_capacity(k),
@@ -2992,10 +3217,17 @@ fn select_validated(
                 totals: &totals,
                 ..data
             }
-            .scores(&ones, r, unoccupied);
+            .scores(
+                &ones,
+                r,
+                unoccupied,
+                Some((previous_cells.as_ref(), &mut wide_cells)),
+            );
             // the next step derives its strata's counts from these (the buffers swap)
             let spent = previous.replace(std::mem::take(&mut totals));
             totals = spent.unwrap_or_default();
+            let spent = previous_cells.replace(std::mem::take(&mut wide_cells));
+            wide_cells = spent.unwrap_or_default();
             scores
         };
         let mut best: Option<(f64, usize, usize)> = None;
@@ -3492,7 +3724,9 @@ mod tests {
                 split_in_parts |= parts.len() > 1;
             }
             assert!(split_in_parts);
-            for (lo, hi) in [(1, 3), (4, SMALL), (SMALL + 1, 64), (65, n)] {
+            // (wide strata after a split: their u = 1 counts derived from their parents')
+            let ranges = [(1, 3), (4, SMALL), (SMALL + 1, 64), (65, TABLE_MAX)];
+            for (lo, hi) in ranges.into_iter().chain([(TABLE_MAX + 1, n)]) {
                 assert!(sizes.iter().any(|s| (lo..=hi).contains(s)), "{lo}..={hi}");
             }
             for step in 1..k {
