@@ -347,7 +347,10 @@ pub(super) fn apply_gradient(
     n_pos: usize,
 ) {
     let n = parameters.hidden_bias.len();
-    let rows = hidden.len() / n;
+    let rows = hidden.len() / n.max(1);
+    if rows == 0 {
+        return;
+    }
     let k = visible.len() / rows;
     let n_neg = rows - n_pos;
     let (pos, neg) = (

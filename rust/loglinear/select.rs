@@ -311,6 +311,31 @@ impl Strata {
         (self.offsets[s + 1] - self.offsets[s]) as u32
     }
 
+    /// Where stratum `s`'s per-feature counts come from, given the entry of each stratum of
+    /// the previous step among those that kept counts (`entry(parent)`: none or `u32::MAX`
+    /// without one): its parent's minus its sibling's when the sibling is smaller (or as large
+    /// and first), its parent's when it is an only child, else counted from its rows.
+    fn origin(&self, s: usize, entry: impl Fn(usize) -> Option<u32>) -> Origin {
+        let parent = self.parent.get(s).map(|&from| from as usize);
+        let (Some(from), Some(slot)) = (parent, parent.and_then(&entry)) else {
+            return Origin::Counted;
+        };
+        if slot == u32::MAX {
+            return Origin::Counted;
+        }
+        let sibling = [s.wrapping_sub(1), s + 1]
+            .into_iter()
+            .find(|&q| self.parent.get(q) == Some(&(from as u32)));
+        let size = |s: usize| self.size(s);
+        match sibling {
+            None => Origin::Parent(slot as usize),
+            Some(q) => match size(s) < size(q) || (size(s) == size(q) && s < q) {
+                true => Origin::Counted,
+                false => Origin::Difference(slot as usize, q),
+            },
+        }
+    }
+
     /// [`Strata::split`] by feature `bit` of the samples' rows in stratum order,
     /// moving the rows with their samples: a stable partition of each stratum (x = 0 first)
     /// written into `next`, so the rows never have to be gathered from the original order.
@@ -2047,28 +2072,10 @@ impl StepData<'_> {
             slot[s] = used[kind] as u32;
             used[kind] += 1;
         }
-        let origin = |s: usize| -> Origin {
-            let parent = strata.parent.get(s).map(|&from| from as usize);
-            let parent_slot = parent.and_then(|from| previous?.slot.get(from).copied());
-            let (Some(from), Some(parent_slot)) = (parent, parent_slot) else {
-                return Origin::Counted;
-            };
-            if parent_slot == u32::MAX {
-                return Origin::Counted;
-            }
-            let parent_slot = parent_slot as usize;
-            let sibling = [s.wrapping_sub(1), s + 1]
-                .into_iter()
-                .find(|&q| strata.parent.get(q) == Some(&(from as u32)));
-            match sibling {
-                None => Origin::Parent(parent_slot),
-                Some(q) => match size(s) < size(q) || (size(s) == size(q) && s < q) {
-                    true => Origin::Counted,
-                    false => Origin::Difference(parent_slot, q),
-                },
-            }
-        };
-        let origins: Vec<Origin> = large.iter().map(|&s| origin(s)).collect();
+        let origins: Vec<Origin> = large
+            .iter()
+            .map(|&s| strata.origin(s, |from| previous?.slot.get(from).copied()))
+            .collect();
         if narrow.len() < used[0] * groups {
             narrow.resize(used[0] * groups, [0; LANE]);
         }
@@ -2210,30 +2217,14 @@ impl StepData<'_> {
     /// others are counted.
     fn wide_origins(&self, previous: Option<&WideCells>) -> Vec<(usize, Origin)> {
         let strata = self.strata;
-        let size = |s: usize| strata.size(s) as usize;
-        let origin = |s: usize| -> Origin {
-            let parent = strata.parent.get(s).map(|&from| from as usize);
-            let parent_slot = parent.and_then(|from| previous?.slot.get(from).copied());
-            let (Some(from), Some(parent_slot)) = (parent, parent_slot) else {
-                return Origin::Counted;
-            };
-            if parent_slot == u32::MAX {
-                return Origin::Counted;
-            }
-            let sibling = [s.wrapping_sub(1), s + 1]
-                .into_iter()
-                .find(|&q| strata.parent.get(q) == Some(&(from as u32)));
-            match sibling {
-                None => Origin::Parent(parent_slot as usize),
-                Some(q) => match size(s) < size(q) || (size(s) == size(q) && s < q) {
-                    true => Origin::Counted,
-                    false => Origin::Difference(parent_slot as usize, q),
-                },
-            }
-        };
         (0..strata.m)
-            .filter(|&s| size(s) > TABLE_MAX)
-            .map(|s| (s, origin(s)))
+            .filter(|&s| strata.size(s) as usize > TABLE_MAX)
+            .map(|s| {
+                (
+                    s,
+                    strata.origin(s, |from| previous?.slot.get(from).copied()),
+                )
+            })
             .collect()
     }
 
