@@ -622,7 +622,9 @@ class BernoulliRBM(_BoltzmannMachine):
     learning_rate
         Step size of every epoch.
     batch_size
-        Samples per update (at most the number of samples).
+        Samples per update (at most the number of samples). With 4 or more, 64 hidden units or
+        more and batch_size · n_features · n_hidden ≥ 150,000, each epoch runs on two cores
+        (the hidden units in two halves); the result does not depend on the number of threads.
     cd_steps
         Gibbs steps per update.
     pcd
