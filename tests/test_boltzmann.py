@@ -4,6 +4,9 @@ against the exact distribution, training on planted structure, persistence and e
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -274,3 +277,37 @@ def test_errors_are_typed():
         _core.mean_field([(np.zeros((3, 2)), np.zeros(3), np.zeros(4))], np.zeros((1, 3)))
     with pytest.raises(InvalidInputError):
         _core.log_partition_ais(random_params([3, 2]), temperatures=[0.0, 0.5])
+
+
+def test_rbm_training_in_halves_does_not_depend_on_the_threads(tmp_path):
+    # large enough to train in two halves of the hidden units: here on two threads (when the
+    # machine has them), in a child process on one (RAYON_NUM_THREADS=1)
+    rng = np.random.default_rng(11)
+    x = (rng.random((300, 160)) < 0.4).astype(np.float64)
+    np.save(tmp_path / "x.npy", x)
+
+    def train(data):
+        return _core.persistent_contrastive_divergence(
+            data, 100, learning_rates=[0.05, 0.05], batch_size=10, seed=12
+        )
+
+    here = train(x)
+    script = (
+        "import sys, numpy as np\n"
+        "from omicsembed import _core\n"
+        "x = np.load(sys.argv[1])\n"
+        "w, a, b = _core.persistent_contrastive_divergence(\n"
+        "    x, 100, learning_rates=[0.05, 0.05], batch_size=10, seed=12)\n"
+        "np.savez(sys.argv[2], w=w, a=a, b=b)\n"
+    )
+    env = {**os.environ, "RAYON_NUM_THREADS": "1"}
+    out = tmp_path / "one_thread.npz"
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "x.npy"), str(out)],
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    with np.load(out) as one_thread:
+        for name, value in zip("wab", here, strict=True):
+            np.testing.assert_array_equal(one_thread[name], value)
