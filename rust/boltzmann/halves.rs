@@ -13,8 +13,9 @@
 //! Each half draws the whole uniform sequence of the serial kernel and keeps the draws of its
 //! own units, so the samples are those of the serial kernel; only the rounding of the downward
 //! products differs (two partial sums). With one thread, or when no second rayon worker picks up
-//! the second half in time, one thread runs the same steps of both halves in turn: the results
-//! do not depend on the number of threads.
+//! the second half in time, the serial kernel runs with its downward products summed in the same
+//! two parts: every other value is summed in the same order either way, so the results do not
+//! depend on the number of threads (tested bit for bit).
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use rand_chacha::ChaCha8Rng;
 
 use super::dense::{affine_up_into, prefetch, sigmoid_slice, transpose_into, Mat, MatRef};
-use super::rbm::{apply_gradient, bernoulli_inplace, Parameters, RbmTraining};
+use super::rbm::{self, apply_gradient, bernoulli_inplace, Parameters, RbmTraining};
 use super::rng::{permutation, uniform};
 use super::simd::simd_dispatch;
 use super::Rbm;
@@ -402,31 +403,6 @@ fn run_in_step(half: &mut Half, index: usize, epoch: &Epoch, exchange: &Exchange
     }
 }
 
-/// Both halves' epochs on one thread, step by step in turn.
-fn run_alone(mut halves: [&mut Half; 2], epoch: &Epoch, exchange: &Exchange) {
-    let mut count = 0;
-    let mut batches = epoch.batches().peekable();
-    while let Some(batch) = batches.next() {
-        let next = batches.peek().copied().unwrap_or_default();
-        for (index, half) in halves.iter_mut().enumerate() {
-            begin(half, epoch, batch, next, &mut exchange.write(index, count));
-        }
-        count += 1;
-        loop {
-            let mut more = false;
-            for (index, half) in halves.iter_mut().enumerate() {
-                let own = exchange.read(index, count - 1);
-                let other = exchange.read(1 - index, count - 1);
-                more = resume(half, epoch, &own, &other, &mut exchange.write(index, count));
-            }
-            if !more {
-                break;
-            }
-            count += 1;
-        }
-    }
-}
-
 const OPEN: u8 = 0;
 const TAKEN: u8 = 1;
 const ALONE: u8 = 2;
@@ -450,6 +426,17 @@ pub(super) fn train_epoch(
     chain: &mut Mat,
     rng: &mut ChaCha8Rng,
 ) {
+    let units = halves(rbm.n_hidden);
+    // on one thread: the serial kernel with the downward products in the same two parts
+    // (the same results, without the work both halves do)
+    let mut serial_rng = rng.clone();
+    let split = Some(units[1].start);
+    let mut alone = |rbm: &mut Rbm, chain: &mut Mat| {
+        rbm::train_epoch(rbm, x, cfg, learning_rate, chain, &mut serial_rng, split);
+    };
+    if !(parallelism_allowed() && rayon::current_num_threads() >= 2) {
+        return alone(rbm, chain);
+    }
     let order = permutation(rng, x.rows);
     let epoch = Epoch {
         x,
@@ -457,43 +444,39 @@ pub(super) fn train_epoch(
         learning_rate,
         order: &order,
     };
-    let [first, second] = halves(rbm.n_hidden)
-        .map(|units| Mutex::new(Half::new(rbm, chain, cfg, units, rng.clone())));
+    let [first, second] =
+        units.map(|units| Mutex::new(Half::new(rbm, chain, cfg, units, rng.clone())));
     let exchange = Exchange::new(cfg.batch_size * x.cols);
-    let together = |first: &Mutex<Half>, second: &Mutex<Half>| {
-        run_alone([&mut lock(first), &mut lock(second)], &epoch, &exchange);
-    };
-    if parallelism_allowed() && rayon::current_num_threads() >= 2 {
-        let claim = AtomicU8::new(OPEN);
-        rayon::scope(|s| {
-            s.spawn(|_| {
-                if claim
-                    .compare_exchange(OPEN, TAKEN, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    run_in_step(&mut lock(&second), 1, &epoch, &exchange);
-                }
-            });
-            let start = Instant::now();
-            while claim.load(Ordering::Acquire) == OPEN && start.elapsed() < CLAIM_WAIT {
-                std::hint::spin_loop();
-            }
-            let alone = claim
-                .compare_exchange(OPEN, ALONE, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok();
-            if alone {
-                together(&first, &second);
-            } else {
-                run_in_step(&mut lock(&first), 0, &epoch, &exchange);
+    let claim = AtomicU8::new(OPEN);
+    let mut ran_alone = false;
+    rayon::scope(|s| {
+        s.spawn(|_| {
+            if claim
+                .compare_exchange(OPEN, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                run_in_step(&mut lock(&second), 1, &epoch, &exchange);
             }
         });
-    } else {
-        together(&first, &second);
-    }
-    for half in [first, second] {
-        half.into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
-            .store(rbm, chain);
+        let start = Instant::now();
+        while claim.load(Ordering::Acquire) == OPEN && start.elapsed() < CLAIM_WAIT {
+            std::hint::spin_loop();
+        }
+        ran_alone = claim
+            .compare_exchange(OPEN, ALONE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if ran_alone {
+            alone(rbm, chain);
+        } else {
+            run_in_step(&mut lock(&first), 0, &epoch, &exchange);
+        }
+    });
+    if !ran_alone {
+        for half in [first, second] {
+            half.into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .store(rbm, chain);
+        }
     }
 }
 
@@ -571,7 +554,12 @@ mod tests {
         let x = planted(103, 23);
         for (batch_size, cd_steps, pcd) in [(10, 1, true), (8, 3, true), (4, 2, false)] {
             let cfg = settings(batch_size, cd_steps, pcd);
-            let serial = two_epochs(rbm::train_epoch, &x, 37, &cfg);
+            let serial = two_epochs(
+                |m, x, c, lr, ch, r| rbm::train_epoch(m, x, c, lr, ch, r, None),
+                &x,
+                37,
+                &cfg,
+            );
             let split = pool(2).install(|| two_epochs(train_epoch, &x, 37, &cfg));
             // Same samples; only the rounding of the downward products differs.
             let what = format!("batch {batch_size}, {cd_steps} steps, pcd {pcd}");
@@ -593,20 +581,24 @@ mod tests {
 
     #[test]
     fn results_do_not_depend_on_the_threads() {
-        let x = planted(90, 30);
-        let cfg = settings(10, 2, true);
-        let alone = pool(1).install(|| two_epochs(train_epoch, &x, 40, &cfg));
-        let in_step = pool(2).install(|| two_epochs(train_epoch, &x, 40, &cfg));
-        assert_eq!(alone, in_step);
-        // Two fits side by side on two threads: neither finds a free worker for its second
-        // half, so each runs both halves itself.
-        let (a, b) = pool(2).install(|| {
-            rayon::join(
-                || two_epochs(train_epoch, &x, 40, &cfg),
-                || two_epochs(train_epoch, &x, 40, &cfg),
-            )
-        });
-        assert_eq!(a, alone);
-        assert_eq!(b, alone);
+        // one thread: the serial kernel with the downward products in two parts; two: the
+        // halves in step (the last minibatch is shorter: 93 rows)
+        let x = planted(93, 30);
+        for (batch_size, cd_steps, pcd) in [(10, 2, true), (10, 1, true), (4, 1, false)] {
+            let cfg = settings(batch_size, cd_steps, pcd);
+            let alone = pool(1).install(|| two_epochs(train_epoch, &x, 40, &cfg));
+            let in_step = pool(2).install(|| two_epochs(train_epoch, &x, 40, &cfg));
+            assert_eq!(alone, in_step);
+            // Two fits side by side on two threads: neither finds a free worker for its
+            // second half, so each runs alone.
+            let (a, b) = pool(2).install(|| {
+                rayon::join(
+                    || two_epochs(train_epoch, &x, 40, &cfg),
+                    || two_epochs(train_epoch, &x, 40, &cfg),
+                )
+            });
+            assert_eq!(a, alone);
+            assert_eq!(b, alone);
+        }
     }
 }

@@ -111,20 +111,73 @@ fn hidden_potential_into(out: &mut [f64], rbm: &Rbm, v: MatRef, factor: f64) {
 
 /// Visible probabilities `σ(factor · (h Wᵀ + a))` (`visiblepotential`), written to `out`
 /// (`h.rows × n_visible`). With `wt = Wᵀ` (`n_hidden × n_visible`) this is the same product as
-/// [`hidden_potential`], whose kernels sum weight rows for binary `h`.
+/// [`hidden_potential`], whose kernels sum weight rows for binary `h`. With `split`, the sum
+/// over the hidden units is taken in two parts, `(a + h[:, ..s] Wᵀ[..s]) + h[:, s..] Wᵀ[s..]`,
+/// rounded as the halves of [`super::halves`] do.
 #[inline(always)]
-fn visible_potential_into(out: &mut [f64], rbm: &Rbm, h: MatRef, factor: f64, wt: Option<&[f64]>) {
-    match wt {
-        Some(wt) => {
+fn visible_potential_into(
+    out: &mut [f64],
+    rbm: &Rbm,
+    h: MatRef,
+    factor: f64,
+    wt: Option<&[f64]>,
+    split: Option<&mut SplitProduct>,
+) {
+    match (wt, split) {
+        (Some(wt), Some(split)) => {
+            let (n, k, s) = (rbm.n_hidden, rbm.n_visible, split.at);
+            let m = h.rows;
+            let (first, second) = (&mut split.first[..m * s], &mut split.second[..m * (n - s)]);
+            for ((row, a), b) in h
+                .data
+                .chunks_exact(n)
+                .zip(first.chunks_exact_mut(s))
+                .zip(second.chunks_exact_mut(n - s))
+            {
+                a.copy_from_slice(&row[..s]);
+                b.copy_from_slice(&row[s..]);
+            }
+            let (wt_first, wt_second) = wt.split_at(s * k);
+            let other = &mut split.part[..m * k];
+            affine_up_into(
+                out,
+                MatRef::new(m, s, first),
+                MatRef::new(s, k, wt_first),
+                &rbm.visible_bias,
+                1.0,
+            );
+            other.fill(0.0);
+            affine_up_into(
+                other,
+                MatRef::new(m, n - s, second),
+                MatRef::new(n - s, k, wt_second),
+                &[],
+                1.0,
+            );
+            for (o, q) in out.iter_mut().zip(other.iter()) {
+                *o = factor * (*o + q);
+            }
+        }
+        (Some(wt), None) => {
             let wt = MatRef::new(rbm.n_hidden, rbm.n_visible, wt);
             affine_up_into(out, h, wt, &rbm.visible_bias, factor);
         }
-        None => {
+        (None, _) => {
             let w = MatRef::new(rbm.n_visible, rbm.n_hidden, &rbm.weights);
             affine_down_into(out, h, w, &rbm.visible_bias, factor);
         }
     }
     sigmoid_slice(out);
+}
+
+/// Working memory of a downward product in two parts (see [`visible_potential_into`]).
+struct SplitProduct {
+    /// The first hidden unit of the second part.
+    at: usize,
+    /// The sampled states of the two parts' units, and the second part.
+    first: Vec<f64>,
+    second: Vec<f64>,
+    part: Vec<f64>,
 }
 
 /// Replaces probabilities by Bernoulli draws (one uniform per value, in order).
@@ -174,7 +227,7 @@ pub fn fit_rbm(
         if halves::applies(&rbm, cfg) {
             halves::train_epoch(&mut rbm, x, cfg, learning_rate, &mut chain, &mut rng);
         } else {
-            train_epoch(&mut rbm, x, cfg, learning_rate, &mut chain, &mut rng);
+            train_epoch(&mut rbm, x, cfg, learning_rate, &mut chain, &mut rng, None);
         }
         if let Some(i) = rbm
             .weights
@@ -207,7 +260,8 @@ pub(super) const TRANSPOSE_ROWS: usize = 4;
 /// `h = σ(vW + b)` and then the model hiddens `hm = σ(vm W + b)`. The gradient step takes their
 /// first `2b` rows at once. From [`TRANSPOSE_ROWS`] chains on, a copy of `Wᵀ` is kept up to date
 /// by the gradient steps, so that the downward products of the binary chain states sum rows of
-/// `Wᵀ`.
+/// `Wᵀ`. With `split` (and `Wᵀ`), the downward products are summed in two parts, the first
+/// hidden units before `split` and the rest: the same results as [`super::halves`].
 #[inline(always)]
 fn train_epoch_kernel(
     rbm: &mut Rbm,
@@ -216,8 +270,17 @@ fn train_epoch_kernel(
     learning_rate: f64,
     chain: &mut Mat,
     rng: &mut ChaCha8Rng,
+    split: Option<usize>,
 ) {
     let (k, n, rows) = (rbm.n_visible, rbm.n_hidden, cfg.batch_size);
+    let mut split = split
+        .filter(|&at| rows >= TRANSPOSE_ROWS && 0 < at && at < n)
+        .map(|at| SplitProduct {
+            at,
+            first: vec![0.0; rows * at],
+            second: vec![0.0; rows * (n - at)],
+            part: vec![0.0; rows * k],
+        });
     let order = permutation(rng, x.rows);
     let mut visible = vec![0.0; 2 * rows * k];
     let mut hidden = vec![0.0; 2 * rows * n];
@@ -257,6 +320,7 @@ fn train_epoch_kernel(
                 MatRef::new(m, n, hs),
                 cfg.down_factor,
                 wt.as_deref(),
+                split.as_mut(),
             );
             bernoulli_inplace(vs, rng);
             hidden_potential_into(hs, rbm, MatRef::new(m, k, vs), cfg.up_factor);
@@ -269,6 +333,7 @@ fn train_epoch_kernel(
             MatRef::new(m, n, hs),
             cfg.down_factor,
             wt.as_deref(),
+            split.as_mut(),
         );
         hidden_potential_into(hm, rbm, MatRef::new(m, k, vm), cfg.up_factor);
         if cfg.pcd {
@@ -292,6 +357,7 @@ simd_dispatch!(pub(super) fn train_epoch(
     learning_rate: f64,
     chain: &mut Mat,
     rng: &mut ChaCha8Rng,
+    split: Option<usize>,
 ) => train_epoch_kernel);
 
 /// `W += lr (vᵀh/n − vmᵀhm/m)`, `a += lr (mean v − mean vm)`, `b += lr (mean h − mean hm)`.
