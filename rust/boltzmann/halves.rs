@@ -43,7 +43,7 @@ const MIN_HIDDEN: usize = 64;
 /// 100×20, batch 10: 1.53; the 200×100 benchmark case, batch 10: 0.72).
 const MIN_WORK: usize = 150_000;
 
-/// How long the first half waits for a rayon worker to start the second before it runs both.
+/// How long the first half waits for a rayon worker to start the second before it trains alone.
 const CLAIM_WAIT: Duration = Duration::from_millis(2);
 
 /// Spins of a waiting half before it yields its core to the operating system.
