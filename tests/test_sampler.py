@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import select
-import time
 
 import numpy as np
 import pytest
@@ -238,35 +236,21 @@ def test_dataloader_with_two_workers_yields_each_entry_once() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_forked_child_turns_rayon_off_and_still_samples() -> None:
+def test_forked_child_turns_rayon_off_and_still_samples(forked_child) -> None:
     X = _matrix(np.random.default_rng(9), 100, 400, 0.1)
     sampler = NarrowFormatSampler(X, batch_size=30_000, seed=1)
     expected = sampler.batch(0).genes.numpy()  # the parent has used rayon's pool
     assert _core._sampler_parallelism_allowed()
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: must not deadlock on the parent's (absent) rayon threads
-        try:
-            ok = (not _core._sampler_parallelism_allowed()) and np.array_equal(
-                sampler.batch(0).genes.numpy(), expected
-            )
-            os.write(write_fd, b"1" if ok else b"0")
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    try:
-        ready, _, _ = select.select([read_fd], [], [], 30.0)
-        assert ready, "forked child did not answer within 30 s (deadlock?)"
-        assert os.read(read_fd, 1) == b"1"
-    finally:
-        os.close(read_fd)
-        for _ in range(100):
-            if os.waitpid(pid, os.WNOHANG)[0]:
-                break
-            time.sleep(0.05)
-        else:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
+    # the child must not deadlock on the parent's (absent) rayon threads
+    answer = forked_child(
+        lambda: (
+            (not _core._sampler_parallelism_allowed())
+            and np.array_equal(sampler.batch(0).genes.numpy(), expected)
+        ),
+        30.0,
+    )
+    assert answer is not None, "forked child did not answer within 30 s (deadlock?)"
+    assert answer
     assert _core._sampler_parallelism_allowed()
 
 
