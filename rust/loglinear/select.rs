@@ -3482,6 +3482,34 @@ mod tests {
         (a - b).abs() <= rel * a.abs().max(b.abs()).max(1.0)
     }
 
+    /// Whether two score arrays are equal bit for bit.
+    fn same_bits(a: &[f64], b: &[f64]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+
+    /// The engine tests' problem: n = 3000 samples of [`clustered`] features (p = 300, two
+    /// lanes) and r = 3 random latent units; returns (n, p, x, u).
+    fn engine_problem() -> (usize, usize, Vec<u8>, Vec<u8>) {
+        let (n, p, r) = (3000, 300, 3);
+        (n, p, clustered(n, p, 7), random_binary(n, r, 0.5, 8))
+    }
+
+    /// The engine tests' selections of k = 9 features: both models with the latent units `ub`,
+    /// and the marginal one without latent units.
+    fn engine_cases<'a>(ub: &'a Binary<'a>) -> [(Option<&'a Binary<'a>>, SelectOptions); 3] {
+        let options = |model| SelectOptions {
+            k: 9,
+            model,
+            n_permutations: 0,
+            seed: 0,
+        };
+        [
+            (Some(ub), options(Model::Marginal)),
+            (Some(ub), options(Model::Conditional)),
+            (None, options(Model::Marginal)),
+        ]
+    }
+
     #[test]
     fn sorted_columns_are_the_columns_of_the_rows() {
         // r = 70: two words per row, columns in both bytes of a word and in a partial byte;
@@ -3748,23 +3776,11 @@ mod tests {
     #[test]
     fn engine_matches_slow_scorer_on_every_path() {
         let _switch = kernel_switch();
-        let (n, p, r, k) = (3000, 300, 3, 9);
-        let x = clustered(n, p, 7);
-        let u = random_binary(n, r, 0.5, 8);
+        let (n, p, x, u) = engine_problem();
         let xb = Binary::new(&x, n, p, "X").unwrap();
-        let ub = Binary::new(&u, n, r, "U").unwrap();
-        let cases = [
-            (Some(&ub), Model::Marginal),
-            (Some(&ub), Model::Conditional),
-            (None, Model::Marginal),
-        ];
-        for (units, model) in cases {
-            let options = SelectOptions {
-                k,
-                model,
-                n_permutations: 0,
-                seed: 0,
-            };
+        let ub = Binary::new(&u, n, u.len() / n, "U").unwrap();
+        for (units, options) in engine_cases(&ub) {
+            let (k, model) = (options.k, options.model);
             let (sel, portable) =
                 on_both_kernels(|| select_features(&xb, units, &options).unwrap());
             let avx2 = without_avx512(|| select_features(&xb, units, &options).unwrap());
@@ -3810,11 +3826,7 @@ mod tests {
                 }
             }
             for other in [&portable, &avx2] {
-                assert!(sel
-                    .scores
-                    .iter()
-                    .zip(&other.scores)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()));
+                assert!(same_bits(&sel.scores, &other.scores));
             }
         }
     }
@@ -3824,11 +3836,9 @@ mod tests {
     /// for both models and without latent units: every step writes the entries it reads.
     #[test]
     fn leftover_buffers_do_not_change_the_scores() {
-        let (n, p, r, k) = (3000, 300, 3, 9);
-        let x = clustered(n, p, 7);
-        let u = random_binary(n, r, 0.5, 8);
+        let (n, p, x, u) = engine_problem();
         let xb = Binary::new(&x, n, p, "X").unwrap();
-        let ub = Binary::new(&u, n, r, "U").unwrap();
+        let ub = Binary::new(&u, n, u.len() / n, "U").unwrap();
         let garbage = |len: usize| Scratch {
             rows: vec![Lane([u64::MAX; 4]); len],
             units: vec![u64::MAX; len],
@@ -3843,18 +3853,7 @@ mod tests {
                 counts: vec![[654_321; LANE]; len],
             }),
         };
-        let cases = [
-            (Some(&ub), Model::Marginal),
-            (Some(&ub), Model::Conditional),
-            (None, Model::Marginal),
-        ];
-        for (units, model) in cases {
-            let options = SelectOptions {
-                k,
-                model,
-                n_permutations: 0,
-                seed: 0,
-            };
+        for (units, options) in engine_cases(&ub) {
             drop(Scratch::take());
             let fresh = select_features(&xb, units, &options).unwrap();
             for len in [10, 2 * n] {
@@ -3862,11 +3861,7 @@ mod tests {
                 garbage(len).keep();
                 let reused = select_features(&xb, units, &options).unwrap();
                 assert_eq!(reused.selected, fresh.selected);
-                assert!(reused
-                    .scores
-                    .iter()
-                    .zip(&fresh.scores)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()));
+                assert!(same_bits(&reused.scores, &fresh.scores));
             }
         }
     }
