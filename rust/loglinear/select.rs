@@ -3178,8 +3178,8 @@ pub fn select_features(
 ) -> CoreResult<Selection> {
     validate(x, u, options)?;
     // on a worker thread of the pool, the many short parallel loops below do not each put the
-    // calling thread to sleep and wake it again
-    rayon::scope(|_| select_validated(x, u, options))
+    // calling thread to sleep and wake it again, nor wait for a sleeping worker
+    crate::parallel::with_a_worker_awake(|| select_validated(x, u, options))
 }
 
 /// [`select_features`] after validation.
