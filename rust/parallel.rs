@@ -10,6 +10,7 @@
 //! parent would.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::error::{CoreError, CoreResult};
 
@@ -48,6 +49,11 @@ pub fn run<T: Send>(work: impl FnOnce() -> CoreResult<T> + Send) -> CoreResult<T
     pool.install(work)
 }
 
+/// How long the worker kept awake by [`with_a_worker_awake`] waits without a job before it
+/// goes back to rayon's usual idling (a sleeping worker costs ~20 µs to wake, small against a
+/// millisecond of serial work).
+pub const AWAKE_IDLE_LIMIT: Duration = Duration::from_millis(1);
+
 /// Runs `work` on a worker thread of the current pool while another worker waits for the
 /// parallel jobs `work` spawns without going to sleep, and returns its result.
 ///
@@ -57,8 +63,10 @@ pub fn run<T: Send>(work: impl FnOnce() -> CoreResult<T> + Send) -> CoreResult<T
 /// serial sections with many short parallel loops (the log-linear selection: about 50 of them
 /// per call) pay that at almost every loop. The waiting worker runs the pool's jobs through
 /// [`rayon::yield_now`] as soon as they appear, so nothing waits for it; it stops when `work`
-/// returns (or unwinds). In a pool of one thread, or when the job lands on the thread running
-/// `work`, nobody waits and `work` runs as it would in [`rayon::scope`].
+/// returns (or unwinds), or after [`AWAKE_IDLE_LIMIT`] without a job: waiting for `work`
+/// inside another job, it could otherwise hold up a concurrent call that waits for that job.
+/// In a pool of one thread, or when the job lands on the thread running `work`, nobody waits
+/// and `work` runs as it would in [`rayon::scope`].
 pub fn with_a_worker_awake<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     /// Tells the waiting worker to stop, also when `work` unwinds.
     struct Finished<'a>(&'a AtomicBool);
@@ -74,8 +82,13 @@ pub fn with_a_worker_awake<T: Send>(work: impl FnOnce() -> T + Send) -> T {
             if rayon::current_thread_index() == here {
                 return;
             }
+            let mut last_job = Instant::now();
             while !finished.load(Ordering::Acquire) {
-                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                if rayon::yield_now() == Some(rayon::Yield::Executed) {
+                    last_job = Instant::now();
+                } else if last_job.elapsed() > AWAKE_IDLE_LIMIT {
+                    return;
+                } else {
                     std::hint::spin_loop();
                 }
             }
