@@ -48,6 +48,27 @@ def test_explain_rejects_models_without_generate() -> None:
         explain(object(), 10, 1)  # type: ignore[arg-type]
 
 
+class ProbabilityModel(PlantedModel):
+    """Gives its feature probabilities (or a NaN) instead of binary samples: a model bug."""
+
+    def __init__(self, bad: float) -> None:
+        super().__init__()
+        self.bad = bad
+
+    def generate(self, n_samples: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        features, latent = super().generate(n_samples, seed=seed)
+        features = features.astype(np.float64)
+        features[3, 5] = self.bad
+        return features, latent
+
+
+@pytest.mark.parametrize("bad", [0.7, np.nan, -1.0])
+def test_explain_rejects_non_binary_model_output_instead_of_casting_it(bad: float) -> None:
+    # a cast to uint8 would have made 0.7 and NaN a silent 0
+    with pytest.raises(InvalidInputError, match=r"synthetic features\[3, 5\]"):
+        explain(ProbabilityModel(bad), 200, 1)
+
+
 def test_selection_monitor_records_every_n_epochs() -> None:
     monitor = SelectionMonitor(every=2, n_synthetic=1000, n_select=2, n_patterns=3)
     model = PlantedModel()

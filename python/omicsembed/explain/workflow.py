@@ -17,7 +17,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from omicsembed.exceptions import InvalidInputError
-from omicsembed.explain.loglinear import LoglinearSelection, select_features_loglinear
+from omicsembed.explain.loglinear import (
+    LoglinearSelection,
+    _as_uint8_codes,
+    select_features_loglinear,
+)
 from omicsembed.explain.patterns import PatternMap, pattern_map, top_patterns
 
 __all__ = ["Explanation", "GenerativeModel", "SelectionMonitor", "explain"]
@@ -143,7 +147,10 @@ def explain(
     Raises
     ------
     InvalidInputError
-        If the model does not produce binary features and latent units of matching length.
+        If the model does not produce binary (0/1, finite) features and latent units of
+        matching length.
+    ShapeMismatchError
+        If they are not 2-D.
 
     """
     if not isinstance(model, GenerativeModel):
@@ -152,8 +159,9 @@ def explain(
             "explained"
         )
     features, latent = model.generate(n_synthetic, seed=seed)
-    features = np.asarray(features, dtype=np.uint8)
-    latent = np.asarray(latent, dtype=np.uint8)
+    # checked before any cast: 0.7 or NaN from a model must be an error, not a silent 0
+    features = _as_uint8_codes(features, "the model's synthetic features", binary=True)
+    latent = _as_uint8_codes(latent, "the model's latent units", binary=True)
     if features.shape[0] != latent.shape[0]:
         raise InvalidInputError(
             f"the model gave {features.shape[0]} feature rows but {latent.shape[0]} latent rows"
