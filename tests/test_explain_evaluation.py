@@ -75,6 +75,35 @@ def test_label_transfer_rejects_bad_input() -> None:
         transfer_labels(observed, np.array([None] * 20), observed, [0])
     with pytest.raises(InvalidInputError, match="indices"):
         transfer_labels(observed, labels, observed, [99])
+    with pytest.raises(InvalidInputError, match="no observed cells"):
+        transfer_labels(observed[:0], labels[:0], observed, [0])
+    with pytest.raises(InvalidInputError, match="no synthetic cells"):
+        label_transfer_davies_bouldin(observed, labels, observed[:0], [0])
+    # one label: a transfer is defined, its Davies–Bouldin index and a rank are not
+    single = np.full(20, "a", dtype=object)
+    assert set(transfer_labels(observed, single, observed, [0])[0]) == {"a"}
+    with pytest.raises(InvalidInputError, match="distinct label"):
+        label_transfer_davies_bouldin(observed, single, observed, [0])
+    with pytest.raises(InvalidInputError, match="distinct label"):
+        rank_against_random_gene_sets(observed, single, observed, [0], n_random=3)
+
+
+def test_a_gene_set_without_an_index_ranks_below_every_set_with_one() -> None:
+    rng = np.random.default_rng(0)
+    observed = (rng.random((40, 6)) < 0.5).astype(np.uint8)
+    observed[:, 0] = np.arange(40) < 20  # gene 0 = 1 exactly for the cells labelled "a"
+    labels = np.where(np.arange(40) < 20, "a", "b").astype(object)
+    synthetic = (rng.random((300, 6)) < 0.5).astype(np.uint8)
+    synthetic[:, 0] = 1  # every synthetic cell matches only "a" cells in gene 0
+    assert np.isnan(label_transfer_davies_bouldin(observed, labels, synthetic, [0]))
+    ranking = rank_against_random_gene_sets(
+        observed, labels, synthetic, [0], n_random=30, n_transfer_seeds=2
+    )
+    with_index = int(np.isfinite(ranking.random_indices).sum())
+    assert with_index > 0
+    # NaN compared with < would have given rank 1 ("better than every random set")
+    assert ranking.rank == 1 + with_index
+    assert ranking.beaten == 0
 
 
 def test_nmf_selects_block_genes_over_noise() -> None:
@@ -101,6 +130,9 @@ def test_energy_statistic_separates_shifted_data() -> None:
     assert different > 10 * abs(same) and different > 0.2
     with pytest.raises(ShapeMismatchError):
         energy_statistic(a, b[:, :3])
+    a[3, 2] = np.nan
+    with pytest.raises(InvalidInputError, match=r"synthetic\[3, 2\]"):
+        energy_statistic(a, b)
 
 
 def test_davies_bouldin_equals_scikit_learn() -> None:

@@ -126,6 +126,13 @@ def energy_statistic(
     float
         The statistic (≥ 0, up to rounding of the plug-in estimate).
 
+    Raises
+    ------
+    ShapeMismatchError
+        If the data are not 2-D on the same genes.
+    InvalidInputError
+        If a set has fewer than two cells or a value is NaN or infinite.
+
     """
     x = np.asarray(synthetic, dtype=np.float64)
     y = np.asarray(test, dtype=np.float64)
@@ -133,6 +140,10 @@ def energy_statistic(
         raise ShapeMismatchError(f"need 2-D data on the same genes, got {x.shape} and {y.shape}")
     if min(x.shape[0], y.shape[0]) < 2:
         raise InvalidInputError("each data set needs at least two cells")
+    for values, name in ((x, "synthetic"), (y, "test")):
+        if not np.isfinite(values).all():
+            row, col = (int(v[0]) for v in np.nonzero(~np.isfinite(values)))
+            raise InvalidInputError(f"{name}[{row}, {col}] = {values[row, col]}; need finite data")
     rng = np.random.default_rng(seed)
     x = x[rng.permutation(x.shape[0])[:max_samples]]
     y = y[rng.permutation(y.shape[0])[:max_samples]]

@@ -85,7 +85,7 @@ def transfer_labels(
     Raises
     ------
     InvalidInputError
-        Non-binary data, missing labels, bad gene indices.
+        Non-binary data, no observed or no synthetic cells, missing labels, bad gene indices.
     ShapeMismatchError
         Shapes that disagree.
 
@@ -105,13 +105,25 @@ def transfer_labels(
 
 
 def _checked(
-    observed: ArrayLike, labels: ArrayLike, synthetic: ArrayLike, genes: ArrayLike
+    observed: ArrayLike,
+    labels: ArrayLike,
+    synthetic: ArrayLike,
+    genes: ArrayLike,
+    *,
+    min_labels: int = 1,
 ) -> tuple[
     NDArray[np.uint8], NDArray[np.int64], NDArray[np.object_], NDArray[np.uint8], NDArray[np.int64]
 ]:
-    """Validate the inputs of a label transfer; labels become codes into distinct values."""
+    """Validate the inputs of a label transfer; labels become codes into distinct values.
+
+    ``min_labels``: distinct labels needed (2 where the transferred labels are clustered: a
+    Davies–Bouldin index of one cluster does not exist).
+    """
     observed_binary = _binary(observed, "observed")
     synthetic_binary = _binary(synthetic, "synthetic")
+    for cells, name in ((observed_binary, "observed"), (synthetic_binary, "synthetic")):
+        if cells.shape[0] == 0:
+            raise InvalidInputError(f"there are no {name} cells to transfer labels between")
     if observed_binary.shape[1] != synthetic_binary.shape[1]:
         raise ShapeMismatchError(
             f"observed has {observed_binary.shape[1]} genes, synthetic {synthetic_binary.shape[1]}"
@@ -137,6 +149,11 @@ def _checked(
             f"genes must be 1 to 62 indices in [0, {observed_binary.shape[1]}), got {gene_index}"
         )
     codes, values = pd.factorize(label_array, sort=True)
+    if len(values) < min_labels:
+        raise InvalidInputError(
+            f"the observed cells carry {len(values)} distinct label(s) {list(values)}; the "
+            f"Davies–Bouldin index of transferred labels needs at least {min_labels}"
+        )
     return (
         observed_binary,
         codes.astype(np.int64),
@@ -256,11 +273,19 @@ def label_transfer_davies_bouldin(
         Mean index (≥ 0). Transfers that produce a single label score NaN and are skipped; NaN
         if all do.
 
+    Raises
+    ------
+    InvalidInputError
+        As :func:`transfer_labels`, and if the observed cells carry fewer than two distinct
+        labels or ``n_transfer_seeds < 1``.
+    ShapeMismatchError
+        Shapes that disagree.
+
     """
     if n_transfer_seeds < 1:
         raise InvalidInputError(f"n_transfer_seeds must be ≥ 1, got {n_transfer_seeds}")
     observed_binary, label_codes, values, synthetic_binary, gene_index = _checked(
-        observed, labels, synthetic, genes
+        observed, labels, synthetic, genes, min_labels=2
     )
     scores = (
         components
@@ -297,7 +322,8 @@ class LabelTransferRanking:
         (n_random,) mean indices of the random gene sets.
     rank
         1 + number of random sets with a strictly lower (better) index: 1 means better than
-        every random set.
+        every random set. A set whose transfers never gave two labels (index NaN) counts as
+        worse than every set with an index.
     beaten
         Number of random sets with a strictly higher (worse) index than the selected set.
 
@@ -332,8 +358,33 @@ def rank_against_random_gene_sets(
     """Rank the selected genes' label-transfer index among random gene sets (§2.6).
 
     Every gene set — the selected one and ``n_random`` random sets of the same size drawn
-    without replacement from all genes — is scored with the same transfer seeds.
+    without replacement from all genes — is scored with the same transfer seeds
+    (:func:`label_transfer_davies_bouldin`).
+
+    Parameters
+    ----------
+    observed, labels, synthetic, genes
+        As in :func:`transfer_labels`; the labels must have at least two distinct values.
+    n_random
+        Random gene sets (paper: 100).
+    n_transfer_seeds
+        Transfers averaged per gene set (≥ 1).
+    seed
+        Seed of the random gene sets and first transfer seed.
+
+    Returns
+    -------
+    LabelTransferRanking
+
+    Raises
+    ------
+    InvalidInputError
+        As :func:`label_transfer_davies_bouldin`.
+    ShapeMismatchError
+        Shapes that disagree.
+
     """
+    _checked(observed, labels, synthetic, genes, min_labels=2)
     gene_index = np.asarray(genes, dtype=np.int64).ravel()
     n_genes = np.asarray(observed).shape[1]
     components = principal_components_joint(observed, synthetic)
@@ -353,9 +404,12 @@ def rank_against_random_gene_sets(
     rng = np.random.default_rng(seed)
     random_sets = [rng.choice(n_genes, gene_index.size, replace=False) for _ in range(n_random)]
     random_indices = np.array([score(gene_set) for gene_set in random_sets])
+    # no index (no transfer gave two labels) is the worst outcome, not an incomparable one
+    worst = np.nan_to_num(random_indices, nan=np.inf)
+    mine = np.inf if np.isnan(selected) else selected
     return LabelTransferRanking(
         selected_index=selected,
         random_indices=random_indices,
-        rank=1 + int(np.sum(random_indices < selected)),
-        beaten=int(np.sum(random_indices > selected)),
+        rank=1 + int(np.sum(worst < mine)),
+        beaten=int(np.sum(worst > mine)),
     )
