@@ -95,6 +95,36 @@ def test_demo_quick_runs_end_to_end(tmp_path) -> None:
         assert (out / figure).stat().st_size > 0
 
 
+def test_explain_on_a_data_folder_uses_its_labels_and_size_factors_for_counts(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    cell_type = rng.integers(0, 3, 150)
+    depth = rng.uniform(0.5, 2.0, (150, 1))
+    means = np.where(np.arange(12) // 4 == cell_type[:, None], 20.0, 2.0)
+    counts = rng.poisson(depth * means).astype(np.float32)
+    folder = tmp_path / "counts"
+    folder.mkdir()
+    np.savez_compressed(
+        folder / "expression.npz",
+        X=counts,
+        cell_type=np.array(["a", "b", "c"])[cell_type],
+        plate=np.full(150, "p1"),  # one value: not a label
+        cell_id=np.array([f"c{i}" for i in range(150)]),  # one per cell: not a label
+    )
+    out = tmp_path / "explained"
+    args = ["explain", "--data", str(folder), "--model", "vae", "--epochs", "2"]
+    args += ["--n-select", "2", "--n-random", "3", "--n-synthetic", "300", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["size_factors"] is True  # integer counts
+    assert {row["labels"] for row in summary["label_transfer"]} == {"cell_type"}
+    # --no-size-factors and explicit labels override the defaults
+    other = tmp_path / "raw"
+    result = runner.invoke(app, [*args[:-1], str(other), "--no-size-factors", "--labels", "plate"])
+    assert result.exit_code != 0
+    assert "distinct label" in result.output
+
+
 def test_explain_trains_both_models_and_writes_the_report(tmp_path) -> None:
     from omicsembed.simulate import stair_cell_stages
 

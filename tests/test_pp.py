@@ -242,6 +242,55 @@ def test_size_factors_match_loop_oracle_and_sparse():
     assert np.corrcoef(np.log(expected), np.log(depth.ravel()))[0, 1] > 0.95
 
 
+def _poscounts_oracle(counts: np.ndarray) -> np.ndarray:
+    """DESeq2 ``estimateSizeFactors(type="poscounts")`` written as plain loops: geoMeanNZ
+    (Σ log of the positive counts / number of samples), the median of log ratios over each
+    sample's positive counts, factors divided by their geometric mean."""
+    import math
+    import statistics
+
+    n, m = counts.shape
+    log_geo = [
+        sum(math.log(counts[i, g]) for i in range(n) if counts[i, g] > 0) / n for g in range(m)
+    ]
+    raw = [
+        statistics.median(math.log(counts[i, g]) - log_geo[g] for g in range(m) if counts[i, g] > 0)
+        for i in range(n)
+    ]
+    centre = sum(raw) / n
+    return np.array([math.exp(v - centre) for v in raw])
+
+
+def test_poscounts_size_factors_match_the_deseq2_definition_on_sparse_counts():
+    rng = np.random.default_rng(8)
+    depth = rng.uniform(0.3, 3.0, size=(30, 1))
+    counts = rng.poisson(depth * rng.gamma(0.3, 3.0, size=(1, 60))).astype(float)
+    counts[np.arange(60) % 30, np.arange(60)] = 0  # every gene has a zero somewhere
+    counts[:, 5] = 0  # a gene with no count at all
+    assert not (counts > 0).all(axis=0).any()  # the ratio method has no gene to use
+    with pytest.raises(InvalidInputError, match="positive in every sample"):
+        size_factors(counts)
+    expected = _poscounts_oracle(counts)
+    np.testing.assert_allclose(size_factors(counts, method="poscounts"), expected, rtol=1e-12)
+    sparse = sp.csr_matrix(counts)
+    np.testing.assert_allclose(size_factors(sparse, method="poscounts"), expected, rtol=1e-12)
+    np.testing.assert_allclose(
+        normalize_size_factors(counts, method="poscounts"), counts / expected[:, None], rtol=1e-12
+    )
+    assert np.corrcoef(np.log(expected), np.log(depth.ravel()))[0, 1] > 0.8
+    # with every count positive: the ratio method's factors, rescaled to geometric mean 1
+    dense = rng.poisson(20, size=(5, 40)).astype(float) + 1
+    ratio = size_factors(dense)
+    np.testing.assert_allclose(
+        size_factors(dense, method="poscounts"), ratio / np.exp(np.log(ratio).mean()), rtol=1e-12
+    )
+    counts[3] = 0
+    with pytest.raises(InvalidInputError, match=r"sample 3 .* no positive count"):
+        size_factors(counts, method="poscounts")
+    with pytest.raises(InvalidInputError, match="method"):
+        size_factors(dense, method="median")  # type: ignore[call-overload]
+
+
 def test_size_factors_anndata_and_normalize():
     rng = np.random.default_rng(5)
     counts = rng.poisson(rng.uniform(1, 4, (8, 1)) * 30, size=(8, 40)).astype(np.float32)
@@ -249,7 +298,11 @@ def test_size_factors_anndata_and_normalize():
     a = ad.AnnData(sp.csr_matrix(counts), layers={"counts": counts.copy()})
     assert size_factors(a) is None
     np.testing.assert_allclose(a.obs["size_factors"], factors, rtol=1e-12)
-    assert a.uns["size_factors"]["params"] == {"layer": None, "n_genes_used": 40}
+    assert a.uns["size_factors"]["params"] == {
+        "layer": None,
+        "method": "ratio",
+        "n_genes_used": 40,
+    }
     c = size_factors(
         ad.AnnData(np.ones((8, 40)), layers={"counts": counts}), layer="counts", copy=True
     )

@@ -194,9 +194,20 @@ def explain_command(
     ] = None,
     labels: Annotated[
         list[str] | None,
-        typer.Option(help="Label columns for the label transfer (repeatable)."),
+        typer.Option(
+            help="Label columns for the label transfer (repeatable; default: bulk_labels with "
+            "--demo, every label column of a shared-data folder, none for a file)."
+        ),
     ] = None,
     quantile: Annotated[float, typer.Option(help="Dichotomisation quantile per gene.")] = 0.5,
+    size_factors: Annotated[
+        bool | None,
+        typer.Option(
+            "--size-factors/--no-size-factors",
+            help="Divide each cell by its DESeq median-of-ratios size factor before the "
+            "dichotomisation (default: on for integer counts, off for normalised data).",
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (model default).")] = None,
     n_synthetic: Annotated[int, typer.Option(help="Synthetic cells to draw.")] = 10_000,
     n_random: Annotated[int, typer.Option(help="Random gene sets for the ranking.")] = 100,
@@ -237,12 +248,21 @@ def explain_command(
         label_columns = tuple(labels or ["bulk_labels"])
     else:
         assert data is not None
-        adata = read_shared_folder(data) if data.is_dir() else io.read_anndata(data)
-        label_columns = tuple(labels or [])
+        folder_data = data.is_dir()
+        adata = read_shared_folder(data) if folder_data else io.read_anndata(data)
+        # a shared-data folder's .obs holds its per-cell annotations (e.g. cell_type, class):
+        # those that group cells (2 to n/2 values) are its labels
+        default_labels = [
+            column
+            for column in adata.obs.columns
+            if folder_data and 2 <= adata.obs[column].nunique() <= adata.n_obs // 2
+        ]
+        label_columns = tuple(labels if labels is not None else default_labels)
     settings = ExplainSettings(
         models=tuple(model or ["vae"]),
         n_select=tuple(n_select or (8, 12)),
         quantile=quantile,
+        size_factors=size_factors,
         n_synthetic=n_synthetic,
         n_random=n_random,
         epochs=epochs,

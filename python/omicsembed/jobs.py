@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from matplotlib.figure import Figure
+from numpy.typing import NDArray
 
 from omicsembed import evaluate, pl, pp, stats
 from omicsembed._core import __version__
@@ -397,6 +398,11 @@ class ExplainSettings:
         its first steps).
     quantile
         Dichotomisation quantile per gene.
+    size_factors
+        Divide each cell by its size factor before the dichotomisation (DESeq2's
+        ``poscounts`` median of ratios, :func:`omicsembed.pp.size_factors`, which works on
+        sparse single-cell counts). None: when the data are integer counts (not for data that
+        are already normalised, such as tasic2016).
     test_fraction
         Share of cells held out (the paper: 36.8 %).
     n_synthetic, n_random, n_transfer_seeds
@@ -425,6 +431,7 @@ class ExplainSettings:
     models: tuple[str, ...] = ("vae",)
     n_select: tuple[int, ...] = (8, 12)
     quantile: float = 0.5
+    size_factors: bool | None = None
     test_fraction: float = 0.368
     n_synthetic: int = 10_000
     n_random: int = 100
@@ -455,6 +462,24 @@ def _generative_model(
             options["epochs"] = epochs
         return DeepBoltzmannMachine(gibbs_schedule=settings.gibbs_schedule, **options)
     raise InvalidInputError(f"models must be 'vae' or 'dbm', got {kind!r}")
+
+
+def _explain_expression(
+    adata: AnnData, layer: str | None, size_factors: bool | None
+) -> tuple[NDArray[np.float64], bool]:
+    """Return the matrix :func:`explain_job` dichotomises and whether size factors divided it.
+
+    ``size_factors=None`` divides integer counts (integers, some above 1) by DESeq2's
+    ``poscounts`` size factors and leaves normalised or binary data as they are.
+    """
+    expression = np.asarray(dense_matrix(adata, layer=layer), dtype=np.float64)
+    if size_factors is None:
+        size_factors = bool(
+            expression.size and np.all(expression == np.round(expression)) and expression.max() > 1
+        )
+    if size_factors:
+        expression = pp.normalize_size_factors(expression, method="poscounts")
+    return expression, size_factors
 
 
 def _epochs_trained(model: Any) -> int:
@@ -513,8 +538,8 @@ def explain_job(
     Raises
     ------
     InvalidInputError
-        Unknown models, Gibbs schedule or label columns (before any training), or data the
-        models reject.
+        Unknown models, Gibbs schedule or label columns, label columns with fewer than two
+        labels (all before any training), or data the models reject.
 
     """
     from omicsembed.explain import (
@@ -535,9 +560,13 @@ def explain_job(
             raise InvalidInputError(
                 f"label column {column!r} not in .obs; available: {list(adata.obs.columns)}"
             )
-    binary = np.asarray(
-        pp.dichotomize(dense_matrix(adata, layer=layer), quantile=settings.quantile)
-    )
+        if adata.obs[column].nunique() < 2:
+            raise InvalidInputError(
+                f"label column {column!r} has fewer than two distinct labels; the label "
+                "transfer's Davies–Bouldin index needs at least two"
+            )
+    expression, normalise = _explain_expression(adata, layer, settings.size_factors)
+    binary = np.asarray(pp.dichotomize(expression, quantile=settings.quantile))
     order = np.random.default_rng(settings.seed).permutation(binary.shape[0])
     n_test = round(settings.test_fraction * binary.shape[0])
     test_rows, train_rows = np.sort(order[:n_test]), np.sort(order[n_test:])
@@ -646,6 +675,7 @@ def explain_job(
         "models": list(settings.models),
         "n_train": int(train_rows.size),
         "n_test": int(test_rows.size),
+        "size_factors": normalise,
         "selected_genes": selected,
         "gene_overlap": overlap,
         "initializations": initializations,

@@ -8,7 +8,7 @@ place and returns ``None`` or returns a modified copy when ``copy=True``), as in
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import scipy.sparse as sp
@@ -402,15 +402,60 @@ def _median_of_ratios(x: Any, what: str) -> NDArray[np.float64]:
     return np.exp(np.median(log_counts - log_geometric_means, axis=1))
 
 
+def _positive_counts(x: Any, what: str) -> NDArray[np.float64]:
+    """DESeq2's ``type="poscounts"`` size factors (see :func:`size_factors`)."""
+    csr = sp.csr_matrix(x, dtype=np.float64)
+    csr.eliminate_zeros()
+    n_samples = csr.shape[0]
+    log_values = np.log(csr.data)
+    # per gene: Σ log of the positive counts / number of samples (zeros count in the divisor)
+    log_geometric_means = np.bincount(csr.indices, log_values, csr.shape[1]) / n_samples
+    ratios = log_values - log_geometric_means[csr.indices]
+    # every stored value is positive and its gene has a positive count: each one is used
+    factors = np.empty(n_samples)
+    for row in range(n_samples):
+        used = ratios[csr.indptr[row] : csr.indptr[row + 1]]
+        if used.size == 0:
+            raise InvalidInputError(
+                f"sample {row} of {what} has no positive count; its size factor is undefined "
+                "(remove empty samples)"
+            )
+        factors[row] = np.median(used)
+    # scaled to geometric mean 1, as DESeq2 does for its own geometric means
+    return np.exp(factors - factors.mean())
+
+
+def _size_factors_by(x: Any, what: str, method: str) -> NDArray[np.float64]:
+    if method == "ratio":
+        return _median_of_ratios(x, what)
+    if method == "poscounts":
+        return _positive_counts(x, what)
+    raise InvalidInputError(f"method must be 'ratio' or 'poscounts', got {method!r}")
+
+
 @overload
 def size_factors(
-    data: NDArray[Any], *, layer: str | None = ..., copy: bool = ...
+    data: NDArray[Any],
+    *,
+    method: Literal["ratio", "poscounts"] = ...,
+    layer: str | None = ...,
+    copy: bool = ...,
 ) -> NDArray[np.float64]: ...
 @overload
 def size_factors(
-    data: ad.AnnData | ArrayLike, *, layer: str | None = ..., copy: bool = ...
+    data: ad.AnnData | ArrayLike,
+    *,
+    method: Literal["ratio", "poscounts"] = ...,
+    layer: str | None = ...,
+    copy: bool = ...,
 ) -> Any: ...
-def size_factors(data: Any, *, layer: str | None = None, copy: bool = False) -> Any:
+def size_factors(
+    data: Any,
+    *,
+    method: Literal["ratio", "poscounts"] = "ratio",
+    layer: str | None = None,
+    copy: bool = False,
+) -> Any:
     """DESeq size factors by the median-of-ratios method (Anders & Huber 2010, eq. 5).
 
     With counts ``k[i, g]`` (sample ``i``, gene ``g``), the geometric mean of each gene over
@@ -426,11 +471,21 @@ def size_factors(data: Any, *, layer: str | None = None, copy: bool = False) -> 
     rescaled (their geometric mean is close to, not exactly, 1). Sample ``i`` scaled by a
     factor ``c`` gets a size factor ``c`` times larger.
 
+    Sparse single-cell counts rarely have a gene positive in every cell; ``method="poscounts"``
+    is DESeq2's estimator for them (``estimateSizeFactors(type="poscounts")``): the geometric
+    mean of gene ``g`` is ``exp(Σ_{k[j,g] > 0} log k[j, g] / n_samples)`` (zeros left out of
+    the sum, not the divisor), the factor of sample ``i`` the median of
+    ``k[i, g] / geometric_mean_g`` over its genes with ``k[i, g] > 0``, and the factors are
+    divided by their geometric mean. With every count positive it is the ratio method's
+    factors rescaled to geometric mean 1.
+
     Parameters
     ----------
     data
         Counts, samples x genes: array (n_samples, n_genes) of non-negative numbers (integer
         or float; dense or scipy sparse) or AnnData (``X`` or ``layers[layer]``).
+    method
+        ``"ratio"`` (median of ratios, DESeq) or ``"poscounts"`` (DESeq2, for sparse counts).
     layer
         AnnData only: use ``layers[layer]``.
     copy
@@ -446,9 +501,10 @@ def size_factors(data: Any, *, layer: str | None = None, copy: bool = False) -> 
     Raises
     ------
     InvalidInputError
-        If the matrix is not numeric 2-D, is empty, has NaN, infinite or negative values, or no
-        gene is positive in every sample (e.g. an all-zero sample, or sparse single-cell data:
-        aggregate or subset genes first).
+        If the matrix is not numeric 2-D, is empty, has NaN, infinite or negative values, if
+        no gene is positive in every sample (``"ratio"``; e.g. an all-zero sample, or sparse
+        single-cell data: use ``"poscounts"``), if a sample has no positive count
+        (``"poscounts"``), or for an unknown method.
 
     Examples
     --------
@@ -460,13 +516,16 @@ def size_factors(data: Any, *, layer: str | None = None, copy: bool = False) -> 
     """
     where = _where(data, layer)
     if not _is_anndata(data):
-        return _median_of_ratios(_count_matrix(data, layer, where), where)
+        return _size_factors_by(_count_matrix(data, layer, where), where, method)
     adata = data.copy() if copy else data
     x = _count_matrix(adata, layer, where)
-    factors = _median_of_ratios(x, where)
-    n_used = int(np.count_nonzero(np.asarray((x > 0).sum(axis=0)).ravel() == x.shape[0]))
+    factors = _size_factors_by(x, where, method)
+    positive_in = np.asarray((x > 0).sum(axis=0)).ravel()
+    n_used = int(np.count_nonzero(positive_in == x.shape[0] if method == "ratio" else positive_in))
     adata.obs["size_factors"] = factors
-    adata.uns["size_factors"] = {"params": {"layer": layer, "n_genes_used": n_used}}
+    adata.uns["size_factors"] = {
+        "params": {"layer": layer, "method": method, "n_genes_used": n_used}
+    }
     return adata if copy else None
 
 
@@ -475,6 +534,7 @@ def normalize_size_factors(
     data: NDArray[Any],
     *,
     factors: ArrayLike | None = ...,
+    method: Literal["ratio", "poscounts"] = ...,
     layer: str | None = ...,
     copy: bool = ...,
 ) -> NDArray[np.float64]: ...
@@ -483,6 +543,7 @@ def normalize_size_factors(
     data: ad.AnnData | ArrayLike,
     *,
     factors: ArrayLike | None = ...,
+    method: Literal["ratio", "poscounts"] = ...,
     layer: str | None = ...,
     copy: bool = ...,
 ) -> Any: ...
@@ -490,6 +551,7 @@ def normalize_size_factors(
     data: Any,
     *,
     factors: ArrayLike | None = None,
+    method: Literal["ratio", "poscounts"] = "ratio",
     layer: str | None = None,
     copy: bool = False,
 ) -> Any:
@@ -503,6 +565,8 @@ def normalize_size_factors(
     factors
         Positive size factors, one per sample; ``None`` computes them with
         :func:`size_factors` (Anders & Huber 2010).
+    method
+        Method of :func:`size_factors` when ``factors`` is None.
     layer
         AnnData only: normalise ``layers[layer]`` (the result replaces it).
     copy
@@ -526,7 +590,7 @@ def normalize_size_factors(
     adata = (data.copy() if copy else data) if _is_anndata(data) else None
     x = _count_matrix(adata if adata is not None else data, layer, where)
     if factors is None:
-        scale = _median_of_ratios(x, where)
+        scale = _size_factors_by(x, where, method)
     else:
         scale = np.asarray(factors, dtype=np.float64).ravel()
         if scale.shape != (x.shape[0],):
