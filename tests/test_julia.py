@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from omicsembed import julia
+from omicsembed.exceptions import InvalidInputError
 
 os.environ.setdefault("PYTHON_JULIAPKG_OFFLINE", "yes")
 
@@ -20,6 +21,41 @@ def test_missing_project_is_a_clear_error(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("OMICSEMBED_JULIA_PROJECT", str(tmp_path))
     with pytest.raises(julia.JuliaUnavailableError, match="OMICSEMBED_JULIA_PROJECT"):
         julia.julia_project()
+
+
+@pytest.mark.parametrize(
+    ("reference", "model", "may_differ"),
+    [
+        # BoltzmannMachines.jl sweeps synchronously; Julia's seed cannot be None
+        ("fit_dbm", "DeepBoltzmannMachine", {"gibbs_schedule", "seed"}),
+        ("fit_bernoulli_vae", "BernoulliVAE", {"seed"}),
+    ],
+)
+def test_the_julia_models_take_the_arguments_and_defaults_of_ours(
+    reference: str, model: str, may_differ: set[str]
+) -> None:
+    import inspect
+
+    from omicsembed import models
+
+    theirs = dict(inspect.signature(getattr(julia, reference)).parameters)
+    theirs.pop("X")
+    ours = inspect.signature(getattr(models, model)).parameters
+    assert set(theirs) <= set(ours), set(theirs) - set(ours)
+    for name, parameter in theirs.items():
+        if name not in may_differ:
+            default = ours[name].default
+            assert parameter.default == default, (name, parameter.default, default)
+
+
+@pytest.mark.parametrize(
+    "setting", [{"gibbs_schedule": "blocked"}, {"n_gibbs_sweeps": 3}, {"fine_tuning_batch_size": 8}]
+)
+def test_settings_boltzmannmachines_cannot_follow_are_refused_before_julia_starts(
+    setting: dict,
+) -> None:
+    with pytest.raises(InvalidInputError, match=next(iter(setting))):
+        julia.fit_dbm(np.zeros((4, 3)), **setting)
 
 
 @pytest.mark.skipif(julia.julia_available(), reason="juliacall is installed here")
@@ -39,3 +75,15 @@ def test_julia_dbm_samples_have_the_layer_shapes() -> None:  # pragma: no cover 
     layers = julia.sample_dbm(dbm, 50, burn_in=5)
     assert [layer.shape for layer in layers] == [(50, 12), (50, 6), (50, 3)]
     assert all(np.isin(layer, (0.0, 1.0)).all() for layer in layers)
+
+
+@pytest.mark.skipif(
+    not julia.julia_available(), reason="no Julia here (juliacall is not installed)"
+)
+def test_julia_vae_generates_binary_cells_and_codes() -> None:  # pragma: no cover - needs Julia
+    rng = np.random.default_rng(0)
+    X = (rng.random((200, 12)) < 0.3).astype(float)
+    vae = julia.fit_bernoulli_vae(X, n_latent=3, hidden_sizes=(8,), max_epochs=2, seed=0)
+    features, latent = julia.generate_bernoulli_vae(vae, 40, seed=1)
+    assert features.shape == (40, 12) and latent.shape == (40, 3)
+    assert np.isin(features, (0.0, 1.0)).all() and np.isin(latent, (0.0, 1.0)).all()

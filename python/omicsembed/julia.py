@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from omicsembed.exceptions import OmicsEmbedError
+from omicsembed.exceptions import InvalidInputError, OmicsEmbedError
 
 __all__ = [
     "JuliaUnavailableError",
@@ -96,16 +97,66 @@ def _binary_matrix(X: ArrayLike) -> np.ndarray:
     return matrix
 
 
-def fit_dbm(X: ArrayLike, **options: Any) -> Any:
-    """Train a DBM with BoltzmannMachines.jl ``fitdbm`` (see ``OmicsEmbedReference.fit_dbm``).
+def fit_dbm(
+    X: ArrayLike,
+    hidden_sizes: Sequence[int] = (100, 20, 10),
+    *,
+    pretraining_epochs: int | None = None,
+    epochs: int = 10,
+    learning_rate: float = 0.005,
+    pretraining_learning_rate: float | None = None,
+    batch_size: int = 1,
+    fine_tuning_batch_size: int | None = None,
+    n_particles: int = 100,
+    n_gibbs_sweeps: int = 5,
+    gibbs_schedule: str = "synchronous",
+    seed: int = 0,
+) -> Any:
+    """Train a DBM with BoltzmannMachines.jl ``fitdbm`` (``OmicsEmbedReference.fit_dbm``).
 
-    Options: ``hidden_sizes``, ``epochs``, ``epochs_pretraining``, ``learning_rate``,
-    ``learning_rate_pretraining``, ``batch_size_pretraining``, ``n_particles``, ``seed`` — the
-    names of :class:`omicsembed.models.DeepBoltzmannMachine`. BoltzmannMachines.jl always
-    sweeps the particles synchronously: compare it with ours at ``gibbs_schedule="synchronous"``.
-    Returns the Julia DBM object.
+    The arguments and defaults are those of :class:`omicsembed.models.DeepBoltzmannMachine`
+    (Lenz et al.'s BoltzmannMachines.jl, as used by Hess et al. 2020), so the same call trains
+    both. BoltzmannMachines.jl fine-tunes on the whole data with 5 synchronous Gibbs sweeps of
+    its particles: compare it with ours at ``gibbs_schedule="synchronous"``; other values of
+    ``fine_tuning_batch_size``, ``n_gibbs_sweeps`` and ``gibbs_schedule`` are refused.
+
+    Returns
+    -------
+    Any
+        The Julia DBM object (for :func:`sample_dbm`).
+
+    Raises
+    ------
+    InvalidInputError
+        Settings BoltzmannMachines.jl cannot follow.
+    OmicsEmbedError
+        If ``X`` is not a 2-D 0/1 matrix.
+    JuliaUnavailableError
+        Without Julia.
+
     """
-    return _reference().fit_dbm(_binary_matrix(X), **options)
+    fixed = {
+        "fine_tuning_batch_size": (fine_tuning_batch_size, None),
+        "n_gibbs_sweeps": (n_gibbs_sweeps, 5),
+        "gibbs_schedule": (gibbs_schedule, "synchronous"),
+    }
+    for name, (value, supported) in fixed.items():
+        if value != supported:
+            raise InvalidInputError(
+                f"BoltzmannMachines.jl fitdbm has no setting for {name}={value!r} (it uses "
+                f"{supported!r}); leave it at that value to compare with it"
+            )
+    return _reference().fit_dbm(
+        _binary_matrix(X),
+        hidden_sizes=[int(size) for size in hidden_sizes],
+        pretraining_epochs=pretraining_epochs,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        pretraining_learning_rate=pretraining_learning_rate,
+        batch_size=batch_size,
+        n_particles=n_particles,
+        seed=seed,
+    )
 
 
 def sample_dbm(dbm: Any, n_samples: int, *, burn_in: int = 50, seed: int = 0) -> list[np.ndarray]:
@@ -114,9 +165,44 @@ def sample_dbm(dbm: Any, n_samples: int, *, burn_in: int = 50, seed: int = 0) ->
     return [np.asarray(layer) for layer in layers]
 
 
-def fit_bernoulli_vae(X: ArrayLike, **options: Any) -> Any:
-    """Train the Flux Bernoulli VAE (options as :class:`omicsembed.models.BernoulliVAE`)."""
-    return _reference().fit_bernoulli_vae(_binary_matrix(X), **options)
+def fit_bernoulli_vae(
+    X: ArrayLike,
+    *,
+    n_latent: int = 10,
+    hidden_sizes: Sequence[int] = (100,),
+    learning_rate: float = 1e-4,
+    batch_size: int = 32,
+    max_epochs: int = 300,
+    seed: int = 0,
+) -> Any:
+    """Train the Flux Bernoulli VAE (``OmicsEmbedReference.fit_bernoulli_vae``).
+
+    The arguments and defaults are those of :class:`omicsembed.models.BernoulliVAE` (Hess et
+    al. 2020 §2.4); the Flux model trains for all ``max_epochs``, without the validation split
+    and early stopping of ours.
+
+    Returns
+    -------
+    Any
+        The Julia VAE (for :func:`generate_bernoulli_vae`).
+
+    Raises
+    ------
+    OmicsEmbedError
+        If ``X`` is not a 2-D 0/1 matrix.
+    JuliaUnavailableError
+        Without Julia.
+
+    """
+    return _reference().fit_bernoulli_vae(
+        _binary_matrix(X),
+        n_latent=n_latent,
+        hidden_sizes=[int(size) for size in hidden_sizes],
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        seed=seed,
+    )
 
 
 def generate_bernoulli_vae(

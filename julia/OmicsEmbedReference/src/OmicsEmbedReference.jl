@@ -16,29 +16,32 @@ import Random
 export fit_dbm, sample_dbm, fit_bernoulli_vae, generate_bernoulli_vae
 
 """
-    fit_dbm(x; hidden_sizes, epochs, epochs_pretraining, learning_rate,
-            learning_rate_pretraining, batch_size_pretraining, n_particles, seed)
+    fit_dbm(x; hidden_sizes, pretraining_epochs, epochs, learning_rate,
+            pretraining_learning_rate, batch_size, n_particles, seed)
 
 Train a DBM with `BoltzmannMachines.fitdbm` (layer-wise pretraining by stacked RBMs, then joint
-fine-tuning with mean-field positive phase and persistent Gibbs particles).
+fine-tuning with mean-field positive phase and persistent Gibbs particles). The keywords and
+their defaults are those of omicsembed's `DeepBoltzmannMachine`; `nothing` for
+`pretraining_epochs` / `pretraining_learning_rate` means `epochs` / `learning_rate`, as there.
+`batch_size` is the pretraining minibatch size (`batchsizepretraining`).
 """
 function fit_dbm(x::AbstractMatrix{<:Real};
         hidden_sizes::AbstractVector{<:Integer} = [100, 20, 10],
-        epochs::Integer = 30,
-        epochs_pretraining::Integer = epochs,
+        pretraining_epochs::Union{Nothing, Integer} = nothing,
+        epochs::Integer = 10,
         learning_rate::Real = 0.005,
-        learning_rate_pretraining::Real = learning_rate,
-        batch_size_pretraining::Integer = 1,
+        pretraining_learning_rate::Union{Nothing, Real} = nothing,
+        batch_size::Integer = 1,
         n_particles::Integer = 100,
         seed::Integer = 0)
     Random.seed!(seed)
     return BoltzmannMachines.fitdbm(Matrix{Float64}(x);
         nhiddens = Vector{Int}(hidden_sizes),
         epochs = Int(epochs),
-        epochspretraining = Int(epochs_pretraining),
+        epochspretraining = Int(something(pretraining_epochs, epochs)),
         learningrate = Float64(learning_rate),
-        learningratepretraining = Float64(learning_rate_pretraining),
-        batchsizepretraining = Int(batch_size_pretraining),
+        learningratepretraining = Float64(something(pretraining_learning_rate, learning_rate)),
+        batchsizepretraining = Int(batch_size),
         nparticles = Int(n_particles))
 end
 
@@ -78,17 +81,19 @@ function _negative_elbo(vae::BernoulliVAE, x)
 end
 
 """
-    fit_bernoulli_vae(x; n_latent, hidden_sizes, epochs, batch_size, learning_rate, seed)
+    fit_bernoulli_vae(x; n_latent, hidden_sizes, learning_rate, batch_size, max_epochs, seed)
 
 Bernoulli VAE as in Hess et al. 2020 §2.4: tanh encoder and decoder, sigmoid Bernoulli output,
-standard normal prior, Adam. `x` is cells × genes.
+standard normal prior, Adam. `x` is cells × genes. The keywords and their defaults are those
+of omicsembed's `BernoulliVAE`; it trains for all `max_epochs` (no validation split or early
+stopping).
 """
 function fit_bernoulli_vae(x::AbstractMatrix{<:Real};
         n_latent::Integer = 10,
-        hidden_sizes::AbstractVector{<:Integer} = [64],
-        epochs::Integer = 100,
-        batch_size::Integer = 128,
+        hidden_sizes::AbstractVector{<:Integer} = [100],
         learning_rate::Real = 1e-4,
+        batch_size::Integer = 32,
+        max_epochs::Integer = 300,
         seed::Integer = 0)
     Random.seed!(seed)
     data = Matrix{Float32}(permutedims(x))  # Flux: features × observations
@@ -103,7 +108,7 @@ function fit_bernoulli_vae(x::AbstractMatrix{<:Real};
         Flux.Dense(widths[end] => Int(n_latent)), decoder)
     state = Flux.setup(Flux.Adam(Float64(learning_rate)), vae)
     loader = Flux.DataLoader(data; batchsize = Int(batch_size), shuffle = true)
-    for _ in 1:epochs
+    for _ in 1:max_epochs
         for batch in loader
             gradients = Flux.gradient(model -> _negative_elbo(model, batch), vae)
             Flux.update!(state, vae, gradients[1])
