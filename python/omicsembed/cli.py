@@ -204,8 +204,9 @@ def explain_command(
         bool | None,
         typer.Option(
             "--size-factors/--no-size-factors",
-            help="Divide each cell by its DESeq median-of-ratios size factor before the "
-            "dichotomisation (default: on for integer counts, off for normalised data).",
+            help="Divide each cell by its DESeq2 'poscounts' size factor (median of ratios "
+            "for sparse counts) before the dichotomisation (default: on for integer counts, "
+            "off for normalised or binary data).",
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (model default).")] = None,

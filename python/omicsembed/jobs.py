@@ -512,7 +512,8 @@ def explain_job(
     Parameters
     ----------
     adata
-        Cells × genes expression (non-negative scale; dichotomised per gene here).
+        Cells × genes expression (non-negative scale; integer counts are divided by size
+        factors, see :class:`ExplainSettings`, then every gene is dichotomised here).
     out
         Result folder: per model ``<model>_selection`` (step, feature, latent unit, G²),
         ``<model>_patterns``, ``<model>_pattern_map`` (+ PNG), optionally
