@@ -90,6 +90,25 @@ def test_ais_agrees_with_exact(sizes):
     assert ll_ais == pytest.approx(ll_exact, abs=0.05)
 
 
+def test_ais_with_a_given_temperature_schedule():
+    params = random_params([5, 4, 3], seed=12)
+    model = model_from(params)
+    exact = model.log_partition(method="exact")
+    # denser near 1, where the annealed model changes most (100 steps)
+    schedule = 1 - np.linspace(1, 0, 100) ** 2
+    ais = model.log_partition(n_particles=256, temperatures=schedule, seed=1)
+    assert ais == pytest.approx(exact, abs=0.05)
+    # the schedule is used: two temperatures (a jump from 0 to 1) give a worse estimate
+    jump = model.log_partition(n_particles=256, temperatures=[0.0, 1.0], seed=1)
+    assert abs(jump - exact) > abs(ais - exact)
+    x = planted(6, 5, seed=1)
+    ll = model.log_likelihood(x, n_particles=128, temperatures=schedule, seed=2, log_z=exact)
+    assert ll == pytest.approx(model.log_likelihood(x, method="exact"), abs=0.05)
+    for bad in ([0.0, 0.5], [0.0, 0.7, 0.3, 1.0], [[0.0, 1.0]]):
+        with pytest.raises(InvalidInputError):
+            model.log_partition(temperatures=bad)
+
+
 def test_lower_bound_is_below_the_exact_log_likelihood():
     params = random_params([5, 4, 3], seed=3)
     model = model_from(params)

@@ -35,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+from numpy.typing import ArrayLike
 from safetensors.numpy import load_file, save_file
 from scipy import sparse
 
@@ -61,6 +62,16 @@ def _binary_matrix(data: AnnData | np.ndarray, layer: str | None, what: str) -> 
     matrix: Any = binary_matrix(data, layer=layer, what=what, model="Boltzmann machines")
     dense = matrix.toarray() if sparse.issparse(matrix) else matrix
     return np.ascontiguousarray(dense, dtype=np.float64)
+
+
+def _schedule(temperatures: ArrayLike | None) -> list[float] | None:
+    """Return an AIS temperature schedule as floats (checked in Rust: 0 … 1, non-decreasing)."""
+    if temperatures is None:
+        return None
+    schedule = np.asarray(temperatures, dtype=np.float64)
+    if schedule.ndim != 1:
+        raise InvalidInputError(f"temperatures must be 1-D, got shape {schedule.shape}")
+    return [float(t) for t in schedule]
 
 
 def _check_positive(**values: int) -> None:
@@ -338,20 +349,41 @@ class _BoltzmannMachine:
         method: Literal["ais", "exact"] = "ais",
         n_particles: int = 100,
         n_temperatures: int = 100,
+        temperatures: ArrayLike | None = None,
         burn_in: int = 5,
         seed: Seed = None,
     ) -> float:
         """Return log Z by AIS (``logpartitionfunction``) or by exact enumeration (tiny models).
 
         AIS anneals from the model with zero weights (same biases) at temperatures
-        0, 1/n_temperatures, …, 1 with ``n_particles`` chains and ``burn_in`` Gibbs sweeps per
-        temperature, summing out the visible layer (RBM) or the odd layers (DBM) analytically.
-        Exact enumeration runs over the smaller of the two alternate layer sets (≤ 28 units).
+        0, 1/n_temperatures, …, 1 (or the given ``temperatures``) with ``n_particles`` chains
+        and ``burn_in`` Gibbs sweeps per temperature, summing out the visible layer (RBM) or the
+        odd layers (DBM) analytically. Exact enumeration runs over the smaller of the two
+        alternate layer sets (≤ 28 units).
+
+        Parameters
+        ----------
+        method
+            ``"ais"`` or ``"exact"``.
+        n_particles, n_temperatures, burn_in
+            AIS settings (defaults of BoltzmannMachines.jl).
+        temperatures
+            AIS schedule (float64, non-decreasing from 0 to 1, at least two values); replaces
+            the evenly spaced ``n_temperatures`` (e.g. denser near 1, where the model changes
+            most).
+        seed
+            Seed of the AIS chains.
+
+        Returns
+        -------
+        float
+            log Z (nats).
 
         Raises
         ------
         InvalidInputError
-            Unknown method, bad counts, or a model too large for exact enumeration.
+            Unknown method, bad counts or schedule, or a model too large for exact
+            enumeration.
 
         """
         params = self._fitted()
@@ -363,6 +395,7 @@ class _BoltzmannMachine:
         _check_non_negative(burn_in=burn_in)
         log_z, _, _ = _core.log_partition_ais(
             params,
+            temperatures=_schedule(temperatures),
             n_temperatures=n_temperatures,
             n_particles=n_particles,
             burn_in=burn_in,
@@ -378,6 +411,7 @@ class _BoltzmannMachine:
         layer: str | None = None,
         n_particles: int = 100,
         n_temperatures: int = 100,
+        temperatures: ArrayLike | None = None,
         burn_in: int = 5,
         log_z: float | None = None,
         seed: Seed = None,
@@ -400,6 +434,8 @@ class _BoltzmannMachine:
             AnnData layer to read instead of ``.X``.
         n_particles, n_temperatures, burn_in
             AIS settings (defaults of BoltzmannMachines.jl).
+        temperatures
+            AIS schedule for both estimates (see :meth:`log_partition`).
         log_z
             A known log partition function (skips its estimation).
         seed
@@ -430,6 +466,7 @@ class _BoltzmannMachine:
                 log_z = self.log_partition(
                     n_particles=n_particles,
                     n_temperatures=n_temperatures,
+                    temperatures=temperatures,
                     burn_in=burn_in,
                     seed=stream_seed,
                 )
@@ -438,6 +475,7 @@ class _BoltzmannMachine:
                     params,
                     x,
                     log_z=log_z,
+                    temperatures=_schedule(temperatures),
                     n_temperatures=n_temperatures,
                     n_particles=n_particles,
                     burn_in=burn_in,
