@@ -104,6 +104,12 @@ def transfer_labels(
     return label_values[codes], matched
 
 
+# observed cells, label codes, distinct labels, synthetic cells, gene indices
+_Checked = tuple[
+    NDArray[np.uint8], NDArray[np.int64], NDArray[np.object_], NDArray[np.uint8], NDArray[np.int64]
+]
+
+
 def _checked(
     observed: ArrayLike,
     labels: ArrayLike,
@@ -111,9 +117,7 @@ def _checked(
     genes: ArrayLike,
     *,
     min_labels: int = 1,
-) -> tuple[
-    NDArray[np.uint8], NDArray[np.int64], NDArray[np.object_], NDArray[np.uint8], NDArray[np.int64]
-]:
+) -> _Checked:
     """Validate the inputs of a label transfer; labels become codes into distinct values.
 
     ``min_labels``: distinct labels needed (2 where the transferred labels are clustered: a
@@ -282,16 +286,24 @@ def label_transfer_davies_bouldin(
         Shapes that disagree.
 
     """
+    checked = _checked(observed, labels, synthetic, genes, min_labels=2)
+    scores = (
+        components if components is not None else principal_components_joint(checked[0], checked[3])
+    )
+    return _mean_index(checked, checked[4], scores, n_transfer_seeds, seed)
+
+
+def _mean_index(
+    checked: _Checked,
+    gene_index: NDArray[np.int64],
+    scores: NDArray[np.float64],
+    n_transfer_seeds: int,
+    seed: int,
+) -> float:
+    """:func:`label_transfer_davies_bouldin` of valid genes on inputs :func:`_checked` once."""
     if n_transfer_seeds < 1:
         raise InvalidInputError(f"n_transfer_seeds must be ≥ 1, got {n_transfer_seeds}")
-    observed_binary, label_codes, values, synthetic_binary, gene_index = _checked(
-        observed, labels, synthetic, genes, min_labels=2
-    )
-    scores = (
-        components
-        if components is not None
-        else principal_components_joint(observed_binary, synthetic_binary)
-    )
+    observed_binary, label_codes, values, synthetic_binary, _ = checked
     indices = [
         davies_bouldin(
             scores,
@@ -384,21 +396,14 @@ def rank_against_random_gene_sets(
         Shapes that disagree.
 
     """
-    _checked(observed, labels, synthetic, genes, min_labels=2)
-    gene_index = np.asarray(genes, dtype=np.int64).ravel()
-    n_genes = np.asarray(observed).shape[1]
-    components = principal_components_joint(observed, synthetic)
+    # validated once for all gene sets (the random ones are valid indices by construction)
+    checked = _checked(observed, labels, synthetic, genes, min_labels=2)
+    gene_index = checked[4]
+    n_genes = checked[0].shape[1]
+    components = principal_components_joint(checked[0], checked[3])
 
     def score(gene_set: NDArray[np.int64]) -> float:
-        return label_transfer_davies_bouldin(
-            observed,
-            labels,
-            synthetic,
-            gene_set,
-            components=components,
-            n_transfer_seeds=n_transfer_seeds,
-            seed=seed,
-        )
+        return _mean_index(checked, gene_set, components, n_transfer_seeds, seed)
 
     selected = score(gene_index)
     rng = np.random.default_rng(seed)
