@@ -253,11 +253,11 @@ def explain_command(
         adata = read_shared_folder(data) if folder_data else io.read_anndata(data)
         # a shared-data folder's .obs holds its per-cell annotations (e.g. cell_type, class):
         # those that group cells (2 to n/2 values) are its labels
-        default_labels = [
-            column
-            for column in adata.obs.columns
-            if folder_data and 2 <= adata.obs[column].nunique() <= adata.n_obs // 2
-        ]
+        default_labels = (
+            [c for c in adata.obs.columns if 2 <= adata.obs[c].nunique() <= adata.n_obs // 2]
+            if folder_data
+            else []
+        )
         label_columns = tuple(labels if labels is not None else default_labels)
     settings = ExplainSettings(
         models=tuple(model or ["vae"]),
