@@ -159,7 +159,8 @@ def numpy_step(
     half = np.empty((r, p))
     e0 = np.empty((r, p))
     e1 = np.empty((r, p))
-    if width * width <= m * p * r:
+    # (the flags of a feature's 2m cells are summed in one float: x = 1 ones below 2**20)
+    if width * width <= m * p * r and 2 * m < 2**20:
         a = np.arange(width)[:, None]
         k = np.minimum(np.arange(width)[None, :], a)
         d1 = np.where(k == 0, 1, 2 * k)
