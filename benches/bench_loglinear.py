@@ -100,6 +100,14 @@ def xlogx(v: np.ndarray) -> np.ndarray:
     return out
 
 
+def cell_term(h: np.ndarray, a: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``x ln x(k) + x ln x(a − k) − x ln x(their sum)`` of cells of ``a`` samples with ``k``
+    ones, empty cells filled with 0.5 (``h``: the doubled-index ``x ln x`` table)."""
+    ones = np.where(k == 0, 1, 2 * k)
+    zeros = np.where(a == k, 1, 2 * (a - k))
+    return h[ones] + h[zeros] - h[ones + zeros]
+
+
 def cell_counts(
     Xf: np.ndarray, on: np.ndarray, strata: np.ndarray, m: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -163,10 +171,8 @@ def numpy_step(
     if width * width <= m * p * r and 2 * m < 2**20:
         a = np.arange(width)[:, None]
         k = np.minimum(np.arange(width)[None, :], a)
-        d1 = np.where(k == 0, 1, 2 * k)
-        d0 = np.where(a == k, 1, 2 * (a - k))
         flags = (k == 0) + 2.0**20 * (a == k)  # empty x = 1 cell, empty x = 0 cell
-        table = ((h[d1] + h[d0] - h[d1 + d0]) + 1j * flags).ravel()
+        table = (cell_term(h, a, k) + 1j * flags).ravel()
         whole = counts[0].astype(np.intp) + (size * width)[:, None]
         for j in range(r):
             ones_cell = counts[j + 1].astype(np.intp) + (sizes[j + 1] * width)[:, None]
@@ -182,9 +188,7 @@ def numpy_step(
             c01 = c1 - c11
             a1 = sizes[j + 1][:, None]
             a0 = size[:, None] - a1
-            d = [np.where(c == 0, 1, 2 * c) for c in (a0 - c01, c01, a1 - c11, c11)]
-            terms = h[d[0]] + h[d[1]] + h[d[2]] + h[d[3]] - h[d[0] + d[1]] - h[d[2] + d[3]]
-            half[j] = terms.sum(0)
+            half[j] = (cell_term(h, a0, c01) + cell_term(h, a1, c11)).sum(0)
             e1[j] = (c11 == 0).sum(0) + (c01 == 0).sum(0)
             e0[j] = (c11 == a1).sum(0) + (c01 == a0).sum(0)
     np1 = ones[None] + 0.5 * (e1 + 2 * unoccupied)
