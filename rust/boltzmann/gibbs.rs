@@ -10,6 +10,10 @@
 //! previous state (`Schedule::Synchronous`): two interleaved blocked chains, so adjacent layers
 //! of a particle come from different chains.
 //!
+//! A layer is sampled eight units at a time: `u < σ(z)` is tested as `u (1 + e^{-z}) < 1` with
+//! a float32 exponential; with AVX2 the random lanes stay in registers and a group's byte is one
+//! `movemask` (the same operations in the same order as the portable loop, so the same states).
+//!
 //! Particles are processed in fixed chunks of `CHUNK` with one random stream per chunk, so the
 //! result depends on the seed only, not on the number of threads.
 
@@ -224,36 +228,20 @@ impl Sampler {
         uniforms: &mut FastUniform,
         clamp: Option<(&[u8], &[u8])>,
     ) {
-        let n = self.sizes[l];
-        let offset = self.offsets[l];
-        let nbytes = self.nbytes[l];
-        let acc_stride = self.max_stride();
-        for (p, (row, a)) in rows
-            .chunks_exact_mut(self.row_bytes)
-            .zip(acc.chunks_exact(acc_stride))
-            .enumerate()
-        {
-            for g in 0..nbytes {
-                let u = uniforms.next8_f32();
-                let x = &a[g * 8..g * 8 + 8];
-                let b = &bias[g * 8..g * 8 + 8];
-                let mut byte = 0u8;
-                for k in 0..8 {
-                    let e = exp_f32(-(beta * x[k] + b[k]));
-                    // u < σ(z) ⇔ u (1 + e^{-z}) < 1
-                    byte |= ((u[k] * (1.0 + e) < 1.0) as u8) << k;
-                }
-                let valid = n - g * 8;
-                if valid < 8 {
-                    byte &= (1u8 << valid) - 1;
-                }
-                if let Some((mask, originals)) = clamp {
-                    let original = originals[p * nbytes + g];
-                    byte = (byte & !mask[g]) | (original & mask[g]);
-                }
-                row[offset + g] = byte;
-            }
+        let layer = LayerView {
+            n: self.sizes[l],
+            offset: self.offsets[l],
+            nbytes: self.nbytes[l],
+            row_bytes: self.row_bytes,
+            acc_stride: self.max_stride(),
+        };
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { avx2::sample_rows(&layer, rows, acc, beta, bias, uniforms, clamp) };
+            return;
         }
+        sample_rows(&layer, rows, acc, beta, bias, uniforms, clamp);
     }
 
     /// Compute the inputs of layer `l` (skipped at `beta == 0`) and sample it.
@@ -334,6 +322,148 @@ impl Sampler {
                 row[self.offsets[l] + g] = byte;
             }
         }
+    }
+}
+
+/// Where a layer lies in the packed particles and in the inputs.
+struct LayerView {
+    n: usize,
+    offset: usize,
+    nbytes: usize,
+    row_bytes: usize,
+    acc_stride: usize,
+}
+
+impl LayerView {
+    /// The sampled `byte` of group `g` of particle `p`, its padding bits cleared and, with
+    /// `clamp`, its masked units reset to their original values.
+    #[inline(always)]
+    fn finish_byte(&self, mut byte: u8, p: usize, g: usize, clamp: Option<(&[u8], &[u8])>) -> u8 {
+        let valid = self.n - g * 8;
+        if valid < 8 {
+            byte &= (1u8 << valid) - 1;
+        }
+        if let Some((mask, originals)) = clamp {
+            let original = originals[p * self.nbytes + g];
+            byte = (byte & !mask[g]) | (original & mask[g]);
+        }
+        byte
+    }
+}
+
+/// The portable [`Sampler::sample_from`].
+#[inline(always)]
+fn sample_rows(
+    layer: &LayerView,
+    rows: &mut [u8],
+    acc: &[f32],
+    beta: f32,
+    bias: &[f32],
+    uniforms: &mut FastUniform,
+    clamp: Option<(&[u8], &[u8])>,
+) {
+    for (p, (row, a)) in rows
+        .chunks_exact_mut(layer.row_bytes)
+        .zip(acc.chunks_exact(layer.acc_stride))
+        .enumerate()
+    {
+        for g in 0..layer.nbytes {
+            let u = uniforms.next8_f32();
+            let x = &a[g * 8..g * 8 + 8];
+            let b = &bias[g * 8..g * 8 + 8];
+            let mut byte = 0u8;
+            for k in 0..8 {
+                let e = exp_f32(-(beta * x[k] + b[k]));
+                // u < σ(z) ⇔ u (1 + e^{-z}) < 1
+                byte |= ((u[k] * (1.0 + e) < 1.0) as u8) << k;
+            }
+            row[layer.offset + g] = layer.finish_byte(byte, p, g, clamp);
+        }
+    }
+}
+
+/// [`Sampler::sample_from`] with eight units per AVX2 operation: the same uniforms, the same
+/// floating-point operations in the same order as [`exp_f32`] and the portable loop (so the
+/// same states), and the byte of a group taken by one `movemask`.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::super::rng::{avx2::Lanes, FastUniform};
+    use super::LayerView;
+
+    /// [`super::exp_f32`] of eight values.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn exp8(x: __m256) -> __m256 {
+        let x = _mm256_min_ps(
+            _mm256_max_ps(x, _mm256_set1_ps(-87.0)),
+            _mm256_set1_ps(88.0),
+        );
+        let magic = _mm256_set1_ps(12_582_912.0);
+        let shifted = _mm256_add_ps(
+            _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+            magic,
+        );
+        let n = _mm256_sub_ps(shifted, magic);
+        let exponent =
+            _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(0x4B40_0000));
+        let r = _mm256_sub_ps(
+            _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693_359_4))),
+            _mm256_mul_ps(n, _mm256_set1_ps(-2.121_944_4e-4)),
+        );
+        let mut p = _mm256_set1_ps(1.987_569_1e-4);
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            5e-1,
+        ] {
+            p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(c));
+        }
+        let one = _mm256_set1_ps(1.0);
+        let y = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, r), r), r), one);
+        let scale = _mm256_slli_epi32(_mm256_add_epi32(exponent, _mm256_set1_epi32(127)), 23);
+        _mm256_mul_ps(y, _mm256_castsi256_ps(scale))
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2; `acc` holds `acc_stride` inputs per particle of `rows` and
+    /// `bias` is padded to a multiple of 8 (as in [`super::Sampler::sample_from`]).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn sample_rows(
+        layer: &LayerView,
+        rows: &mut [u8],
+        acc: &[f32],
+        beta: f32,
+        bias: &[f32],
+        uniforms: &mut FastUniform,
+        clamp: Option<(&[u8], &[u8])>,
+    ) {
+        let mut lanes = Lanes::load(uniforms);
+        let beta8 = _mm256_set1_ps(beta);
+        let one = _mm256_set1_ps(1.0);
+        let minus_zero = _mm256_set1_ps(-0.0);
+        for (p, (row, a)) in rows
+            .chunks_exact_mut(layer.row_bytes)
+            .zip(acc.chunks_exact(layer.acc_stride))
+            .enumerate()
+        {
+            for g in 0..layer.nbytes {
+                let u = lanes.next8_f32();
+                let x = _mm256_loadu_ps(a[g * 8..g * 8 + 8].as_ptr());
+                let b = _mm256_loadu_ps(bias[g * 8..g * 8 + 8].as_ptr());
+                let z = _mm256_add_ps(_mm256_mul_ps(beta8, x), b);
+                let e = exp8(_mm256_xor_ps(z, minus_zero));
+                // u < σ(z) ⇔ u (1 + e^{-z}) < 1
+                let below =
+                    _mm256_cmp_ps::<_CMP_LT_OQ>(_mm256_mul_ps(u, _mm256_add_ps(one, e)), one);
+                let byte = _mm256_movemask_ps(below) as u8;
+                row[layer.offset + g] = layer.finish_byte(byte, p, g, clamp);
+            }
+        }
+        lanes.store(uniforms);
     }
 }
 
@@ -598,3 +728,89 @@ fn sweep_chunk_kernel(job: &SweepJob<'_>, c: usize, rows: &mut [u8]) {
 }
 
 simd_dispatch!(fn sweep_chunk(job: &SweepJob<'_>, c: usize, rows: &mut [u8]) => sweep_chunk_kernel);
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::super::rng::{stream, uniform, FastUniform, Purpose};
+    use super::*;
+
+    #[test]
+    fn the_avx2_sampler_draws_the_states_of_the_portable_one() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            eprintln!("skipped: no AVX2 on this CPU");
+            return;
+        }
+        let particles = 37;
+        for (n, other) in [(13usize, 5usize), (8, 3), (200, 20)] {
+            let sizes = [n, other];
+            let row_bytes = Particles::row_bytes(&sizes);
+            let acc_stride = padded(n.max(other));
+            let layer = LayerView {
+                n,
+                offset: 0,
+                nbytes: n.div_ceil(8),
+                row_bytes,
+                acc_stride,
+            };
+            let mut rng = stream(7, Purpose::Sample, n as u64, 0);
+            // inputs across the whole range, including ones the exponential clamps
+            let acc: Vec<f32> = (0..particles * acc_stride)
+                .map(|i| match i % 17 {
+                    0 => 120.0,
+                    1 => -120.0,
+                    _ => (uniform(&mut rng) * 24.0 - 12.0) as f32,
+                })
+                .collect();
+            let bias: Vec<f32> = (0..padded(n))
+                .map(|_| (uniform(&mut rng) - 0.5) as f32)
+                .collect();
+            let mask: Vec<u8> = (0..layer.nbytes)
+                .map(|g| 0b1010_0101u8.rotate_left(g as u32))
+                .collect();
+            let originals: Vec<u8> = (0..particles * layer.nbytes)
+                .map(|i| (i * 37 % 256) as u8)
+                .collect();
+            for beta in [1.0f32, 0.37, 0.0] {
+                for clamp in [None, Some((mask.as_slice(), originals.as_slice()))] {
+                    let mut portable = FastUniform::from_rng(&mut stream(3, Purpose::Sample, 0, 1));
+                    let mut simd = portable.clone();
+                    let mut expected = vec![0xFFu8; particles * row_bytes];
+                    let mut got = expected.clone();
+                    sample_rows(
+                        &layer,
+                        &mut expected,
+                        &acc,
+                        beta,
+                        &bias,
+                        &mut portable,
+                        clamp,
+                    );
+                    // SAFETY: the CPU supports AVX2 (checked above).
+                    unsafe {
+                        avx2::sample_rows(&layer, &mut got, &acc, beta, &bias, &mut simd, clamp)
+                    };
+                    assert_eq!(got, expected, "n = {n}, beta = {beta}");
+                    // the random streams continue at the same place
+                    assert_eq!(simd.next8(), portable.next8());
+                    let ones: u32 = expected
+                        .chunks_exact(row_bytes)
+                        .map(|row| {
+                            row[..layer.nbytes]
+                                .iter()
+                                .map(|b| b.count_ones())
+                                .sum::<u32>()
+                        })
+                        .sum();
+                    assert!(
+                        ones > 0 && (ones as usize) < particles * n,
+                        "n = {n}: {ones} ones"
+                    );
+                    // the other layer's bytes are untouched
+                    assert!(expected
+                        .chunks_exact(row_bytes)
+                        .all(|row| row[layer.nbytes..].iter().all(|&b| b == 0xFF)));
+                }
+            }
+        }
+    }
+}
