@@ -335,19 +335,36 @@ struct LayerView {
 }
 
 impl LayerView {
-    /// The sampled `byte` of group `g` of particle `p`, its padding bits cleared and, with
-    /// `clamp`, its masked units reset to their original values.
+    /// Write the layer's bytes of every particle of `rows`: `draw(inputs of the particle, g)`
+    /// gives the sampled byte of group `g` (units `8g .. 8g + 8`), whose padding bits are then
+    /// cleared and, with `clamp` = (mask, original visible bytes), whose masked units are reset to
+    /// their original values. Groups are drawn particle by particle, in order.
     #[inline(always)]
-    fn finish_byte(&self, mut byte: u8, p: usize, g: usize, clamp: Option<(&[u8], &[u8])>) -> u8 {
-        let valid = self.n - g * 8;
-        if valid < 8 {
-            byte &= (1u8 << valid) - 1;
+    fn fill(
+        &self,
+        rows: &mut [u8],
+        acc: &[f32],
+        clamp: Option<(&[u8], &[u8])>,
+        mut draw: impl FnMut(&[f32], usize) -> u8,
+    ) {
+        for (p, (row, a)) in rows
+            .chunks_exact_mut(self.row_bytes)
+            .zip(acc.chunks_exact(self.acc_stride))
+            .enumerate()
+        {
+            for g in 0..self.nbytes {
+                let mut byte = draw(a, g);
+                let valid = self.n - g * 8;
+                if valid < 8 {
+                    byte &= (1u8 << valid) - 1;
+                }
+                if let Some((mask, originals)) = clamp {
+                    let original = originals[p * self.nbytes + g];
+                    byte = (byte & !mask[g]) | (original & mask[g]);
+                }
+                row[self.offset + g] = byte;
+            }
         }
-        if let Some((mask, originals)) = clamp {
-            let original = originals[p * self.nbytes + g];
-            byte = (byte & !mask[g]) | (original & mask[g]);
-        }
-        byte
     }
 }
 
@@ -362,24 +379,18 @@ fn sample_rows(
     uniforms: &mut FastUniform,
     clamp: Option<(&[u8], &[u8])>,
 ) {
-    for (p, (row, a)) in rows
-        .chunks_exact_mut(layer.row_bytes)
-        .zip(acc.chunks_exact(layer.acc_stride))
-        .enumerate()
-    {
-        for g in 0..layer.nbytes {
-            let u = uniforms.next8_f32();
-            let x = &a[g * 8..g * 8 + 8];
-            let b = &bias[g * 8..g * 8 + 8];
-            let mut byte = 0u8;
-            for k in 0..8 {
-                let e = exp_f32(-(beta * x[k] + b[k]));
-                // u < σ(z) ⇔ u (1 + e^{-z}) < 1
-                byte |= ((u[k] * (1.0 + e) < 1.0) as u8) << k;
-            }
-            row[layer.offset + g] = layer.finish_byte(byte, p, g, clamp);
+    layer.fill(rows, acc, clamp, |a, g| {
+        let u = uniforms.next8_f32();
+        let x = &a[g * 8..g * 8 + 8];
+        let b = &bias[g * 8..g * 8 + 8];
+        let mut byte = 0u8;
+        for k in 0..8 {
+            let e = exp_f32(-(beta * x[k] + b[k]));
+            // u < σ(z) ⇔ u (1 + e^{-z}) < 1
+            byte |= ((u[k] * (1.0 + e) < 1.0) as u8) << k;
         }
-    }
+        byte
+    });
 }
 
 /// [`Sampler::sample_from`] with eight units per AVX2 operation: the same uniforms, the same
@@ -445,24 +456,16 @@ mod avx2 {
         let beta8 = _mm256_set1_ps(beta);
         let one = _mm256_set1_ps(1.0);
         let minus_zero = _mm256_set1_ps(-0.0);
-        for (p, (row, a)) in rows
-            .chunks_exact_mut(layer.row_bytes)
-            .zip(acc.chunks_exact(layer.acc_stride))
-            .enumerate()
-        {
-            for g in 0..layer.nbytes {
-                let u = lanes.next8_f32();
-                let x = _mm256_loadu_ps(a[g * 8..g * 8 + 8].as_ptr());
-                let b = _mm256_loadu_ps(bias[g * 8..g * 8 + 8].as_ptr());
-                let z = _mm256_add_ps(_mm256_mul_ps(beta8, x), b);
-                let e = exp8(_mm256_xor_ps(z, minus_zero));
-                // u < σ(z) ⇔ u (1 + e^{-z}) < 1
-                let below =
-                    _mm256_cmp_ps::<_CMP_LT_OQ>(_mm256_mul_ps(u, _mm256_add_ps(one, e)), one);
-                let byte = _mm256_movemask_ps(below) as u8;
-                row[layer.offset + g] = layer.finish_byte(byte, p, g, clamp);
-            }
-        }
+        layer.fill(rows, acc, clamp, |a, g| {
+            let u = lanes.next8_f32();
+            let x = _mm256_loadu_ps(a[g * 8..g * 8 + 8].as_ptr());
+            let b = _mm256_loadu_ps(bias[g * 8..g * 8 + 8].as_ptr());
+            let z = _mm256_add_ps(_mm256_mul_ps(beta8, x), b);
+            let e = exp8(_mm256_xor_ps(z, minus_zero));
+            // u < σ(z) ⇔ u (1 + e^{-z}) < 1
+            let below = _mm256_cmp_ps::<_CMP_LT_OQ>(_mm256_mul_ps(u, _mm256_add_ps(one, e)), one);
+            _mm256_movemask_ps(below) as u8
+        });
         lanes.store(uniforms);
     }
 }
