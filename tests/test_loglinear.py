@@ -373,6 +373,24 @@ def test_ties_go_to_first_feature_then_first_unit() -> None:
     assert result.scores[0, 1, 1] == result.scores[0, 2, 2] == result.scores[0, 3, 1]
 
 
+def test_ties_up_to_rounding_go_to_first_feature_then_first_unit() -> None:
+    # a feature and its complement, a unit and its complement, and the two features of a pair
+    # tie exactly, but their tables are arranged differently and their G² round differently
+    n = 300
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        u = (rng.random(n) < 0.5).astype(np.uint8)
+        x = u ^ (rng.random(n) < 0.25).astype(np.uint8)
+        noise = (rng.random((n, 2)) < 0.5).astype(np.uint8)
+        U = np.column_stack([noise[:, 0], 1 - u, u]).astype(np.uint8)
+        X = np.column_stack([noise[:, 1], 1 - x, x]).astype(np.uint8)
+        for model in ("marginal", "conditional"):
+            result = select_features_loglinear(X, U, 1, model=model)
+            assert (result.selected[0], result.latent_units[0]) == (1, 1), (seed, model)
+        pair = np.column_stack([noise[:, 0], x, u]).astype(np.uint8)
+        assert select_features_loglinear(pair, None, 2).selected.tolist() == [1, 2], seed
+
+
 def test_to_frame() -> None:
     rng = np.random.default_rng(0)
     X = (rng.random((100, 6)) < 0.5).astype(np.uint8)

@@ -415,7 +415,9 @@ def select_features_loglinear(
       independent of ``U_j`` given ``S``),
 
     and computes G² against the (0.5-filled) saturated table. The step adds the feature of the
-    largest G² over all ``(i, j)``; ties go to the smallest ``i``, then the smallest ``j``. At
+    largest G² over all ``(i, j)``; ties go to the smallest ``i``, then the smallest ``j``
+    (scores within a relative 1e-10 of the largest count as tied: equal G² of differently
+    arranged tables, e.g. of a feature and its complement, differ by rounding). At
     the first step (``S`` empty) both models are ``[U_j][X_i]``. Both models are decomposable,
     so the fitted values are exact closed forms of the filled margins (``m = n'(u,s)·n'(x)/N'``
     and ``m = n'(u,s)·n'(s,x)/n'(s)``) — the values R's ``stats::loglin`` / the authors' IPF
