@@ -571,7 +571,9 @@ mod tests {
         assert_eq!(pretraining_factors(0, 3), (2.0, 1.0));
         assert_eq!(pretraining_factors(1, 3), (2.0, 2.0));
         assert_eq!(pretraining_factors(2, 3), (1.0, 2.0));
-        assert_eq!(pretraining_factors(0, 1), (1.0, 1.0));
+        assert_eq!(pretraining_factors(0, 1), (2.0, 1.0));
+        assert_eq!(pretraining_factors(0, 2), (2.0, 1.0));
+        assert_eq!(pretraining_factors(1, 2), (1.0, 2.0));
         let x = Mat::from_vec(2, 2, vec![0.0, 0.5, 1.0, 0.0]);
         assert_eq!(
             check_data(x.view(), 2, true, "x").unwrap_err().kind,

@@ -451,12 +451,11 @@ pub(super) fn apply_gradient(
 pub type LayerHook<'a> = &'a mut (dyn FnMut(usize, usize, &Rbm) -> CoreResult<()> + Send);
 
 /// Up/down factors of layer `i` of `n` in DBM pretraining (`stackrbms(...; predbm = true)`):
-/// bottom (2, 1), middle (2, 2), top (1, 2). A single layer is a plain RBM (1, 1).
+/// bottom (2, 1), middle (2, 2), top (1, 2). A single layer is (2, 1), as in
+/// BoltzmannMachines.jl, whose `stackrbms` doubles the first layer's upward input before it
+/// looks at the number of layers.
 pub fn pretraining_factors(i: usize, n: usize) -> (f64, f64) {
-    if n == 1 {
-        return (1.0, 1.0);
-    }
-    let up = if i + 1 == n { 1.0 } else { 2.0 };
+    let up = if i == 0 || i + 1 < n { 2.0 } else { 1.0 };
     let down = if i == 0 { 1.0 } else { 2.0 };
     (up, down)
 }

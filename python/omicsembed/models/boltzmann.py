@@ -779,7 +779,8 @@ class DeepBoltzmannMachine(_BoltzmannMachine):
     """Deep Boltzmann machine for binary data (BoltzmannMachines.jl ``fitdbm``).
 
     Greedy layer-wise pretraining of a stack of RBMs by PCD (bottom layer with doubled upward
-    input, middle layers doubled both ways, top layer doubled downward; later layers are trained
+    input, middle layers doubled both ways, top layer doubled downward; a single hidden layer is
+    pretrained with doubled upward input too, as ``stackrbms`` does; later layers are trained
     on the hidden probabilities of the layer below), then fine-tuning of the whole machine:
     per update, ``n_gibbs_sweeps`` Gibbs sweeps of ``n_particles`` persistent particles
     (negative phase) and mean-field inference on the data (positive phase, tolerance 1e-3), with
