@@ -235,7 +235,15 @@ def test_size_factors_match_loop_oracle_and_sparse():
     np.testing.assert_allclose(size_factors(counts), expected, rtol=1e-12)
     np.testing.assert_allclose(size_factors(sp.csr_matrix(counts)), expected, rtol=1e-12)
     np.testing.assert_allclose(size_factors(counts.astype(np.int64)), expected, rtol=1e-12)
-    # scale-equivariant per sample, invariant to gene order
+    # scale-equivariant per sample (relative to the others: the reference moves too),
+    # invariant to gene order
+    doubled = counts.copy()
+    doubled[3] *= 2
+    factors = size_factors(doubled)
+    n = len(counts)
+    np.testing.assert_allclose(factors[3] / expected[3], 2.0 ** (1 - 1 / n), rtol=1e-12)
+    others = np.arange(n) != 3
+    np.testing.assert_allclose(factors[others] / expected[others], 2.0 ** (-1 / n), rtol=1e-12)
     perm = rng.permutation(80)
     np.testing.assert_allclose(size_factors(counts[:, perm]), expected, rtol=1e-12)
     # the factors track the planted sequencing depths

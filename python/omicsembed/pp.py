@@ -468,8 +468,10 @@ def size_factors(
     median, as in DESeq2's ``estimateSizeFactorsForMatrix``, which also takes the median on
     the log scale: with an even number of genes, the factor is the geometric mean of the two
     middle ratios. The factors are not
-    rescaled (their geometric mean is close to, not exactly, 1). Sample ``i`` scaled by a
-    factor ``c`` gets a size factor ``c`` times larger.
+    rescaled (their geometric mean is close to, not exactly, 1). Scaling sample ``i`` by ``c``
+    multiplies its factor relative to every other sample's by ``c`` (the reference moves too:
+    its own factor changes by ``c ** (1 - 1 / n_samples)``, the others' by
+    ``c ** (-1 / n_samples)``).
 
     Sparse single-cell counts rarely have a gene positive in every cell; ``method="poscounts"``
     is DESeq2's estimator for them (``estimateSizeFactors(type="poscounts")``): the geometric
