@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -133,6 +135,32 @@ def test_energy_statistic_separates_shifted_data() -> None:
     a[3, 2] = np.nan
     with pytest.raises(InvalidInputError, match=r"synthetic\[3, 2\]"):
         energy_statistic(a, b)
+
+
+def test_energy_statistic_is_the_unbiased_estimate() -> None:
+    # with every principal component kept, PCA is a rotation and translation: distances are
+    # those of the raw data, so the statistic is the formula over pairs, written as loops
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(6, 3)), rng.normal(size=(7, 3)) + 0.3
+
+    def mean_distance(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        return float(np.mean([np.linalg.norm(a - b) for a, b in pairs]))
+
+    distinct = itertools.permutations
+    want = (
+        2 * mean_distance([(a, b) for a in x for b in y])
+        - mean_distance(list(distinct(x, 2)))
+        - mean_distance(list(distinct(y, 2)))
+    )
+    assert energy_statistic(x, y, n_components=3) == pytest.approx(want, rel=1e-12)
+    # unbiased: over replicates from one distribution the estimates average 0 (the plug-in
+    # estimate, within-set means over all n² pairs, would average about 2 / n · E‖X − X'‖)
+    same = [
+        energy_statistic(rng.normal(size=(20, 3)), rng.normal(size=(20, 3)), n_components=3)
+        for _ in range(300)
+    ]
+    assert min(same) < 0
+    assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(len(same))
 
 
 def test_davies_bouldin_equals_scikit_learn() -> None:

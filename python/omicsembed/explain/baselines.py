@@ -107,7 +107,9 @@ def energy_statistic(
 
     ``E = 2 E‖X − Y‖ − E‖X − X'‖ − E‖Y − Y'‖`` (Székely & Rizzo 2004) between synthetic cells X
     and test cells Y, both projected on the first ``n_components`` principal components of the
-    test data. E ≥ 0 and is 0 only for equal distributions.
+    test data. E ≥ 0 and is 0 only for equal distributions. The estimate averages the
+    within-set distances over pairs of distinct cells (the unbiased estimate, not the plug-in
+    one), so it is unbiased for E and can be slightly negative when the distributions are equal.
 
     Parameters
     ----------
@@ -124,7 +126,7 @@ def energy_statistic(
     Returns
     -------
     float
-        The statistic (≥ 0, up to rounding of the plug-in estimate).
+        The estimate of E (unbiased; near 0, possibly below, for equal distributions).
 
     Raises
     ------
@@ -297,7 +299,9 @@ class EnergyStatisticMonitor:
         Returns
         -------
         float
-            The energy statistic (≥ 0) of ``n_synthetic`` cells drawn with :attr:`seed`.
+            The energy statistic (see :func:`energy_statistic`; near 0, possibly below, when
+            the synthetic cells match the held-out ones) of ``n_synthetic`` cells drawn with
+            :attr:`seed`.
 
         Raises
         ------
