@@ -69,6 +69,29 @@ def test_explain_rejects_non_binary_model_output_instead_of_casting_it(bad: floa
         explain(ProbabilityModel(bad), 200, 1)
 
 
+def test_explain_names_features_by_the_genes_the_model_was_fitted_on() -> None:
+    import anndata as ad
+
+    from omicsembed.models import DeepBoltzmannMachine
+
+    rng = np.random.default_rng(0)
+    genes = [f"Gene{i}" for i in range(12)]
+    cells = ad.AnnData((rng.random((200, 12)) < 0.5).astype(np.float32))
+    cells.var_names = genes
+    model = DeepBoltzmannMachine((6, 3), epochs=1, pretraining_epochs=1, seed=0)
+    model.fit(cells)
+    explanation = explain(model, 500, 3, seed=0)
+    chosen = explanation.selection.selected.tolist()
+    assert explanation.selected_features == [genes[i] for i in chosen]
+    monitor = SelectionMonitor(every=1, n_synthetic=300, n_select=2)
+    monitor(model, 1)
+    assert set(monitor.table()["feature_name"]) <= set(genes)
+    # names given still win
+    letters = list("abcdefghijkl")
+    given = explain(model, 500, 3, feature_names=letters, seed=0)
+    assert given.selected_features == [letters[i] for i in chosen]
+
+
 def test_selection_monitor_records_every_n_epochs() -> None:
     monitor = SelectionMonitor(every=2, n_synthetic=1000, n_select=2, n_patterns=3)
     model = PlantedModel()

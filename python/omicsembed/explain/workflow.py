@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from omicsembed.exceptions import InvalidInputError
+from omicsembed.exceptions import InvalidInputError, OmicsEmbedError
 from omicsembed.explain.loglinear import (
     LoglinearSelection,
     _as_uint8_codes,
@@ -102,6 +102,15 @@ class Explanation:
         return table
 
 
+def _model_feature_names(model: GenerativeModel) -> list[str] | None:
+    """Return the features (genes) ``model`` was fitted on, if it records them."""
+    try:
+        names = getattr(model, "feature_names_", None)
+    except OmicsEmbedError:
+        return None
+    return [str(name) for name in names] if names is not None else None
+
+
 def explain(
     model: GenerativeModel,
     n_synthetic: int = 10_000,
@@ -130,7 +139,8 @@ def explain(
     n_select
         Features to select (paper: 8 and 12).
     feature_names
-        Names of the p features (default ``feature_<i>``).
+        Names of the p features (default: the model's ``feature_names_``, the genes it was
+        fitted on, else ``feature_<i>``).
     loglinear_model
         ``"marginal"`` ([U S][X], the 2020 paper) or ``"conditional"`` ([U S][S X], 2022).
     n_patterns
@@ -166,8 +176,8 @@ def explain(
         raise InvalidInputError(
             f"the model gave {features.shape[0]} feature rows but {latent.shape[0]} latent rows"
         )
-    names = list(feature_names) if feature_names is not None else None
-    if names is None:
+    names = list(feature_names) if feature_names is not None else _model_feature_names(model)
+    if names is None or (feature_names is None and len(names) != features.shape[1]):
         names = [f"feature_{i}" for i in range(features.shape[1])]
     if len(names) != features.shape[1]:
         raise InvalidInputError(f"{len(names)} feature names for {features.shape[1]} features")
