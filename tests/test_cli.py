@@ -67,6 +67,11 @@ def test_fe_fit_writes_embeddings_and_benchmark(table, tmp_path) -> None:
         # checked before the VAE is trained
         (["explain", "--data", "{table}", "--model", "vae", "--model", "gan"], "'gan'"),
         (["explain", "--data", "{table}", "--model", "dbm", "--gibbs-schedule", "x"], "'x'"),
+        (["explain", "--data", "{table}", "--initializations", "0"], "n_initializations"),
+        (["explain", "--data", "{table}", "--n-random", "-1"], "n_random"),
+        (["explain", "--data", "{table}", "--monitor-every", "-5"], "monitor_every"),
+        (["explain", "--data", "{table}", "--quantile", "1"], "quantile"),
+        (["explain", "--data", "{table}", "--n-select", "16"], "cannot select 16 genes"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(table, tmp_path, arguments, message) -> None:
@@ -80,7 +85,8 @@ def test_bad_input_exits_2_with_a_message(table, tmp_path, arguments, message) -
     result = runner.invoke(app, [*filled, "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
     assert message in result.output
-    assert not (tmp_path / "out" / "summary.json").exists()
+    # nothing was trained or written
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 @pytest.mark.slow
@@ -135,7 +141,7 @@ def test_explain_trains_both_models_and_writes_the_report(tmp_path) -> None:
     out = tmp_path / "explain"
     args = ["explain", "--data", str(path), "--model", "vae", "--model", "dbm"]
     options = ["--epochs", "4", "--n-select", "3", "--labels", "stage", "--n-random", "5"]
-    extra = ["--n-synthetic", "500", "--initializations", "2", "--monitor-every", "2"]
+    extra = ["--n-synthetic", "500", "--initializations", "2", "--monitor-every", "3"]
     extra += ["--gibbs-schedule", "synchronous"]
     result = runner.invoke(app, [*args, *options, *extra, "--energy-every", "3", "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -160,6 +166,9 @@ def test_explain_trains_both_models_and_writes_the_report(tmp_path) -> None:
     for name in ("vae_selection", "dbm_pattern_map", "label_transfer", "gene_overlap"):
         assert (out / f"{name}.parquet").is_file(), name
     assert (out / "vae_selection_over_epochs.png").is_file()
+    # monitored at epoch 3, and the trained model after epoch 4 too
+    over_epochs = pd.read_parquet(out / "dbm_selection_over_epochs.parquet")
+    assert sorted(set(over_epochs["epoch"])) == [3, 4]
     assert (out / "vae_pattern_maps_over_epochs.png").is_file()
     transfer = pd.read_parquet(out / "label_transfer.parquet")
     assert set(transfer["method"]) == {"vae", "dbm", "nmf"}

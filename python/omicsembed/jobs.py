@@ -443,6 +443,40 @@ class ExplainSettings:
     gibbs_schedule: Literal["blocked", "synchronous"] = "blocked"
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        """Check the settings, so that a bad one fails before any training.
+
+        Raises
+        ------
+        InvalidInputError
+            No models or gene-set sizes, a count below 1, a quantile outside [0, 1) (at 1
+            every gene would be 0) or a test fraction outside (0, 1).
+
+        """
+        if not self.models:
+            raise InvalidInputError("give at least one model ('vae' or 'dbm')")
+        if not self.n_select:
+            raise InvalidInputError("give at least one gene-set size (n_select)")
+        counts = {f"n_select {k}": k for k in self.n_select}
+        counts |= {
+            "n_synthetic": self.n_synthetic,
+            "n_random": self.n_random,
+            "n_transfer_seeds": self.n_transfer_seeds,
+            "n_initializations": self.n_initializations,
+            "energy_every": self.energy_every,
+            "epochs": 1 if self.epochs is None else self.epochs,
+            "monitor_every": 1 if self.monitor_every is None else self.monitor_every,
+        }
+        for name, value in counts.items():
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise InvalidInputError(f"{name} must be an integer ≥ 1, got {value!r}")
+        if not 0.0 <= self.quantile < 1.0:
+            raise InvalidInputError(
+                f"quantile must be in [0, 1), got {self.quantile} (at 1 every gene would be 0)"
+            )
+        if not 0.0 < self.test_fraction < 1.0:
+            raise InvalidInputError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+
 
 def _generative_model(
     kind: str, settings: ExplainSettings, seed: int, progress: bool | None
@@ -540,7 +574,8 @@ def explain_job(
     ------
     InvalidInputError
         Unknown models, Gibbs schedule or label columns, label columns with fewer than two
-        labels (all before any training), or data the models reject.
+        labels, gene-set sizes above the number of genes (all before any training), or data
+        the models reject.
 
     """
     from omicsembed.explain import (
@@ -566,6 +601,10 @@ def explain_job(
                 f"label column {column!r} has fewer than two distinct labels; the label "
                 "transfer's Davies–Bouldin index needs at least two"
             )
+    if max(settings.n_select) > adata.n_vars:
+        raise InvalidInputError(
+            f"cannot select {max(settings.n_select)} genes: the data have {adata.n_vars}"
+        )
     expression, normalise = _explain_expression(adata, layer, settings.size_factors)
     binary = np.asarray(pp.dichotomize(expression, quantile=settings.quantile))
     order = np.random.default_rng(settings.seed).permutation(binary.shape[0])
@@ -624,8 +663,13 @@ def explain_job(
 
             model = _generative_model(kind, settings, seed, progress)
             model.fit(train_data, monitor=each)
+            trained = _epochs_trained(model)
             if not energy.records:
-                energy.score(model, _epochs_trained(model))
+                energy.score(model, trained)
+            if monitor is not None and trained not in monitor.explanations:
+                # the selection of the trained model too, when training ended between
+                # monitored epochs (or before the first one)
+                monitor.record(model, trained)
             initializations.append(
                 {
                     "model": kind,

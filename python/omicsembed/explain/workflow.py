@@ -226,8 +226,15 @@ class SelectionMonitor:
 
     def __call__(self, model: GenerativeModel, epoch: int) -> None:
         """Record an explanation when ``epoch`` is a multiple of ``every``."""
-        if epoch % self.every:
-            return
+        if epoch % self.every == 0:
+            self.record(model, epoch)
+
+    def record(self, model: GenerativeModel, epoch: int) -> None:
+        """Record the explanation of ``model`` as its state after ``epoch``.
+
+        Whatever :attr:`every` says: e.g. the trained model when training stopped between
+        monitored epochs.
+        """
         self.explanations[epoch] = explain(
             model,
             self.n_synthetic,
