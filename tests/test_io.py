@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import stat
 from pathlib import Path
 
 import anndata as ad
@@ -239,6 +240,17 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
         write_table(pl.DataFrame({"a": [2]}), tmp_path, "t")
     assert (tmp_path / "t.csv").read_bytes() == before
     assert _listdir(tmp_path) == {"t.csv", "t.parquet"}
+
+
+def test_written_files_get_the_permissions_of_new_files(tmp_path):
+    # not mkstemp's private 0600: colleagues sharing the result folder can read it
+    previous = os.umask(0o022)
+    try:
+        write_table(pl.DataFrame({"a": [1]}), tmp_path, "t")
+    finally:
+        os.umask(previous)
+    for name in ("t.csv", "t.parquet"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
 
 
 def test_result_folder(tmp_path):

@@ -15,7 +15,7 @@ import contextlib
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -224,18 +224,19 @@ def _table_to_anndata(df: pl.DataFrame, p: Path, groupby: str | None) -> ad.AnnD
 # --------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path in the folder of ``path``; move it onto ``path`` on success."""
+    """Yield a temporary path in the folder of ``path``; move it onto ``path`` on success.
+
+    The temporary file is not created here but by the writer, so it gets the permissions of
+    any new file (the umask's), not the private 0600 of :func:`tempfile.mkstemp`: results in a
+    shared folder stay readable by the group.
+    """
     dest = Path(path)
     if not dest.parent.is_dir():
         raise InvalidInputError(
             f"output folder {str(dest.parent)!r} does not exist; create it first"
         )
     # Same suffix as the destination so writers that infer the format from it behave.
-    fd, tmp_name = tempfile.mkstemp(
-        dir=dest.parent, prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}"
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(8)}.tmp{dest.suffix}"
     try:
         yield tmp
         os.replace(tmp, dest)
