@@ -147,6 +147,12 @@ def test_explain_trains_both_models_and_writes_the_report(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["selected_genes"]) == {"vae", "dbm"}
+    assert "numpy" in summary["versions"]
+    from omicsembed.models import BernoulliVAE, DeepBoltzmannMachine
+
+    dbm = DeepBoltzmannMachine.load(out / "model" / "dbm")
+    genes = list(data.var_names)
+    assert BernoulliVAE.load(out / "model" / "vae").feature_names_ == dbm.feature_names_ == genes
     assert summary["settings"]["gibbs_schedule"] == "synchronous"
     assert len(summary["initializations"]) == 4
     # the DBM's 4 epochs are scored at epoch 3 only; each row is the best of its curve

@@ -554,8 +554,9 @@ def explain_job(
         ``<model>_selection_over_epochs`` (+ heat-map PNG) and
         ``<model>_pattern_maps_over_epochs.png``; ``initializations`` (best epoch and energy
         statistic per trained model), ``<model>_energy_over_epochs`` (seed, epoch, energy
-        statistic), ``label_transfer`` (per model / NMF, gene-set size and label column)
-        and ``gene_overlap`` (selected genes shared between models).
+        statistic), ``label_transfer`` (per model / NMF, gene-set size and label column),
+        ``gene_overlap`` (selected genes shared between models), and ``model/<model>``, the
+        explained model (its best epoch; ``load`` it with its class).
     label_columns
         ``.obs`` columns with labels for the label transfer (e.g. ``cell_type``, ``class``).
     layer
@@ -612,6 +613,8 @@ def explain_job(
     test_rows, train_rows = np.sort(order[:n_test]), np.sort(order[n_test:])
     train_data, test_data = binary[train_rows], binary[test_rows]
     genes = [str(g) for g in adata.var_names]
+    # the models keep the genes' names (saved with them)
+    train_cells = AnnData(train_data.astype(np.float32), var=pd.DataFrame(index=genes))
     largest = max(settings.n_select)
 
     def ranking_rows(method: str, gene_sets: dict[int, np.ndarray], synthetic: np.ndarray) -> list:
@@ -662,7 +665,7 @@ def explain_job(
                     m(model, epoch)
 
             model = _generative_model(kind, settings, seed, progress)
-            model.fit(train_data, monitor=each)
+            model.fit(train_cells, monitor=each)
             trained = _epochs_trained(model)
             if not energy.records:
                 energy.score(model, trained)
@@ -685,6 +688,7 @@ def explain_job(
         synthetic, _ = model.generate(settings.n_synthetic, seed=seed)
         explanation = explain(model, settings.n_synthetic, largest, feature_names=genes, seed=seed)
         selected[kind] = explanation.selected_features
+        model.save(out.file("model") / kind)
         out.write_table(explanation.to_frame(), f"{kind}_selection")
         out.write_table(explanation.pattern_frame(), f"{kind}_patterns")
         out.write_table(explanation.map_frame(), f"{kind}_pattern_map")
@@ -726,6 +730,7 @@ def explain_job(
         "initializations": initializations,
         "label_transfer": label_rows,
         "settings": settings.__dict__,
+        "versions": _versions(),
     }
 
 
