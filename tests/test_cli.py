@@ -69,6 +69,7 @@ def test_fe_fit_writes_embeddings_and_benchmark(table, tmp_path) -> None:
         (["explain", "--data", "{table}", "--model", "dbm", "--gibbs-schedule", "x"], "'x'"),
         (["explain", "--data", "{table}", "--initializations", "0"], "n_initializations"),
         (["explain", "--data", "{table}", "--n-random", "-1"], "n_random"),
+        (["explain", "--data", "{table}", "--repetitions", "0"], "n_repetitions"),
         (["explain", "--data", "{table}", "--monitor-every", "-5"], "monitor_every"),
         (["explain", "--data", "{table}", "--quantile", "1"], "quantile"),
         (["explain", "--data", "{table}", "--n-select", "16"], "cannot select 16 genes"),
@@ -118,7 +119,8 @@ def test_explain_on_a_data_folder_uses_its_labels_and_size_factors_for_counts(tm
     )
     out = tmp_path / "explained"
     args = ["explain", "--data", str(folder), "--model", "vae", "--epochs", "2"]
-    args += ["--n-select", "2", "--n-random", "3", "--n-synthetic", "300", "--out", str(out)]
+    args += ["--n-select", "2", "--n-random", "3", "--n-synthetic", "300", "--repetitions", "1"]
+    args += ["--out", str(out)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
@@ -142,6 +144,7 @@ def test_explain_trains_both_models_and_writes_the_report(tmp_path) -> None:
     args = ["explain", "--data", str(path), "--model", "vae", "--model", "dbm"]
     options = ["--epochs", "4", "--n-select", "3", "--labels", "stage", "--n-random", "5"]
     extra = ["--n-synthetic", "500", "--initializations", "2", "--monitor-every", "3"]
+    extra += ["--repetitions", "2"]
     extra += ["--gibbs-schedule", "synchronous"]
     result = runner.invoke(app, [*args, *options, *extra, "--energy-every", "3", "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -154,10 +157,14 @@ def test_explain_trains_both_models_and_writes_the_report(tmp_path) -> None:
     genes = list(data.var_names)
     assert BernoulliVAE.load(out / "model" / "vae").feature_names_ == dbm.feature_names_ == genes
     assert summary["settings"]["gibbs_schedule"] == "synchronous"
-    assert len(summary["initializations"]) == 4
+    # 2 repetitions × 2 initialisations × 2 models, seeds 0, 1 then 2, 3
+    initializations = pd.read_parquet(out / "initializations.parquet")
+    assert len(initializations) == len(summary["initializations"]) == 8
+    dbm_rows = initializations[initializations["model"] == "dbm"]
+    assert dbm_rows[["repetition", "seed"]].values.tolist() == [[0, 0], [0, 1], [1, 2], [1, 3]]
     # the DBM's 4 epochs are scored at epoch 3 only; each row is the best of its curve
     curves = pd.read_parquet(out / "dbm_energy_over_epochs.parquet")
-    assert curves["epoch"].tolist() == [3, 3] and curves["seed"].tolist() == [0, 1]
+    assert curves["epoch"].tolist() == [3] * 4 and curves["seed"].tolist() == [0, 1, 2, 3]
     for row in summary["initializations"]:
         curve = pd.read_parquet(out / f"{row['model']}_energy_over_epochs.parquet")
         curve = curve[curve["seed"] == row["seed"]]
@@ -165,7 +172,8 @@ def test_explain_trains_both_models_and_writes_the_report(tmp_path) -> None:
         assert row["best_epoch"] in set(curve["epoch"])
     # fewer epochs than --energy-every: the trained model itself is scored, once
     short = tmp_path / "short"
-    result = runner.invoke(app, [*args[:5], *options, "--n-synthetic", "300", "--out", str(short)])
+    quick = ["--n-synthetic", "300", "--repetitions", "1", "--out", str(short)]
+    result = runner.invoke(app, [*args[:5], *options, *quick])
     assert result.exit_code == 0, result.output
     curve = pd.read_parquet(short / "vae_energy_over_epochs.parquet")
     assert len(curve) == 1 and 1 <= curve["epoch"][0] <= 4
@@ -178,3 +186,12 @@ def test_explain_trains_both_models_and_writes_the_report(tmp_path) -> None:
     assert (out / "vae_pattern_maps_over_epochs.png").is_file()
     transfer = pd.read_parquet(out / "label_transfer.parquet")
     assert set(transfer["method"]) == {"vae", "dbm", "nmf"}
+    assert sorted(set(transfer["repetition"])) == [0, 1]
+    # the ranks of each repetition, and their median over the repetitions
+    over = pd.read_parquet(out / "label_transfer_over_repetitions.parquet")
+    assert len(over) == 3 and (over["repetitions"] == 2).all()
+    for row in over.itertuples():
+        ranks = transfer[(transfer["method"] == row.method)]["rank"]
+        assert row.median_rank == ranks.median() and row.best_rank == ranks.min()
+    selection = pd.read_parquet(out / "vae_selection.parquet")
+    assert selection.groupby("repetition")["step"].count().tolist() == [3, 3]

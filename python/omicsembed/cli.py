@@ -215,6 +215,13 @@ def explain_command(
     initializations: Annotated[
         int, typer.Option(help="Models per kind; the best by energy statistic is explained.")
     ] = 1,
+    repetitions: Annotated[
+        int,
+        typer.Option(
+            help="Repeat training, selection and label transfer with new model seeds; the "
+            "label-transfer ranks are also reported as medians over the repetitions."
+        ),
+    ] = 3,
     energy_every: Annotated[
         int,
         typer.Option(
@@ -268,6 +275,7 @@ def explain_command(
         n_random=n_random,
         epochs=epochs,
         n_initializations=initializations,
+        n_repetitions=repetitions,
         energy_every=energy_every,
         monitor_every=monitor_every,
         gibbs_schedule=gibbs_schedule,  # type: ignore[arg-type]  # checked by the model

@@ -410,7 +410,14 @@ class ExplainSettings:
     epochs
         Training epochs (None: the model's default).
     n_initializations
-        Models trained per kind (seeds ``seed, seed + 1, ...``).
+        Models trained per kind and repetition (seeds ``first, first + 1, ...``); the best by
+        energy statistic is explained.
+    n_repetitions
+        Independent repetitions of training, selection and label transfer, each with its own
+        model seeds (``first = seed + repetition · n_initializations``) and the same random
+        gene sets and label-transfer seeds: a single run's rank among random gene sets moves
+        a lot with the training seed, so the report gives the median over repetitions
+        (Hess et al. 2020 §2.6 report one run; 3 repetitions by default).
     energy_every
         As in the paper, every this many epochs the synthetic cells of each model are scored
         against the held-out cells by the energy statistic
@@ -438,6 +445,7 @@ class ExplainSettings:
     n_transfer_seeds: int = 10
     epochs: int | None = None
     n_initializations: int = 1
+    n_repetitions: int = 3
     energy_every: int = 10
     monitor_every: int | None = None
     gibbs_schedule: Literal["blocked", "synchronous"] = "blocked"
@@ -463,6 +471,7 @@ class ExplainSettings:
             "n_random": self.n_random,
             "n_transfer_seeds": self.n_transfer_seeds,
             "n_initializations": self.n_initializations,
+            "n_repetitions": self.n_repetitions,
             "energy_every": self.energy_every,
             "epochs": 1 if self.epochs is None else self.epochs,
             "monitor_every": 1 if self.monitor_every is None else self.monitor_every,
@@ -549,14 +558,17 @@ def explain_job(
         Cells × genes expression (non-negative scale; integer counts are divided by size
         factors, see :class:`ExplainSettings`, then every gene is dichotomised here).
     out
-        Result folder: per model ``<model>_selection`` (step, feature, latent unit, G²),
-        ``<model>_patterns``, ``<model>_pattern_map`` (+ PNG), optionally
+        Result folder. Per model and repetition: ``<model>_selection`` (repetition, seed,
+        step, feature, latent unit, G²), ``<model>_energy_over_epochs`` (epoch, energy
+        statistic, repetition, seed), ``initializations`` (best epoch and energy statistic per
+        trained model), ``label_transfer`` (per model / NMF, gene-set size and label column),
+        ``gene_overlap`` (selected genes shared between models); over the repetitions:
+        ``label_transfer_over_repetitions`` (median, best and worst rank, median number of
+        random sets beaten); for the first repetition: ``<model>_patterns``,
+        ``<model>_pattern_map`` (+ PNG), ``model/<model>`` (the explained model at its best
+        epoch; ``load`` it with its class) and, when monitored,
         ``<model>_selection_over_epochs`` (+ heat-map PNG) and
-        ``<model>_pattern_maps_over_epochs.png``; ``initializations`` (best epoch and energy
-        statistic per trained model), ``<model>_energy_over_epochs`` (seed, epoch, energy
-        statistic), ``label_transfer`` (per model / NMF, gene-set size and label column),
-        ``gene_overlap`` (selected genes shared between models), and ``model/<model>``, the
-        explained model (its best epoch; ``load`` it with its class).
+        ``<model>_pattern_maps_over_epochs.png``.
     label_columns
         ``.obs`` columns with labels for the label transfer (e.g. ``cell_type``, ``class``).
     layer
@@ -637,87 +649,121 @@ def explain_job(
 
     label_rows: list[dict[str, Any]] = []
     initializations: list[dict[str, Any]] = []
+    curves: dict[str, list[pd.DataFrame]] = {kind: [] for kind in settings.models}
+    selections: dict[str, list[pd.DataFrame]] = {kind: [] for kind in settings.models}
     selected: dict[str, list[str]] = {}
-    for kind in settings.models:
-        candidates = []
-        curves = []
-        for index in range(settings.n_initializations):
-            seed = settings.seed + index
-            monitor = None
-            if settings.monitor_every:
-                monitor = SelectionMonitor(
-                    every=settings.monitor_every,
+    overlap: list[dict[str, Any]] = []
+    nmf = {k: nmf_gene_selection(train_data, k, seed=settings.seed) for k in settings.n_select}
+    for repetition in range(settings.n_repetitions):
+        # every repetition trains its own models: seeds first, first + 1, ... per kind
+        first = settings.seed + repetition * settings.n_initializations
+        chosen_genes: dict[str, list[str]] = {}
+        for kind in settings.models:
+            candidates = []
+            for index in range(settings.n_initializations):
+                seed = first + index
+                monitor = None
+                if settings.monitor_every and repetition == 0:
+                    monitor = SelectionMonitor(
+                        every=settings.monitor_every,
+                        n_synthetic=min(settings.n_synthetic, 2_000),
+                        n_select=largest,
+                        seed=seed,
+                        feature_names=genes,
+                    )
+                energy = EnergyStatisticMonitor(
+                    test_data,
+                    every=settings.energy_every,
                     n_synthetic=min(settings.n_synthetic, 2_000),
-                    n_select=largest,
-                    seed=seed,
-                    feature_names=genes,
+                    seed=settings.seed,
                 )
-            energy = EnergyStatisticMonitor(
-                test_data,
-                every=settings.energy_every,
-                n_synthetic=min(settings.n_synthetic, 2_000),
-                seed=settings.seed,
-            )
-            monitors = [m for m in (energy, monitor) if m is not None]
+                monitors = [m for m in (energy, monitor) if m is not None]
 
-            def each(model: Any, epoch: int, monitors: list[Any] = monitors) -> None:
-                for m in monitors:
-                    m(model, epoch)
+                def each(model: Any, epoch: int, monitors: list[Any] = monitors) -> None:
+                    for m in monitors:
+                        m(model, epoch)
 
-            model = _generative_model(kind, settings, seed, progress)
-            model.fit(train_cells, monitor=each)
-            trained = _epochs_trained(model)
-            if not energy.records:
-                energy.score(model, trained)
-            if monitor is not None and trained not in monitor.explanations:
-                # the selection of the trained model too, when training ended between
-                # monitored epochs (or before the first one)
-                monitor.record(model, trained)
-            initializations.append(
-                {
-                    "model": kind,
-                    "seed": seed,
-                    "best_epoch": energy.best_epoch,
-                    "energy_statistic": energy.best_energy,
-                }
+                model = _generative_model(kind, settings, seed, progress)
+                model.fit(train_cells, monitor=each)
+                trained = _epochs_trained(model)
+                if not energy.records:
+                    energy.score(model, trained)
+                if monitor is not None and trained not in monitor.explanations:
+                    # the selection of the trained model too, when training ended between
+                    # monitored epochs (or before the first one)
+                    monitor.record(model, trained)
+                initializations.append(
+                    {
+                        "repetition": repetition,
+                        "model": kind,
+                        "seed": seed,
+                        "best_epoch": energy.best_epoch,
+                        "energy_statistic": energy.best_energy,
+                    }
+                )
+                curves[kind].append(energy.to_frame().assign(repetition=repetition, seed=seed))
+                candidates.append((energy.best_energy, seed, energy.best_model, monitor))
+            _, seed, model, monitor = min(candidates, key=lambda c: c[0])
+            synthetic, _ = model.generate(settings.n_synthetic, seed=seed)
+            explanation = explain(
+                model, settings.n_synthetic, largest, feature_names=genes, seed=seed
             )
-            curves.append(energy.to_frame().assign(seed=seed))
-            candidates.append((energy.best_energy, seed, energy.best_model, monitor))
-        _, seed, model, monitor = min(candidates, key=lambda c: c[0])
-        out.write_table(pd.concat(curves, ignore_index=True), f"{kind}_energy_over_epochs")
-        synthetic, _ = model.generate(settings.n_synthetic, seed=seed)
-        explanation = explain(model, settings.n_synthetic, largest, feature_names=genes, seed=seed)
-        selected[kind] = explanation.selected_features
-        model.save(out.file("model") / kind)
-        out.write_table(explanation.to_frame(), f"{kind}_selection")
-        out.write_table(explanation.pattern_frame(), f"{kind}_patterns")
-        out.write_table(explanation.map_frame(), f"{kind}_pattern_map")
-        out.save_figure(explanation.plot_map(), f"{kind}_pattern_map")
-        if monitor is not None and monitor.explanations:
-            out.write_table(monitor.table(), f"{kind}_selection_over_epochs")
-            out.save_figure(monitor.heatmap(), f"{kind}_selection_over_epochs")
-            out.save_figure(monitor.pattern_maps(), f"{kind}_pattern_maps_over_epochs")
-        chosen = np.asarray(explanation.selection.selected, dtype=np.int64)
-        label_rows += ranking_rows(kind, {k: chosen[:k] for k in settings.n_select}, synthetic)
-        if kind == settings.models[0]:
-            nmf = {
-                k: nmf_gene_selection(train_data, k, seed=settings.seed) for k in settings.n_select
+            chosen_genes[kind] = explanation.selected_features
+            frame = explanation.to_frame()
+            frame.insert(0, "seed", seed)
+            frame.insert(0, "repetition", repetition)
+            selections[kind].append(frame)
+            if repetition == 0:
+                selected[kind] = explanation.selected_features
+                model.save(out.file("model") / kind)
+                out.write_table(explanation.pattern_frame(), f"{kind}_patterns")
+                out.write_table(explanation.map_frame(), f"{kind}_pattern_map")
+                out.save_figure(explanation.plot_map(), f"{kind}_pattern_map")
+            if monitor is not None and monitor.explanations:
+                out.write_table(monitor.table(), f"{kind}_selection_over_epochs")
+                out.save_figure(monitor.heatmap(), f"{kind}_selection_over_epochs")
+                out.save_figure(monitor.pattern_maps(), f"{kind}_pattern_maps_over_epochs")
+            chosen = np.asarray(explanation.selection.selected, dtype=np.int64)
+            rows = ranking_rows(kind, {k: chosen[:k] for k in settings.n_select}, synthetic)
+            if kind == settings.models[0]:
+                # NMF selects from the data, but transfers labels to this model's cells
+                rows += ranking_rows("nmf", nmf, synthetic)
+            label_rows += [{"repetition": repetition, "seed": seed, **row} for row in rows]
+        overlap += [
+            {
+                "repetition": repetition,
+                "model_a": a,
+                "model_b": b,
+                "n_select": k,
+                "shared": len(set(chosen_genes[a][:k]) & set(chosen_genes[b][:k])),
             }
-            label_rows += ranking_rows("nmf", nmf, synthetic)
-    overlap = [
-        {
-            "model_a": a,
-            "model_b": b,
-            "n_select": k,
-            "shared": len(set(selected[a][:k]) & set(selected[b][:k])),
-        }
-        for i, a in enumerate(settings.models)
-        for b in settings.models[i + 1 :]
-        for k in settings.n_select
-    ]
+            for i, a in enumerate(settings.models)
+            for b in settings.models[i + 1 :]
+            for k in settings.n_select
+        ]
+    for kind in settings.models:
+        out.write_table(pd.concat(curves[kind], ignore_index=True), f"{kind}_energy_over_epochs")
+        out.write_table(pd.concat(selections[kind], ignore_index=True), f"{kind}_selection")
     out.write_table(pd.DataFrame(initializations), "initializations")
+    over_repetitions: list[dict[str, Any]] = []
     if label_rows:
-        out.write_table(pd.DataFrame(label_rows), "label_transfer")
+        table = pd.DataFrame(label_rows)
+        out.write_table(table, "label_transfer")
+        summary = (
+            table.groupby(["method", "n_select", "labels"], sort=False)
+            .agg(
+                repetitions=("rank", "size"),
+                median_rank=("rank", "median"),
+                best_rank=("rank", "min"),
+                worst_rank=("rank", "max"),
+                median_beaten=("beaten", "median"),
+                n_random=("n_random", "first"),
+                median_selected_index=("selected_index", "median"),
+            )
+            .reset_index()
+        )
+        out.write_table(summary, "label_transfer_over_repetitions")
+        over_repetitions = summary.to_dict(orient="records")
     if overlap:
         out.write_table(pd.DataFrame(overlap), "gene_overlap")
     return {
@@ -729,6 +775,7 @@ def explain_job(
         "gene_overlap": overlap,
         "initializations": initializations,
         "label_transfer": label_rows,
+        "label_transfer_over_repetitions": over_repetitions,
         "settings": settings.__dict__,
         "versions": _versions(),
     }
