@@ -533,6 +533,86 @@ def _epochs_trained(model: Any) -> int:
     return int(model.epochs)
 
 
+@dataclass
+class _Initializations:
+    """What :func:`_train_initializations` gives :func:`explain_job`."""
+
+    seed: int
+    model: Any
+    monitor: Any
+    rows: list[dict[str, Any]]
+    curves: list[pd.DataFrame]
+
+
+def _train_initializations(
+    kind: str,
+    settings: ExplainSettings,
+    train_cells: AnnData,
+    test_data: NDArray[Any],
+    *,
+    first_seed: int,
+    monitor: bool,
+    progress: bool | None,
+) -> _Initializations:
+    """Train ``settings.n_initializations`` models of ``kind`` (seeds ``first_seed, ...``).
+
+    Each is scored by the energy statistic against the held-out cells every
+    ``settings.energy_every`` epochs (once, trained, if it trains for fewer) and, with
+    ``monitor``, explained every ``settings.monitor_every`` epochs and at its last one.
+    Returns the seed, best-epoch snapshot and monitor of the initialisation with the lowest
+    energy statistic, one row per initialisation and the energy curves.
+    """
+    from omicsembed.explain import EnergyStatisticMonitor, SelectionMonitor
+
+    candidates = []
+    rows: list[dict[str, Any]] = []
+    curves: list[pd.DataFrame] = []
+    for index in range(settings.n_initializations):
+        seed = first_seed + index
+        selections = None
+        if settings.monitor_every and monitor:
+            selections = SelectionMonitor(
+                every=settings.monitor_every,
+                n_synthetic=min(settings.n_synthetic, 2_000),
+                n_select=max(settings.n_select),
+                seed=seed,
+                feature_names=list(train_cells.var_names),
+            )
+        energy = EnergyStatisticMonitor(
+            test_data,
+            every=settings.energy_every,
+            n_synthetic=min(settings.n_synthetic, 2_000),
+            seed=settings.seed,
+        )
+        monitors = [m for m in (energy, selections) if m is not None]
+
+        def each(model: Any, epoch: int, monitors: list[Any] = monitors) -> None:
+            for m in monitors:
+                m(model, epoch)
+
+        model = _generative_model(kind, settings, seed, progress)
+        model.fit(train_cells, monitor=each)
+        trained = _epochs_trained(model)
+        if not energy.records:
+            energy.score(model, trained)
+        if selections is not None and trained not in selections.explanations:
+            # the selection of the trained model too, when training ended between monitored
+            # epochs (or before the first one)
+            selections.record(model, trained)
+        rows.append(
+            {
+                "model": kind,
+                "seed": seed,
+                "best_epoch": energy.best_epoch,
+                "energy_statistic": energy.best_energy,
+            }
+        )
+        curves.append(energy.to_frame().assign(seed=seed))
+        candidates.append((energy.best_energy, seed, energy.best_model, selections))
+    _, seed, model, selections = min(candidates, key=lambda c: c[0])
+    return _Initializations(seed, model, selections, rows, curves)
+
+
 def explain_job(
     adata: AnnData,
     out: ResultFolder,
@@ -591,13 +671,7 @@ def explain_job(
         the models reject.
 
     """
-    from omicsembed.explain import (
-        EnergyStatisticMonitor,
-        SelectionMonitor,
-        explain,
-        nmf_gene_selection,
-        rank_against_random_gene_sets,
-    )
+    from omicsembed.explain import explain, nmf_gene_selection, rank_against_random_gene_sets
 
     settings = settings or ExplainSettings()
     # the models check their names and settings as they are built: all of them before any
@@ -653,57 +727,26 @@ def explain_job(
     selections: dict[str, list[pd.DataFrame]] = {kind: [] for kind in settings.models}
     selected: dict[str, list[str]] = {}
     overlap: list[dict[str, Any]] = []
-    nmf = {k: nmf_gene_selection(train_data, k, seed=settings.seed) for k in settings.n_select}
+    # NMF selects from the data (once), and is ranked with each repetition's synthetic cells
+    nmf = {
+        k: nmf_gene_selection(train_data, k, seed=settings.seed)
+        for k in (settings.n_select if label_columns else ())
+    }
     for repetition in range(settings.n_repetitions):
-        # every repetition trains its own models: seeds first, first + 1, ... per kind
-        first = settings.seed + repetition * settings.n_initializations
         chosen_genes: dict[str, list[str]] = {}
         for kind in settings.models:
-            candidates = []
-            for index in range(settings.n_initializations):
-                seed = first + index
-                monitor = None
-                if settings.monitor_every and repetition == 0:
-                    monitor = SelectionMonitor(
-                        every=settings.monitor_every,
-                        n_synthetic=min(settings.n_synthetic, 2_000),
-                        n_select=largest,
-                        seed=seed,
-                        feature_names=genes,
-                    )
-                energy = EnergyStatisticMonitor(
-                    test_data,
-                    every=settings.energy_every,
-                    n_synthetic=min(settings.n_synthetic, 2_000),
-                    seed=settings.seed,
-                )
-                monitors = [m for m in (energy, monitor) if m is not None]
-
-                def each(model: Any, epoch: int, monitors: list[Any] = monitors) -> None:
-                    for m in monitors:
-                        m(model, epoch)
-
-                model = _generative_model(kind, settings, seed, progress)
-                model.fit(train_cells, monitor=each)
-                trained = _epochs_trained(model)
-                if not energy.records:
-                    energy.score(model, trained)
-                if monitor is not None and trained not in monitor.explanations:
-                    # the selection of the trained model too, when training ended between
-                    # monitored epochs (or before the first one)
-                    monitor.record(model, trained)
-                initializations.append(
-                    {
-                        "repetition": repetition,
-                        "model": kind,
-                        "seed": seed,
-                        "best_epoch": energy.best_epoch,
-                        "energy_statistic": energy.best_energy,
-                    }
-                )
-                curves[kind].append(energy.to_frame().assign(repetition=repetition, seed=seed))
-                candidates.append((energy.best_energy, seed, energy.best_model, monitor))
-            _, seed, model, monitor = min(candidates, key=lambda c: c[0])
+            trained = _train_initializations(
+                kind,
+                settings,
+                train_cells,
+                test_data,
+                first_seed=settings.seed + repetition * settings.n_initializations,
+                monitor=repetition == 0,
+                progress=progress,
+            )
+            seed, model, monitor = trained.seed, trained.model, trained.monitor
+            initializations += [{"repetition": repetition, **row} for row in trained.rows]
+            curves[kind] += [curve.assign(repetition=repetition) for curve in trained.curves]
             synthetic, _ = model.generate(settings.n_synthetic, seed=seed)
             explanation = explain(
                 model, settings.n_synthetic, largest, feature_names=genes, seed=seed
@@ -719,14 +762,13 @@ def explain_job(
                 out.write_table(explanation.pattern_frame(), f"{kind}_patterns")
                 out.write_table(explanation.map_frame(), f"{kind}_pattern_map")
                 out.save_figure(explanation.plot_map(), f"{kind}_pattern_map")
-            if monitor is not None and monitor.explanations:
-                out.write_table(monitor.table(), f"{kind}_selection_over_epochs")
-                out.save_figure(monitor.heatmap(), f"{kind}_selection_over_epochs")
-                out.save_figure(monitor.pattern_maps(), f"{kind}_pattern_maps_over_epochs")
+                if monitor is not None and monitor.explanations:
+                    out.write_table(monitor.table(), f"{kind}_selection_over_epochs")
+                    out.save_figure(monitor.heatmap(), f"{kind}_selection_over_epochs")
+                    out.save_figure(monitor.pattern_maps(), f"{kind}_pattern_maps_over_epochs")
             chosen = np.asarray(explanation.selection.selected, dtype=np.int64)
             rows = ranking_rows(kind, {k: chosen[:k] for k in settings.n_select}, synthetic)
             if kind == settings.models[0]:
-                # NMF selects from the data, but transfers labels to this model's cells
                 rows += ranking_rows("nmf", nmf, synthetic)
             label_rows += [{"repetition": repetition, "seed": seed, **row} for row in rows]
         overlap += [
