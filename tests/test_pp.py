@@ -420,3 +420,22 @@ def test_dichotomize_errors():
             dichotomize(np.ones((3, 2)), quantile=bad)
     with pytest.raises(InvalidInputError, match="layer"):
         dichotomize(np.ones((3, 2)), layer="x")
+
+
+def test_sparse_duplicate_entries_are_summed_not_counted_apart() -> None:
+    # scipy keeps several entries for one cell (their sum is its value); pp must see the sum
+    dense = np.array([[4.0, 2.0], [1.0, 3.0], [3.0, 1.0], [10.0, 5.0]])
+    rows, cols = np.nonzero(dense)
+    values = dense[rows, cols]
+    # every value split into two entries of the same cell (each row: 2 genes × 2 entries)
+    duplicated = sp.csr_matrix(
+        (np.repeat(values / 2, 2), np.repeat(cols, 2), np.arange(0, 2 * len(values) + 1, 4)),
+        shape=dense.shape,
+    )
+    assert not duplicated.has_canonical_format
+    before = duplicated.data.copy()
+    np.testing.assert_array_equal(dichotomize(duplicated).toarray(), dichotomize(dense))
+    np.testing.assert_allclose(
+        size_factors(duplicated, method="poscounts"), size_factors(dense, method="poscounts")
+    )
+    np.testing.assert_array_equal(duplicated.data, before)  # the input is left as it was

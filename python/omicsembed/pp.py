@@ -364,6 +364,7 @@ def _count_matrix(data: Any, layer: str | None, what: str) -> Any:
             raise InvalidInputError(f"{what} must be a 2-D samples x genes matrix")
         if x.dtype.kind not in "biuf":
             raise InvalidInputError(f"{what} must be numeric, got dtype {x.dtype}")
+        x = _canonical_sparse(x)
         values = np.asarray(x.data, dtype=np.float64)
     else:
         x = _as_float_2d(x, what).astype(np.float64, copy=False)
@@ -646,10 +647,23 @@ def _binarize(x: Any, thresholds: NDArray[np.float64]) -> Any:
     return np.ascontiguousarray(sp.csr_matrix(x).toarray() > thresholds, dtype=np.uint8)
 
 
+def _canonical_sparse(x: Any) -> Any:
+    """Return ``x`` as CSR with its duplicate entries summed (copied if that changes it).
+
+    scipy allows several entries for one cell; their sum is its value.
+    """
+    csr = x.tocsr()
+    if not csr.has_canonical_format:
+        csr = csr.copy() if csr is x else csr
+        csr.sum_duplicates()
+    return csr
+
+
 def _dichotomize_input(x: Any, what: str) -> Any:
     if sp.issparse(x):
         if x.dtype.kind not in "biuf":
             raise InvalidInputError(f"{what} must be numeric, got dtype {x.dtype}")
+        x = _canonical_sparse(x)
         values = np.asarray(x.data, dtype=np.float64)
         if not np.isfinite(values).all():
             raise InvalidInputError(f"{what} contains NaN or infinite values; impute them first")
