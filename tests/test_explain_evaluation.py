@@ -88,6 +88,16 @@ def test_label_transfer_rejects_bad_input() -> None:
         label_transfer_davies_bouldin(observed, single, observed, [0])
     with pytest.raises(InvalidInputError, match="distinct label"):
         rank_against_random_gene_sets(observed, single, observed, [0], n_random=3)
+    # a boolean mask or fractions are not indices; repeated genes are not a gene set
+    mask = np.zeros(observed.shape[1], bool)
+    mask[[0, 2]] = True
+    for genes in (mask, [0.7, 1.2], [0, 0]):
+        with pytest.raises(InvalidInputError, match="genes must be"):
+            transfer_labels(observed, labels, observed, genes)
+    with pytest.raises(InvalidInputError, match="n_random"):
+        rank_against_random_gene_sets(observed, labels, observed, [0], n_random=-5)
+    with pytest.raises(InvalidInputError, match="2 principal components"):
+        label_transfer_davies_bouldin(observed[:, :1], labels, observed[:, :1], [0])
 
 
 def test_a_gene_set_without_an_index_ranks_below_every_set_with_one() -> None:
@@ -132,6 +142,9 @@ def test_energy_statistic_separates_shifted_data() -> None:
     assert different > 10 * abs(same) and different > 0.2
     with pytest.raises(ShapeMismatchError):
         energy_statistic(a, b[:, :3])
+    for options in ({"n_components": 0}, {"max_samples": 1}, {"max_samples": -1}):
+        with pytest.raises(InvalidInputError, match="must be an integer"):
+            energy_statistic(a, b, **options)
     a[3, 2] = np.nan
     with pytest.raises(InvalidInputError, match=r"synthetic\[3, 2\]"):
         energy_statistic(a, b)

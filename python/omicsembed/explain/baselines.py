@@ -133,7 +133,8 @@ def energy_statistic(
     ShapeMismatchError
         If the data are not 2-D on the same genes.
     InvalidInputError
-        If a set has fewer than two cells or a value is NaN or infinite.
+        If a set has fewer than two cells, a value is NaN or infinite, ``n_components < 1`` or
+        ``max_samples < 2``.
 
     """
     x = np.asarray(synthetic, dtype=np.float64)
@@ -142,6 +143,9 @@ def energy_statistic(
         raise ShapeMismatchError(f"need 2-D data on the same genes, got {x.shape} and {y.shape}")
     if min(x.shape[0], y.shape[0]) < 2:
         raise InvalidInputError("each data set needs at least two cells")
+    for name, value, least in (("n_components", n_components, 1), ("max_samples", max_samples, 2)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+            raise InvalidInputError(f"{name} must be an integer ≥ {least}, got {value!r}")
     for values, name in ((x, "synthetic"), (y, "test")):
         if not np.isfinite(values).all():
             row, col = (int(v[0]) for v in np.nonzero(~np.isfinite(values)))

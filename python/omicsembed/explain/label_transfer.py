@@ -143,14 +143,23 @@ def _checked(
         raise InvalidInputError(
             f"labels are missing for observed cells {np.flatnonzero(missing)[:5]}"
         )
-    gene_index = np.asarray(genes, dtype=np.int64).ravel()
+    given = np.asarray(genes).ravel()
+    # booleans would become indices 0/1 and fractions would be truncated: both are errors
+    if given.dtype.kind not in "iu" and not (given.size == 0 and given.dtype.kind == "f"):
+        raise InvalidInputError(
+            f"genes must be integer indices of the selected genes, got dtype {given.dtype} "
+            "(for a boolean mask use numpy.flatnonzero(mask))"
+        )
+    gene_index = given.astype(np.int64)
     if (
         gene_index.size == 0
         or (gene_index < 0).any()
         or (gene_index >= observed_binary.shape[1]).any()
+        or np.unique(gene_index).size != gene_index.size
     ):
         raise InvalidInputError(
-            f"genes must be 1 to 62 indices in [0, {observed_binary.shape[1]}), got {gene_index}"
+            f"genes must be 1 to 62 distinct indices in [0, {observed_binary.shape[1]}), got "
+            f"{gene_index}"
         )
     codes, values = pd.factorize(label_array, sort=True)
     if len(values) < min_labels:
@@ -235,8 +244,19 @@ def principal_components_joint(
     cells; constant genes are left at 0) and PCA is fitted on the stack; the scores of the
     synthetic cells are returned, (N, n_components). The projection does not depend on any gene
     selection, so Davies–Bouldin indices of different selections are comparable.
+
+    Raises
+    ------
+    InvalidInputError
+        Fewer genes or cells than ``n_components``.
+
     """
     stacked = np.vstack([np.asarray(observed, float), np.asarray(synthetic, float)])
+    if min(stacked.shape) < n_components:
+        raise InvalidInputError(
+            f"{n_components} principal components need at least {n_components} genes and "
+            f"cells; the data have {stacked.shape[1]} genes and {stacked.shape[0]} cells"
+        )
     sd = stacked.std(axis=0)
     standardised = (stacked - stacked.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
     scores = PCA(n_components=n_components, random_state=0).fit_transform(standardised)
@@ -396,6 +416,9 @@ def rank_against_random_gene_sets(
         Shapes that disagree.
 
     """
+    for name, value in (("n_random", n_random), ("n_transfer_seeds", n_transfer_seeds)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise InvalidInputError(f"{name} must be an integer ≥ 1, got {value!r}")
     # validated once for all gene sets (the random ones are valid indices by construction)
     checked = _checked(observed, labels, synthetic, genes, min_labels=2)
     gene_index = checked[4]
