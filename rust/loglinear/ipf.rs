@@ -60,6 +60,14 @@ fn check_table(table: &[f64], levels: &[usize]) -> CoreResult<usize> {
         )));
     }
     check_nonnegative(table, "observed")?;
+    // the margins and fitted values are sums and products of the counts: a total past f64
+    // would make them inf or NaN (and the deviation test of IPF blind to it)
+    let total: f64 = table.iter().sum();
+    if !total.is_finite() {
+        return Err(CoreError::invalid(format!(
+            "the table's total ({total}) overflows float64; rescale the counts"
+        )));
+    }
     Ok(cells)
 }
 
@@ -177,9 +185,13 @@ pub fn decomposable_order(margins: &[Vec<usize>], d: usize) -> CoreResult<Option
     let mut edges: Vec<Vec<usize>> = reduced.clone();
     let mut alive = vec![true; edges.len()];
     let mut removed: Vec<usize> = Vec::new();
+    // only the variables of the generators (d may be far larger than their number)
+    let mut vertices: Vec<usize> = reduced.iter().flatten().copied().collect();
+    vertices.sort_unstable();
+    vertices.dedup();
     loop {
         let mut changed = false;
-        for v in 0..d {
+        for &v in &vertices {
             let holders: Vec<usize> = (0..edges.len())
                 .filter(|&e| alive[e] && edges[e].contains(&v))
                 .collect();

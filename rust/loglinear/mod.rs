@@ -144,6 +144,17 @@ mod tests {
             is_decomposable(&[vec![0, 4]], 4).unwrap_err().kind,
             ErrorKind::InvalidInput
         );
+        // variables outside every generator cost nothing (this took minutes when all of
+        // 0..d were visited)
+        assert!(is_decomposable(&[vec![0], vec![1 << 40]], 1 << 41).unwrap());
+        // a total past float64 is an error, not NaN fitted values reported as converged
+        let huge = [1e308; 4];
+        for result in [
+            ipf(&huge, &[2, 2], &[vec![0], vec![1]], 1e-10, 100).map(|fit| fit.fitted),
+            closed_form(&huge, &[2, 2], &[vec![0], vec![1]]),
+        ] {
+            assert_eq!(result.unwrap_err().kind, ErrorKind::InvalidInput);
+        }
     }
 
     #[test]
