@@ -147,3 +147,23 @@ def test_linear_gaussian_vae_recovers_the_principal_subspace() -> None:
     prior_draws = model.sample_prior(5000, generator=torch.Generator().manual_seed(1))
     assert prior_draws.shape == (5000, 2)
     assert abs(float(prior_draws.std())) == pytest.approx(1.0, abs=0.05)
+
+
+def test_repeated_gene_names_are_an_error_not_a_silent_mismatch() -> None:
+    # genes are matched by name: a repeated name would pick the wrong column
+    import anndata as ad
+
+    from omicsembed.exceptions import InvalidInputError
+    from omicsembed.models import BernoulliVAE
+
+    rng = np.random.default_rng(0)
+    cells = ad.AnnData((rng.random((40, 4)) < 0.5).astype(np.float32))
+    cells.var_names = ["a", "b", "a", "c"]
+    with pytest.raises(InvalidInputError, match=r"repeat, e.g. \['a'\]"):
+        BernoulliVAE(max_epochs=1, progress=False).fit(cells)
+    cells.var_names = ["a", "b", "d", "c"]
+    model = BernoulliVAE(max_epochs=1, progress=False).fit(cells)
+    again = cells.copy()
+    again.var_names = ["a", "b", "a", "c"]
+    with pytest.raises(InvalidInputError, match="repeat"):
+        model.transform(again)

@@ -308,11 +308,13 @@ def match_features(
     Raises
     ------
     InvalidInputError
-        AnnData that lacks fitted genes (the message lists some) or arrays of the wrong width.
+        AnnData that lacks fitted genes (the message lists some) or has duplicated gene names,
+        or arrays of the wrong width.
 
     """
     if isinstance(data, AnnData):
         present = pd.Index(data.var_names)
+        _check_unique_genes(present)
         missing = [name for name in feature_names if name not in present]
         if missing:
             raise InvalidInputError(
@@ -368,9 +370,27 @@ def numpy_rng(seed: Seed) -> np.random.Generator:
     return np.random.default_rng(seed_value(seed))
 
 
+def _check_unique_genes(names: pd.Index) -> None:
+    """Raise InvalidInputError if gene names repeat (genes are matched by name)."""
+    if not names.is_unique:
+        repeated = list(names[names.duplicated()].unique()[:5])
+        raise InvalidInputError(
+            f"gene names (var_names) repeat, e.g. {repeated}; genes are matched by name, so "
+            "make them unique first (AnnData.var_names_make_unique())"
+        )
+
+
 def feature_names(data: Any, size: int, prefix: str = "feature") -> list[str]:
-    """Column names of AnnData, or ``<prefix>_<index>`` for arrays."""
+    """Column names of AnnData, or ``<prefix>_<index>`` for arrays.
+
+    Raises
+    ------
+    InvalidInputError
+        AnnData whose gene names repeat.
+
+    """
     if isinstance(data, AnnData):
+        _check_unique_genes(pd.Index(data.var_names))
         return [str(name) for name in data.var_names]
     return [f"{prefix}_{index}" for index in range(size)]
 
