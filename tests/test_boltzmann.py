@@ -330,3 +330,28 @@ def test_rbm_training_in_halves_does_not_depend_on_the_threads(tmp_path):
     with np.load(out) as one_thread:
         for name, value in zip("wab", here, strict=True):
             np.testing.assert_array_equal(one_thread[name], value)
+
+
+def test_requests_beyond_memory_and_bad_ais_settings_are_typed_errors() -> None:
+    # far beyond memory: an error before any allocation (the Rust allocator would abort the
+    # process, or the system would swap for hours)
+    from omicsembed.models import DeepBoltzmannMachine
+
+    x = (np.random.default_rng(0).random((50, 6)) < 0.5).astype(np.uint8)
+    model = DeepBoltzmannMachine((4, 2), epochs=1, progress=False).fit(x)
+    huge = 10**12
+    calls = [
+        lambda: model.sample(huge),
+        lambda: model.generate(huge),
+        lambda: model.log_partition(n_particles=huge),
+        lambda: model.log_likelihood(x, n_particles=huge, log_z=1.0),
+        lambda: DeepBoltzmannMachine((4,), n_particles=huge, progress=False).fit(x),
+        lambda: DeepBoltzmannMachine((huge,), progress=False).fit(x),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidInputError, match="GiB, more than the"):
+            call()
+    # a given log_z skips log_partition and its checks: they are made anyway
+    for options in ({"log_z": float("nan")}, {"log_z": np.inf}, {"log_z": 1.0, "n_particles": -1}):
+        with pytest.raises(InvalidInputError, match=r"log_z|n_particles"):
+            model.log_likelihood(x, **options)

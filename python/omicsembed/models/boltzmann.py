@@ -28,6 +28,8 @@ and ends with a lower exact likelihood than blocked fine-tuning (``tests/test_bo
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -84,6 +86,23 @@ def _check_non_negative(**values: int) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
             raise InvalidInputError(f"{name} must be a non-negative int, got {value!r}")
+
+
+def _check_memory(values: int, what: str) -> None:
+    """Raise InvalidInputError if ``values`` float64 numbers exceed this machine's memory.
+
+    A request far too large would otherwise abort the process in the Rust allocator, or
+    reserve terabytes and swap; its size is known before any work.
+    """
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # not POSIX: no check
+        return
+    if 8 * int(values) > physical:
+        raise InvalidInputError(
+            f"{what} need about {8 * int(values) / 2**30:,.0f} GiB, more than the "
+            f"{physical / 2**30:,.0f} GiB of memory of this machine"
+        )
 
 
 def _check_rate(name: str, value: float) -> None:
@@ -257,6 +276,7 @@ class _BoltzmannMachine:
         params = self._fitted()
         stream_seed = seed_value(seed if seed is not None else self.seed, non_negative=True)
         sizes = self.layer_sizes_
+        _check_memory(n_samples * sum(sizes), f"{n_samples} samples of {sum(sizes)} units")
         init: list[np.ndarray] | None = None
         mask_array: np.ndarray | None = None
         if clamped is not None:
@@ -393,6 +413,8 @@ class _BoltzmannMachine:
             raise InvalidInputError(f"method must be 'ais' or 'exact', got {method!r}")
         _check_positive(n_particles=n_particles, n_temperatures=n_temperatures)
         _check_non_negative(burn_in=burn_in)
+        units = sum(self.layer_sizes_)
+        _check_memory(n_particles * units, f"{n_particles} AIS particles of {units} units")
         log_z, _, _ = _core.log_partition_ais(
             params,
             temperatures=_schedule(temperatures),
@@ -451,7 +473,8 @@ class _BoltzmannMachine:
         Raises
         ------
         InvalidInputError
-            Unknown method, non-binary data, a model too large for exact enumeration.
+            Unknown method, non-binary data, a model too large for exact enumeration, AIS
+            settings below 1 (``burn_in`` below 0) or a ``log_z`` that is not finite.
         ShapeMismatchError
             Wrong number of features.
 
@@ -459,6 +482,17 @@ class _BoltzmannMachine:
         x = self._data(data, layer)
         params = self._fitted()
         stream_seed = seed_value(seed if seed is not None else self.seed, non_negative=True)
+        # checked here too: a given log_z skips log_partition, which checks them otherwise
+        _check_positive(n_particles=n_particles, n_temperatures=n_temperatures)
+        _check_non_negative(burn_in=burn_in)
+        units = sum(self.layer_sizes_)
+        _check_memory(n_particles * units, f"{n_particles} AIS particles of {units} units")
+        if log_z is not None and (
+            isinstance(log_z, bool)
+            or not isinstance(log_z, int | float | np.integer | np.floating)
+            or not np.isfinite(log_z)
+        ):
+            raise InvalidInputError(f"log_z must be a finite number, got {log_z!r}")
         if method == "exact":
             values = _core.log_likelihood_exact(params, x, log_z=log_z)
         elif method in ("ais", "lower_bound"):
@@ -745,6 +779,7 @@ class BernoulliRBM(_BoltzmannMachine):
         _check_rate("learning_rate", self.learning_rate)
         _check_monitor(monitor, monitor_every)
         x = _binary_matrix(data, layer, "X")
+        _check_memory(self.n_hidden * x.shape[1], f"the weights of {self.n_hidden} hidden units")
         if self.batch_size > x.shape[0]:
             raise InvalidInputError(
                 f"batch_size {self.batch_size} exceeds the number of samples ({x.shape[0]})"
@@ -931,6 +966,10 @@ class DeepBoltzmannMachine(_BoltzmannMachine):
         self._check_settings()
         _check_monitor(monitor, monitor_every)
         x = _binary_matrix(data, layer, "X")
+        units = [x.shape[1], *self.hidden_sizes]
+        weights = sum(a * b for a, b in itertools.pairwise(units))
+        _check_memory(weights, f"the weights of {len(units) - 1} layers {units}")
+        _check_memory(self.n_particles * sum(units), f"{self.n_particles} Gibbs particles")
         if self.batch_size > x.shape[0]:
             raise InvalidInputError(
                 f"batch_size {self.batch_size} exceeds the number of samples ({x.shape[0]})"
