@@ -355,3 +355,53 @@ def test_requests_beyond_memory_and_bad_ais_settings_are_typed_errors() -> None:
     for options in ({"log_z": float("nan")}, {"log_z": np.inf}, {"log_z": 1.0, "n_particles": -1}):
         with pytest.raises(InvalidInputError, match=r"log_z|n_particles"):
             model.log_likelihood(x, **options)
+
+
+@pytest.mark.parametrize("kind", ["dbm", "vae"])
+def test_damaged_model_folders_are_a_typed_error(tmp_path, kind) -> None:
+    import json
+
+    from omicsembed.models import BernoulliVAE, DeepBoltzmannMachine
+
+    x = (np.random.default_rng(0).random((60, 6)) < 0.5).astype(np.uint8)
+    cls = DeepBoltzmannMachine if kind == "dbm" else BernoulliVAE
+    model = (
+        DeepBoltzmannMachine((4, 2), epochs=1, progress=False)
+        if kind == "dbm"
+        else BernoulliVAE(max_epochs=1, progress=False)
+    ).fit(x)
+    with pytest.raises(InvalidInputError, match="is a file"):
+        (tmp_path / "afile").write_text("x")
+        model.save(tmp_path / "afile")
+    folder = model.save(tmp_path / "saved")
+    settings, weights = folder / "model.json", folder / "model.safetensors"
+    meta = json.loads(settings.read_text())
+
+    def damaged(edit) -> None:
+        copy = json.loads(json.dumps(meta))
+        settings.write_text(edit(copy) if callable(edit) else edit)
+        with pytest.raises(InvalidInputError, match=r"damaged|layers|settings"):
+            cls.load(folder)
+
+    damaged("{")  # truncated
+    damaged("[1, 2]")  # not an object
+    damaged(lambda m: json.dumps({k: v for k, v in m.items() if k != "settings"}))
+    damaged(lambda m: json.dumps({**m, "settings": {**m["settings"], "unknown": 1}}))
+    if kind == "dbm":
+        # a layer dropped from the JSON would load a smaller, wrong model
+        damaged(lambda m: json.dumps({**m, "n_layers": 1}))
+    settings.write_text(json.dumps(meta))
+    cls.load(folder)  # intact again
+    if kind == "vae":
+        import torch
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(weights)
+        name = next(iter(tensors))
+        tensors[name] = torch.full_like(tensors[name], float("nan"))
+        save_file(tensors, weights)
+        with pytest.raises(InvalidInputError, match="NaN or infinite"):
+            cls.load(folder)
+    weights.write_bytes(weights.read_bytes()[:40])  # truncated weights
+    with pytest.raises(InvalidInputError, match="damaged"):
+        cls.load(folder)

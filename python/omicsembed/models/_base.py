@@ -26,7 +26,7 @@ from scipy import sparse
 
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 from omicsembed.models._data import RowMatrix, match_features, row_batches
-from omicsembed.models._folder import read_model_folder, write_model_folder
+from omicsembed.models._folder import damaged_model_errors, read_model_folder, write_model_folder
 from omicsembed.nn.vae import VariationalAutoencoder, kl_warmup_weight
 from omicsembed.train.loop import TrainingConfig, TrainingState, resolve_device, train
 
@@ -209,16 +209,22 @@ class TorchModel(Generic[SettingsT, NetworkT, StateT]):
         Raises
         ------
         InvalidInputError
-            If the folder does not hold a saved model of this class or its files do not match.
+            If the folder does not hold a saved model of this class, its files do not match
+            or are damaged, or the weights are not finite.
 
         """
         weights, meta = read_model_folder(folder, cls.model_name)
-        model = cls(**meta["settings"], device=device, progress=progress)
-        known = {f.name for f in fields(cls.state_class)}
-        state = cls.state_class(**{k: v for k, v in meta["state"].items() if k in known})
-        network = model._build_network(meta["sizes"], state)  # type: ignore[arg-type]
+        with damaged_model_errors(folder):
+            model = cls(**meta["settings"], device=device, progress=progress)
+            known = {f.name for f in fields(cls.state_class)}
+            state = cls.state_class(**{k: v for k, v in meta["state"].items() if k in known})
+            network = model._build_network(meta["sizes"], state)  # type: ignore[arg-type]
+            tensors = load_file(weights)
+        bad = [name for name, tensor in tensors.items() if not torch.isfinite(tensor).all()]
+        if bad:
+            raise InvalidInputError(f"{weights} holds NaN or infinite values in {bad[:3]}")
         try:
-            network.load_state_dict(load_file(weights))
+            network.load_state_dict(tensors)
         except RuntimeError as error:
             raise InvalidInputError(
                 f"{weights} does not match the settings saved beside it: {error}"

@@ -51,7 +51,7 @@ from omicsembed.models._data import (
     match_features,
     seed_value,
 )
-from omicsembed.models._folder import read_model_folder, write_model_folder
+from omicsembed.models._folder import damaged_model_errors, read_model_folder, write_model_folder
 
 __all__ = ["BernoulliRBM", "BoltzmannMonitor", "DeepBoltzmannMachine"]
 
@@ -569,20 +569,31 @@ class _BoltzmannMachine:
         Raises
         ------
         InvalidInputError
-            If the folder does not hold a saved model of this class.
+            If the folder does not hold a saved model of this class, or a damaged one.
 
         """
         weights, meta = read_model_folder(folder, cls.__name__)
-        model = cls(**meta["settings"], progress=progress)
-        tensors = load_file(str(weights))
-        model._set_params(
-            [
-                (tensors[f"weights.{i}"], tensors[f"visible_bias.{i}"], tensors[f"hidden_bias.{i}"])
-                for i in range(int(meta["n_layers"]))
-            ]
-        )
-        model.feature_names_ = list(meta["feature_names"])
-        model.history_ = list(meta.get("history") or [])
+        with damaged_model_errors(folder):
+            model = cls(**meta["settings"], progress=progress)
+            tensors = load_file(str(weights))
+            n_layers = int(meta["n_layers"])
+            stored = sum(name.startswith("weights.") for name in tensors)
+            if n_layers < 1 or n_layers != stored:
+                raise InvalidInputError(
+                    f"{folder}: model.json names {n_layers} layers, the weights hold {stored}"
+                )
+            model._set_params(
+                [
+                    (
+                        tensors[f"weights.{i}"],
+                        tensors[f"visible_bias.{i}"],
+                        tensors[f"hidden_bias.{i}"],
+                    )
+                    for i in range(n_layers)
+                ]
+            )
+            model.feature_names_ = [str(name) for name in meta["feature_names"]]
+            model.history_ = list(meta.get("history") or [])
         return model
 
 
