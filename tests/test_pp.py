@@ -342,6 +342,9 @@ def test_size_factor_errors():
         normalize_size_factors(np.ones((3, 2)), factors=[1.0, 2.0])
     with pytest.raises(InvalidInputError, match="sample 1"):
         normalize_size_factors(np.ones((3, 2)), factors=[1.0, 0.0, 2.0])
+    # a subnormal factor is positive but the division overflows to inf
+    with pytest.raises(InvalidInputError, match="sample 2"):
+        normalize_size_factors(np.ones((3, 2)) * 10, factors=[1.0, 1.0, 1e-320])
 
 
 # ----------------------------------------------------------------------------- dichotomize

@@ -600,11 +600,12 @@ def normalize_size_factors(
             raise ShapeMismatchError(
                 f"factors must have one value per sample ({x.shape[0]}), got shape {scale.shape}"
             )
-        bad = ~(np.isfinite(scale) & (scale > 0))
+        # subnormal factors (below the smallest normal float64) would overflow the division
+        bad = ~(np.isfinite(scale) & (scale >= np.finfo(np.float64).tiny))
         if bad.any():
             raise InvalidInputError(
-                f"size factors must be finite and > 0; sample {int(np.flatnonzero(bad)[0])} "
-                f"has {scale[bad][0]!r}"
+                f"size factors must be finite and > 0 (at least {np.finfo(np.float64).tiny:.3g}); "
+                f"sample {int(np.flatnonzero(bad)[0])} has {scale[bad][0]!r}"
             )
     if sp.issparse(x):
         normalized: Any = sp.csr_matrix(sp.diags(1.0 / scale) @ sp.csr_matrix(x, dtype=np.float64))
