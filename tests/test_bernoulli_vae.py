@@ -257,3 +257,10 @@ def test_sparse_input_gives_the_same_model_as_dense(data):
     bad.data[0] = 3.0
     with pytest.raises(InvalidInputError, match="non-binary"):
         BernoulliVAE(**settings).fit(bad)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**70, 1.5])
+def test_bad_seed_is_refused_at_construction(seed) -> None:
+    # not at fit, after the data were prepared
+    with pytest.raises(InvalidInputError, match="seed"):
+        BernoulliVAE(seed=seed)

@@ -118,6 +118,34 @@ def test_a_gene_set_without_an_index_ranks_below_every_set_with_one() -> None:
     assert ranking.beaten == 0
 
 
+def test_nmf_energy_and_transfer_settings_are_checked() -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.random((30, 5)) < 0.5).astype(float)
+    # fewer genes than the default 10 components: reduced to what nndsvda allows
+    assert len(nmf_gene_selection(x, 3)) == 3
+    bad = [
+        {"n_select": 2.5},
+        {"n_select": 1, "n_components": 0},
+        {"n_select": 1, "max_iter": 0},
+        {"n_select": 1, "seed": -1},
+    ]
+    for options in bad:
+        with pytest.raises(InvalidInputError):
+            nmf_gene_selection(x, **options)
+    with pytest.raises(InvalidInputError, match="no cells"):
+        nmf_gene_selection(x[:0], 1)
+    observed, labels = cell_types(20, seed=0)
+    with pytest.raises(InvalidInputError, match="seed"):
+        transfer_labels(observed, labels, observed, [0], seed=-1)
+    with pytest.raises(InvalidInputError, match="seed"):
+        rank_against_random_gene_sets(observed, labels, observed, [0], n_random=2, seed=-1)
+    with pytest.raises(InvalidInputError, match="seed"):
+        energy_statistic(x, x, seed=-1)
+    # at construction, not at the first scored epoch of a training run
+    with pytest.raises(InvalidInputError, match="seed"):
+        EnergyStatisticMonitor(x, seed=-1)
+
+
 def test_nmf_selects_block_genes_over_noise() -> None:
     rng = np.random.default_rng(0)
     programs = np.zeros((300, 40))

@@ -33,11 +33,20 @@ def as_matrix(x: Any, what: str, *, allow_nan: bool = False, hint: str = "") -> 
 
 
 def seed_to_int(seed: int | np.random.Generator) -> int:
-    """Return an int seed for scikit-learn from an int or a numpy Generator."""
+    """Return an int seed for scikit-learn (and numpy) from an int or a numpy Generator.
+
+    Raises
+    ------
+    InvalidInputError
+        Anything else, or an int outside scikit-learn's ``random_state`` range [0, 2**32).
+
+    """
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(0, 2**31 - 1))
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise InvalidInputError(f"seed must be an int or a numpy Generator, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
+        raise InvalidInputError(
+            f"seed must be an int in [0, 2**32) or a numpy Generator, got {seed!r}"
+        )
     return int(seed)
 
 

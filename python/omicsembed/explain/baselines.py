@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.distance import cdist
 from sklearn.decomposition import NMF, PCA
 
-from omicsembed.evaluate._checks import check_count
+from omicsembed.evaluate._checks import check_count, seed_to_int
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 
 if TYPE_CHECKING:
@@ -58,11 +58,12 @@ def nmf_gene_selection(
     n_select
         Number of genes to return (1 ≤ n_select ≤ p).
     n_components
-        Number of NMF components.
+        Number of NMF components (at most ``min(n, p)``, which the ``nndsvda`` initialisation
+        needs: more are reduced to that).
     max_iter
         Iteration cap of the multiplicative updates.
     seed
-        Seed of the initialisation.
+        Seed of the initialisation (int in [0, 2**32) or a numpy Generator).
 
     Returns
     -------
@@ -72,23 +73,29 @@ def nmf_gene_selection(
     Raises
     ------
     InvalidInputError
-        Negative or non-finite values, or ``n_select`` out of range.
+        Negative or non-finite values, no cells, ``n_select`` out of range, ``n_components``
+        or ``max_iter`` below 1, or a bad seed.
 
     """
     matrix = np.asarray(X, dtype=np.float64)
     if matrix.ndim != 2:
         raise ShapeMismatchError(f"X must be 2-D (cells × genes), got shape {matrix.shape}")
+    if matrix.shape[0] == 0:
+        raise InvalidInputError("X has no cells")
     if not np.isfinite(matrix).all() or (matrix < 0).any():
         raise InvalidInputError("NMF needs finite, non-negative values")
-    if not 1 <= n_select <= matrix.shape[1]:
+    n_select = check_count("n_select", n_select, 1)
+    if n_select > matrix.shape[1]:
         raise InvalidInputError(f"n_select must be in [1, {matrix.shape[1]}], got {n_select}")
+    n_components = min(check_count("n_components", n_components, 1), min(matrix.shape))
+    max_iter = check_count("max_iter", max_iter, 1)
     model = NMF(
         n_components=n_components,
         beta_loss="kullback-leibler",
         solver="mu",
         init="nndsvda",
         max_iter=max_iter,
-        random_state=seed,
+        random_state=seed_to_int(seed),
     )
     model.fit(matrix)
     loading = model.components_.max(axis=0)
@@ -150,6 +157,7 @@ def energy_statistic(
         if not np.isfinite(values).all():
             row, col = (int(v[0]) for v in np.nonzero(~np.isfinite(values)))
             raise InvalidInputError(f"{name}[{row}, {col}] = {values[row, col]}; need finite data")
+    seed = seed_to_int(seed)
     rng = np.random.default_rng(seed)
     x = x[rng.permutation(x.shape[0])[:max_samples]]
     y = y[rng.permutation(y.shape[0])[:max_samples]]
@@ -254,7 +262,7 @@ class EnergyStatisticMonitor:
         self.n_synthetic = n_synthetic
         self.every = every
         self.n_components = n_components
-        self.seed = int(seed)
+        self.seed = seed_to_int(seed)
         self.records: list[dict[str, Any]] = []
         self._best_model: Any = None
         self._checked = False

@@ -22,6 +22,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.distance import cdist
 from sklearn.decomposition import PCA
 
+from omicsembed.evaluate._checks import seed_to_int
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 
 __all__ = [
@@ -99,7 +100,7 @@ def transfer_labels(
         label_values.size,
         synthetic_binary,
         gene_index,
-        np.random.default_rng(seed),
+        seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed_to_int(seed)),
     )
     return label_values[codes], matched
 
@@ -323,6 +324,7 @@ def _mean_index(
     """:func:`label_transfer_davies_bouldin` of valid genes on inputs :func:`_checked` once."""
     if n_transfer_seeds < 1:
         raise InvalidInputError(f"n_transfer_seeds must be ≥ 1, got {n_transfer_seeds}")
+    seed = seed_to_int(seed)
     observed_binary, label_codes, values, synthetic_binary, _ = checked
     indices = [
         davies_bouldin(
@@ -429,7 +431,7 @@ def rank_against_random_gene_sets(
         return _mean_index(checked, gene_set, components, n_transfer_seeds, seed)
 
     selected = score(gene_index)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed_to_int(seed))
     random_sets = [rng.choice(n_genes, gene_index.size, replace=False) for _ in range(n_random)]
     random_indices = np.array([score(gene_set) for gene_set in random_sets])
     # no index (no transfer gave two labels) is the worst outcome, not an incomparable one

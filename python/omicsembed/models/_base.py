@@ -67,9 +67,17 @@ class TrainingSettings:
         ------
         InvalidInputError
             A batch size < 1, a validation fraction outside [0, 1), a negative weight decay,
-            or loop settings :class:`TrainingConfig` rejects.
+            a seed that is not an int in [0, 2**63), or loop settings :class:`TrainingConfig`
+            rejects.
 
         """
+        seed = self.seed
+        if (
+            isinstance(seed, bool)
+            or not isinstance(seed, int | np.integer)
+            or not 0 <= seed < 2**63
+        ):
+            raise InvalidInputError(f"seed must be an int in [0, 2**63), got {seed!r}")
         if self.batch_size < 1:
             raise InvalidInputError(f"batch_size must be ≥ 1, got {self.batch_size}")
         if not 0.0 <= self.validation_fraction < 1.0:

@@ -158,7 +158,7 @@ class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedSta
             early_stopping_patience=early_stopping_patience,
             checkpoint_every=int(checkpoint_every),
             n_epochs_kl_warmup=None if n_epochs_kl_warmup is None else int(n_epochs_kl_warmup),
-            seed=int(seed),
+            seed=int(seed) if isinstance(seed, np.integer) else seed,  # checked below
         )
         super().__init__(settings, device=device, progress=progress)
 

@@ -237,7 +237,7 @@ class LDVAE(VAEModel[LDVAESettings, LDVAENetwork, LDVAEState]):
             validation_fraction=float(validation_fraction),
             early_stopping_patience=early_stopping_patience,
             checkpoint_every=int(checkpoint_every),
-            seed=int(seed),
+            seed=int(seed) if isinstance(seed, np.integer) else seed,  # checked below
         )
         super().__init__(settings, device=device, progress=progress)
 
