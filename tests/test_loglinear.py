@@ -480,3 +480,28 @@ def test_full_size_selection_takes_seconds() -> None:
     assert time.perf_counter() - start < 20.0
     assert (result.selected[0], result.latent_units[0]) == (500, 7)
     assert result.scores.shape == (12, p, r)
+
+
+def test_arguments_of_the_wrong_kind_are_typed_errors() -> None:
+    # int() would have truncated 2.5 and 0.5, and complex data failed deep inside numpy
+    x = np.array([[0, 1], [1, 0], [1, 1]], dtype=np.uint8)
+    table = np.ones((2, 2))
+    calls = [
+        lambda: contingency_table(x, levels=2.5),
+        lambda: contingency_table(x, levels=[np.nan, 2]),
+        lambda: contingency_table(x, levels=[2**64, 2]),
+        lambda: contingency_table(x, levels="2"),
+        lambda: contingency_table(x.astype(complex)),
+        lambda: select_features_loglinear(x.astype(complex), None, 1),
+        lambda: is_decomposable([[0]], -1),
+        lambda: is_decomposable([[0]], 2.0),
+        lambda: ipf(table, [[0.5]]),
+        lambda: ipf(table, None),
+        lambda: ipf(table, [[0], [1]], max_iter=1.5),
+        lambda: ipf(table, [[0], [1]], max_iter=2**70),
+        lambda: ipf(table, [[0], [1]], max_iter=None),
+        lambda: ipf(table, [[0], [1]], tol="a"),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidInputError):
+            call()

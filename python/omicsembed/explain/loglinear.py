@@ -60,7 +60,7 @@ def _as_uint8_codes(
         codes = array
     elif array.dtype == np.bool_:
         codes = array.astype(np.uint8)
-    elif np.issubdtype(array.dtype, np.number):
+    elif np.issubdtype(array.dtype, np.number) and array.dtype.kind != "c":
         finite = np.isfinite(array)
         upper = 1 if binary else 255
         valid = finite & (array >= 0) & (array <= upper)
@@ -75,7 +75,7 @@ def _as_uint8_codes(
             )
         codes = array.astype(np.uint8)
     else:
-        raise InvalidInputError(f"{name} must be numeric or boolean, got dtype {array.dtype}")
+        raise InvalidInputError(f"{name} must be real numbers or booleans, got dtype {array.dtype}")
     if binary and not core_checks_binary and codes.size and int(codes.max()) > 1:
         row, col = (int(v[0]) for v in np.nonzero(codes > 1))
         raise InvalidInputError(
@@ -122,14 +122,16 @@ def contingency_table(X: ArrayLike, levels: int | Sequence[int] | None = None) -
     level_list: list[int] | None
     if levels is None:
         level_list = None
-    elif isinstance(levels, int | np.integer):
-        level_list = [int(levels)] * q
-    else:
-        level_list = [int(v) for v in levels]
+    elif isinstance(levels, int | np.integer) and not isinstance(levels, bool):
+        level_list = [_integer(levels, "levels", 1, 256)] * q
+    elif isinstance(levels, Sequence | np.ndarray) and not isinstance(levels, str):
+        level_list = [_integer(v, "a level count", 1, 256) for v in levels]
         if len(level_list) != q:
             raise ShapeMismatchError(
                 f"{len(level_list)} levels given for {q} columns; give one number per column"
             )
+    else:
+        raise InvalidInputError(f"levels must be an int or one int per column, got {levels!r}")
     if level_list is not None and any(v < 1 for v in level_list):
         raise InvalidInputError(f"every column needs at least one level, got levels {level_list}")
     return _core.contingency_table(codes, level_list)
@@ -202,12 +204,31 @@ class IPFResult:
     method: Literal["ipf", "closed_form"]
 
 
+def _integer(value: Any, name: str, minimum: int, maximum: int | None = None) -> int:
+    """Return ``value`` as an int in [minimum, maximum].
+
+    Bools, fractions and other types are errors (``int()`` would truncate 2.5, make True 1).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InvalidInputError(f"{name} must be an integer, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"in [{minimum}, {maximum}]" if maximum is not None else f"≥ {minimum}"
+        raise InvalidInputError(f"{name} must be an integer {bound}, got {value!r}")
+    return int(value)
+
+
 def _as_margins(margins: Sequence[Sequence[int]], ndim: int) -> list[list[int]]:
+    if isinstance(margins, str) or not isinstance(margins, Sequence | np.ndarray):
+        raise InvalidInputError(
+            f"margins must be a list of lists of variable indices, got {margins!r}"
+        )
     out: list[list[int]] = []
     for g, generator in enumerate(margins):
         if isinstance(generator, int | np.integer):
             generator = [int(generator)]
-        indices = [int(v) for v in generator]
+        if isinstance(generator, str) or not isinstance(generator, Sequence | np.ndarray):
+            raise InvalidInputError(f"margin {g} must be a list of variable indices: {generator!r}")
+        indices = [_integer(v, f"margin {g}'s variable", 0) for v in generator]
         bad = [v for v in indices if not 0 <= v < ndim]
         if bad:
             raise InvalidInputError(
@@ -242,7 +263,8 @@ def is_decomposable(margins: Sequence[Sequence[int]], n_vars: int) -> bool:
         If a margin names a variable outside ``0 .. n_vars - 1`` or repeats one.
 
     """
-    return bool(_core.is_decomposable(_as_margins(margins, n_vars), int(n_vars)))
+    n_vars = _integer(n_vars, "n_vars", 1)
+    return bool(_core.is_decomposable(_as_margins(margins, n_vars), n_vars))
 
 
 def ipf(
@@ -310,13 +332,11 @@ def ipf(
     if method == "closed_form":
         fitted = _core.loglinear_closed_form(observed, generators)
         return IPFResult(fitted, 0, True, 0.0, "closed_form")
-    if not (np.isfinite(tol) and tol > 0):
-        raise InvalidInputError(f"tol must be finite and > 0, got {tol}")
-    if int(max_iter) < 1:
-        raise InvalidInputError(f"max_iter must be at least 1, got {max_iter}")
-    fitted, iterations, converged, deviation = _core.ipf(
-        observed, generators, float(tol), int(max_iter)
-    )
+    real = isinstance(tol, int | float | np.integer | np.floating) and not isinstance(tol, bool)
+    if not (real and np.isfinite(tol) and tol > 0):
+        raise InvalidInputError(f"tol must be finite and > 0, got {tol!r}")
+    max_iter = _integer(max_iter, "max_iter", 1, 2**63 - 1)
+    fitted, iterations, converged, deviation = _core.ipf(observed, generators, float(tol), max_iter)
     if raise_on_failure and not converged:
         raise ConvergenceError(
             f"IPF did not converge in {iterations} cycles (largest margin deviation "
