@@ -405,3 +405,25 @@ def test_damaged_model_folders_are_a_typed_error(tmp_path, kind) -> None:
     weights.write_bytes(weights.read_bytes()[:40])  # truncated weights
     with pytest.raises(InvalidInputError, match="damaged"):
         cls.load(folder)
+
+
+def test_arguments_of_the_wrong_kind_are_typed_errors() -> None:
+    # int() would have truncated 2.5 and 0.7; None and strings failed deep inside
+    from omicsembed.models import DeepBoltzmannMachine
+
+    x = (np.random.default_rng(0).random((50, 6)) < 0.5).astype(np.uint8)
+    model = DeepBoltzmannMachine((4, 2), epochs=1, progress=False).fit(x)
+    calls = [
+        lambda: DeepBoltzmannMachine(("a",)),
+        lambda: DeepBoltzmannMachine(None),
+        lambda: DeepBoltzmannMachine(3),
+        lambda: DeepBoltzmannMachine((2.5,)),
+        lambda: DeepBoltzmannMachine((4,), learning_rate=None),
+        lambda: model.sample(3, clamped={None: 1}),
+        lambda: model.sample(3, clamped={0.7: 1}),
+        lambda: model.log_partition(temperatures=["a"]),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidInputError):
+            call()
+    assert DeepBoltzmannMachine((np.int64(3),)).hidden_sizes == (3,)

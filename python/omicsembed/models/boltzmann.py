@@ -70,7 +70,10 @@ def _schedule(temperatures: ArrayLike | None) -> list[float] | None:
     """Return an AIS temperature schedule as floats (checked in Rust: 0 … 1, non-decreasing)."""
     if temperatures is None:
         return None
-    schedule = np.asarray(temperatures, dtype=np.float64)
+    try:
+        schedule = np.asarray(temperatures, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise InvalidInputError(f"temperatures must be numbers, got {temperatures!r}") from error
     if schedule.ndim != 1:
         raise InvalidInputError(f"temperatures must be 1-D, got shape {schedule.shape}")
     return [float(t) for t in schedule]
@@ -106,7 +109,8 @@ def _check_memory(values: int, what: str) -> None:
 
 
 def _check_rate(name: str, value: float) -> None:
-    if not np.isfinite(value) or value <= 0:
+    real = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+    if not real or not np.isfinite(value) or value <= 0:
         raise InvalidInputError(f"{name} must be a positive finite number, got {value!r}")
 
 
@@ -311,6 +315,10 @@ class _BoltzmannMachine:
                         raise InvalidInputError(f"clamped feature {key!r} is not a model feature")
                     j = lookup[key]
                 else:
+                    if isinstance(key, bool) or not isinstance(key, int | np.integer):
+                        raise InvalidInputError(
+                            f"clamped features are gene names or integer indices, got {key!r}"
+                        )
                     j = int(key)
                     if not 0 <= j < p:
                         raise InvalidInputError(f"clamped feature index {j} is outside 0..{p - 1}")
@@ -890,7 +898,13 @@ class DeepBoltzmannMachine(_BoltzmannMachine):
         progress: bool | None = None,
     ) -> None:
         super().__init__(seed=seed, progress=progress)
-        self.hidden_sizes = tuple(int(n) for n in hidden_sizes)
+        if isinstance(hidden_sizes, str) or not isinstance(hidden_sizes, Sequence | np.ndarray):
+            raise InvalidInputError(
+                f"hidden_sizes must be a sequence of layer sizes, e.g. (100, 20), got "
+                f"{hidden_sizes!r}"
+            )
+        # checked (not truncated: 2.5 is an error) by _check_settings
+        self.hidden_sizes = tuple(int(n) if isinstance(n, np.integer) else n for n in hidden_sizes)
         self.pretraining_epochs = pretraining_epochs
         self.epochs = epochs
         self.learning_rate = learning_rate
