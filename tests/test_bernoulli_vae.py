@@ -72,6 +72,8 @@ def test_elbo_improves_and_beats_independent_features(fitted, data):
     truth = N_FEATURES * (FLIP * np.log(FLIP) + (1 - FLIP) * np.log(1 - FLIP))
     assert elbo.mean() < truth + 0.5
     np.testing.assert_array_equal(elbo, fitted.elbo(x, n_draws=10, seed=0))
+    # a numpy integer is an integer
+    np.testing.assert_array_equal(elbo, fitted.elbo(x, n_draws=np.int64(10), seed=0))
 
 
 def test_synthetic_data_reproduce_feature_frequencies(fitted, data):

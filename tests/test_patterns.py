@@ -111,6 +111,9 @@ def test_classical_mds_recovers_planar_distances() -> None:
     assert classical_mds(np.zeros((1, 1))).shape == (1, 2)
     with pytest.raises(ShapeMismatchError):
         classical_mds(np.zeros((2, 3)))
+    for bad in (np.array([[0.0, 1.0], [2.0, 0.0]]), np.array([[0.0, -1.0], [-1.0, 0.0]])):
+        with pytest.raises(InvalidInputError, match="symmetric"):
+            classical_mds(bad)
 
 
 def test_pattern_map_frequencies_and_distances() -> None:

@@ -172,7 +172,7 @@ def classical_mds(distances: ArrayLike, n_components: int = 2) -> NDArray[np.flo
     ShapeMismatchError
         If ``distances`` is not square.
     InvalidInputError
-        If it has non-finite values or ``n_components < 1``.
+        If it has non-finite or negative values, is not symmetric, or ``n_components < 1``.
 
     """
     d = np.asarray(distances, dtype=np.float64)
@@ -180,6 +180,8 @@ def classical_mds(distances: ArrayLike, n_components: int = 2) -> NDArray[np.flo
         raise ShapeMismatchError(f"distances must be a square matrix, got shape {d.shape}")
     if not np.all(np.isfinite(d)):
         raise InvalidInputError("distances must be finite")
+    if (d < 0).any() or not np.allclose(d, d.T, rtol=1e-12, atol=1e-12):
+        raise InvalidInputError("distances must be non-negative and symmetric")
     if n_components < 1:
         raise InvalidInputError(f"n_components must be ≥ 1, got {n_components}")
     m = d.shape[0]

@@ -322,7 +322,7 @@ class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedSta
             As :meth:`transform`.
 
         """
-        if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
+        if isinstance(n_draws, bool) or not isinstance(n_draws, int | np.integer) or n_draws < 1:
             raise InvalidInputError(f"n_draws must be an integer ≥ 1, got {n_draws!r}")
         network, _ = self._fitted()
         matrix = self._cells(data, layer, "the cells")
