@@ -195,3 +195,35 @@ def test_explain_trains_both_models_and_writes_the_report(tmp_path) -> None:
         assert row.median_rank == ranks.median() and row.best_rank == ranks.min()
     selection = pd.read_parquet(out / "vae_selection.parquet")
     assert selection.groupby("repetition")["step"].count().tolist() == [3, 3]
+
+
+def test_explained_epoch_is_the_one_whose_parameters_the_model_holds() -> None:
+    # the VAE's training restores its best epoch (first lowest validation loss, else training
+    # loss); a DBM keeps its last: the final explanation is labelled with that epoch
+    from types import SimpleNamespace
+
+    from omicsembed.jobs import _epoch_of_weights
+
+    history = pd.DataFrame(
+        {"epoch": [1, 2, 3, 4], "train_loss": [4.0, 3.0, 2.0, 1.0], "validation_loss": [3, 1, 1, 2]}
+    )
+    assert _epoch_of_weights(SimpleNamespace(history_=history, epochs=4)) == 2
+    no_split = history.assign(validation_loss=np.nan)
+    assert _epoch_of_weights(SimpleNamespace(history_=no_split, epochs=4)) == 4
+    assert _epoch_of_weights(SimpleNamespace(history_=[], epochs=10)) == 10
+
+
+def test_explain_job_refuses_repeated_gene_names_before_training(tmp_path) -> None:
+    import anndata as ad
+
+    from omicsembed.exceptions import InvalidInputError
+    from omicsembed.io import ResultFolder
+    from omicsembed.jobs import ExplainSettings, explain_job
+
+    rng = np.random.default_rng(0)
+    cells = ad.AnnData(rng.random((30, 4)))
+    cells.var_names = ["a", "b", "a", "c"]
+    settings = ExplainSettings(n_select=np.array([2]), epochs=1)  # an array of sizes is fine
+    with pytest.raises(InvalidInputError, match=r"gene names repeat, e.g. \['a'\]"):
+        explain_job(cells, ResultFolder(tmp_path / "out"), settings=settings)
+    assert not any((tmp_path / "out").iterdir())

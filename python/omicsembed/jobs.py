@@ -461,9 +461,9 @@ class ExplainSettings:
             every gene would be 0) or a test fraction outside (0, 1).
 
         """
-        if not self.models:
+        if len(self.models) == 0:
             raise InvalidInputError("give at least one model ('vae' or 'dbm')")
-        if not self.n_select:
+        if len(self.n_select) == 0:
             raise InvalidInputError("give at least one gene-set size (n_select)")
         counts = {f"n_select {k}": k for k in self.n_select}
         counts |= {
@@ -525,11 +525,18 @@ def _explain_expression(
     return expression, size_factors
 
 
-def _epochs_trained(model: Any) -> int:
-    """Epochs a freshly trained DBM or Bernoulli VAE went through."""
+def _epoch_of_weights(model: Any) -> int:
+    """Return the epoch whose parameters a freshly trained DBM or Bernoulli VAE holds.
+
+    A DBM keeps its last epoch's. The VAE's training restores its best epoch's weights: the
+    first with the lowest validation loss (training loss without a validation split).
+    """
     history = model.history_  # the VAE's losses per epoch; a DBM's monitor records
     if isinstance(history, pd.DataFrame) and len(history):
-        return int(history["epoch"].max())
+        losses = history.get("validation_loss")
+        if losses is None or losses.isna().all():
+            losses = history["train_loss"]
+        return int(history["epoch"].iloc[int(np.nanargmin(losses.to_numpy(float)))])
     return int(model.epochs)
 
 
@@ -592,12 +599,12 @@ def _train_initializations(
 
         model = _generative_model(kind, settings, seed, progress)
         model.fit(train_cells, monitor=each)
-        trained = _epochs_trained(model)
+        trained = _epoch_of_weights(model)
         if not energy.records:
             energy.score(model, trained)
         if selections is not None and trained not in selections.explanations:
             # the selection of the trained model too, when training ended between monitored
-            # epochs (or before the first one)
+            # epochs (or before the first one), under the epoch its parameters come from
             selections.record(model, trained)
         rows.append(
             {
@@ -688,6 +695,12 @@ def explain_job(
                 f"label column {column!r} has fewer than two distinct labels; the label "
                 "transfer's Davies–Bouldin index needs at least two"
             )
+    if not adata.var_names.is_unique:
+        repeated = list(adata.var_names[adata.var_names.duplicated()].unique()[:5])
+        raise InvalidInputError(
+            f"gene names repeat, e.g. {repeated}; the models match genes by name, so make them "
+            "unique first (AnnData.var_names_make_unique())"
+        )
     if max(settings.n_select) > adata.n_vars:
         raise InvalidInputError(
             f"cannot select {max(settings.n_select)} genes: the data have {adata.n_vars}"

@@ -235,7 +235,7 @@ class SelectionMonitor:
         Whatever :attr:`every` says: e.g. the trained model when training stopped between
         monitored epochs.
         """
-        self.explanations[epoch] = explain(
+        explanation = explain(
             model,
             self.n_synthetic,
             self.n_select,
@@ -243,6 +243,8 @@ class SelectionMonitor:
             n_patterns=self.n_patterns,
             seed=self.seed + epoch,
         )
+        # in epoch order, whatever the order of the calls
+        self.explanations = dict(sorted({**self.explanations, epoch: explanation}.items()))
 
     def table(self) -> pd.DataFrame:
         """Tidy table of every monitored epoch: epoch, step, feature, latent unit, G²."""
