@@ -96,6 +96,19 @@ def test_label_transfer_rejects_bad_input() -> None:
             transfer_labels(observed, labels, observed, genes)
     with pytest.raises(InvalidInputError, match="n_random"):
         rank_against_random_gene_sets(observed, labels, observed, [0], n_random=-5)
+    # whole-number floats are indices; a Generator seed gives every gene set the same
+    # transfer seeds (one int drawn once)
+    whole = transfer_labels(observed, labels, observed, [0.0, 2.0], seed=3)
+    assert (whole[0] == transfer_labels(observed, labels, observed, [0, 2], seed=3)[0]).all()
+    drawn = int(np.random.default_rng(5).integers(0, 2**63))
+    by_generator = rank_against_random_gene_sets(
+        observed, labels, observed, [0, 2], n_random=4, seed=np.random.default_rng(5)
+    )
+    by_int = rank_against_random_gene_sets(
+        observed, labels, observed, [0, 2], n_random=4, seed=drawn
+    )
+    np.testing.assert_array_equal(by_generator.random_indices, by_int.random_indices)
+    assert by_generator.selected_index == by_int.selected_index
     with pytest.raises(InvalidInputError, match="2 principal components"):
         label_transfer_davies_bouldin(observed[:, :1], labels, observed[:, :1], [0])
 

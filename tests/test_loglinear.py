@@ -494,7 +494,7 @@ def test_arguments_of_the_wrong_kind_are_typed_errors() -> None:
         lambda: contingency_table(x.astype(complex)),
         lambda: select_features_loglinear(x.astype(complex), None, 1),
         lambda: is_decomposable([[0]], -1),
-        lambda: is_decomposable([[0]], 2.0),
+        lambda: is_decomposable([[0]], 2.5),
         lambda: ipf(table, [[0.5]]),
         lambda: ipf(table, None),
         lambda: ipf(table, [[0], [1]], max_iter=1.5),
@@ -505,3 +505,9 @@ def test_arguments_of_the_wrong_kind_are_typed_errors() -> None:
     for call in calls:
         with pytest.raises(InvalidInputError):
             call()
+    # what int() used to accept without loss still works
+    import pandas as pd
+
+    for levels in (pd.Series([2, 2]), np.array([2.0, 2.0])):
+        assert contingency_table(x, levels=levels).shape == (2, 2)
+    assert ipf(table, [{0}, {1}], max_iter=1e4).converged

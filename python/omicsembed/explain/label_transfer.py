@@ -22,8 +22,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.distance import cdist
 from sklearn.decomposition import PCA
 
-from omicsembed.evaluate._checks import seed_to_int
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
+from omicsembed.explain.loglinear import _seed_value
 
 __all__ = [
     "LabelTransferRanking",
@@ -46,6 +46,30 @@ def _binary(matrix: ArrayLike, what: str) -> NDArray[np.uint8]:
             "(omicsembed.pp.dichotomize)"
         )
     return array.astype(np.uint8, copy=False)
+
+
+def _gene_indices(genes: ArrayLike) -> NDArray[np.int64]:
+    """Return ``genes`` as int64 indices.
+
+    Whole-number floats pass; a boolean mask and fractions do not (they would become indices
+    0/1 or be truncated).
+    """
+    given = np.asarray(genes).ravel()
+    if given.dtype == np.bool_:
+        raise InvalidInputError(
+            "genes must be indices of the selected genes, not a boolean mask (use "
+            "numpy.flatnonzero(mask))"
+        )
+    if given.dtype.kind == "O":
+        try:
+            given = given.astype(np.float64)
+        except (TypeError, ValueError) as error:
+            raise InvalidInputError(f"genes must be integer indices, got {genes!r}") from error
+    if given.dtype.kind == "f" and not (np.isfinite(given) & (given == np.round(given))).all():
+        raise InvalidInputError(f"genes must be integer indices, got {given}")
+    if given.dtype.kind not in "iuf":
+        raise InvalidInputError(f"genes must be integer indices, got dtype {given.dtype}")
+    return given.astype(np.int64)
 
 
 def _pattern_codes(binary: NDArray[np.uint8], genes: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -100,7 +124,7 @@ def transfer_labels(
         label_values.size,
         synthetic_binary,
         gene_index,
-        seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed_to_int(seed)),
+        seed if isinstance(seed, np.random.Generator) else np.random.default_rng(_seed_value(seed)),
     )
     return label_values[codes], matched
 
@@ -144,14 +168,7 @@ def _checked(
         raise InvalidInputError(
             f"labels are missing for observed cells {np.flatnonzero(missing)[:5]}"
         )
-    given = np.asarray(genes).ravel()
-    # booleans would become indices 0/1 and fractions would be truncated: both are errors
-    if given.dtype.kind not in "iu" and not (given.size == 0 and given.dtype.kind == "f"):
-        raise InvalidInputError(
-            f"genes must be integer indices of the selected genes, got dtype {given.dtype} "
-            "(for a boolean mask use numpy.flatnonzero(mask))"
-        )
-    gene_index = given.astype(np.int64)
+    gene_index = _gene_indices(genes)
     if (
         gene_index.size == 0
         or (gene_index < 0).any()
@@ -324,7 +341,7 @@ def _mean_index(
     """:func:`label_transfer_davies_bouldin` of valid genes on inputs :func:`_checked` once."""
     if n_transfer_seeds < 1:
         raise InvalidInputError(f"n_transfer_seeds must be ≥ 1, got {n_transfer_seeds}")
-    seed = seed_to_int(seed)
+    seed = _seed_value(seed)
     observed_binary, label_codes, values, synthetic_binary, _ = checked
     indices = [
         davies_bouldin(
@@ -421,6 +438,8 @@ def rank_against_random_gene_sets(
     for name, value in (("n_random", n_random), ("n_transfer_seeds", n_transfer_seeds)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise InvalidInputError(f"{name} must be an integer ≥ 1, got {value!r}")
+    # one int for every gene set (a Generator would give each set other transfer seeds)
+    seed = _seed_value(seed)
     # validated once for all gene sets (the random ones are valid indices by construction)
     checked = _checked(observed, labels, synthetic, genes, min_labels=2)
     gene_index = checked[4]
@@ -431,7 +450,7 @@ def rank_against_random_gene_sets(
         return _mean_index(checked, gene_set, components, n_transfer_seeds, seed)
 
     selected = score(gene_index)
-    rng = np.random.default_rng(seed_to_int(seed))
+    rng = np.random.default_rng(seed)
     random_sets = [rng.choice(n_genes, gene_index.size, replace=False) for _ in range(n_random)]
     random_indices = np.array([score(gene_set) for gene_set in random_sets])
     # no index (no transfer gave two labels) is the worst outcome, not an incomparable one

@@ -15,7 +15,7 @@ arrays with one axis per variable, in the order of the columns (C order).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -124,7 +124,7 @@ def contingency_table(X: ArrayLike, levels: int | Sequence[int] | None = None) -
         level_list = None
     elif isinstance(levels, int | np.integer) and not isinstance(levels, bool):
         level_list = [_integer(levels, "levels", 1, 256)] * q
-    elif isinstance(levels, Sequence | np.ndarray) and not isinstance(levels, str):
+    elif isinstance(levels, Iterable) and not isinstance(levels, str):
         level_list = [_integer(v, "a level count", 1, 256) for v in levels]
         if len(level_list) != q:
             raise ShapeMismatchError(
@@ -207,9 +207,11 @@ class IPFResult:
 def _integer(value: Any, name: str, minimum: int, maximum: int | None = None) -> int:
     """Return ``value`` as an int in [minimum, maximum].
 
-    Bools, fractions and other types are errors (``int()`` would truncate 2.5, make True 1).
+    Whole-number floats pass; bools, fractions and other types are errors (``int()`` would
+    truncate 2.5 and make True 1).
     """
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+    whole = isinstance(value, float | np.floating) and np.isfinite(value) and value == int(value)
+    if isinstance(value, bool) or not (isinstance(value, int | np.integer) or whole):
         raise InvalidInputError(f"{name} must be an integer, got {value!r}")
     if value < minimum or (maximum is not None and value > maximum):
         bound = f"in [{minimum}, {maximum}]" if maximum is not None else f"≥ {minimum}"
@@ -218,7 +220,7 @@ def _integer(value: Any, name: str, minimum: int, maximum: int | None = None) ->
 
 
 def _as_margins(margins: Sequence[Sequence[int]], ndim: int) -> list[list[int]]:
-    if isinstance(margins, str) or not isinstance(margins, Sequence | np.ndarray):
+    if isinstance(margins, str) or not isinstance(margins, Iterable):
         raise InvalidInputError(
             f"margins must be a list of lists of variable indices, got {margins!r}"
         )
@@ -226,7 +228,7 @@ def _as_margins(margins: Sequence[Sequence[int]], ndim: int) -> list[list[int]]:
     for g, generator in enumerate(margins):
         if isinstance(generator, int | np.integer):
             generator = [int(generator)]
-        if isinstance(generator, str) or not isinstance(generator, Sequence | np.ndarray):
+        if isinstance(generator, str) or not isinstance(generator, Iterable):
             raise InvalidInputError(f"margin {g} must be a list of variable indices: {generator!r}")
         indices = [_integer(v, f"margin {g}'s variable", 0) for v in generator]
         bad = [v for v in indices if not 0 <= v < ndim]
