@@ -244,12 +244,19 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
 
 def test_written_files_get_the_permissions_of_new_files(tmp_path):
     # not mkstemp's private 0600: colleagues sharing the result folder can read it
+    from safetensors.numpy import save_file
+
+    from omicsembed.io import atomic_path
+
     previous = os.umask(0o022)
     try:
         write_table(pl.DataFrame({"a": [1]}), tmp_path, "t")
+        # safetensors creates its file private (0600) itself
+        with atomic_path(tmp_path / "w.safetensors") as temporary:
+            save_file({"w": np.zeros(2)}, str(temporary))
     finally:
         os.umask(previous)
-    for name in ("t.csv", "t.parquet"):
+    for name in ("t.csv", "t.parquet", "w.safetensors"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
 
 

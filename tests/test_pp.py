@@ -342,9 +342,12 @@ def test_size_factor_errors():
         normalize_size_factors(np.ones((3, 2)), factors=[1.0, 2.0])
     with pytest.raises(InvalidInputError, match="sample 1"):
         normalize_size_factors(np.ones((3, 2)), factors=[1.0, 0.0, 2.0])
-    # a subnormal factor is positive but the division overflows to inf
-    with pytest.raises(InvalidInputError, match="sample 2"):
-        normalize_size_factors(np.ones((3, 2)) * 10, factors=[1.0, 1.0, 1e-320])
+    # a tiny factor is positive but the division overflows to inf
+    for tiny in (1e-320, 1e-307):
+        with pytest.raises(InvalidInputError, match="sample 2"):
+            normalize_size_factors(np.ones((3, 2)) * 100, factors=[1.0, 1.0, tiny])
+        with pytest.raises(InvalidInputError, match="sample 2"):
+            normalize_size_factors(sp.csr_matrix(np.ones((3, 2)) * 100), factors=[1, 1, tiny])
 
 
 # ----------------------------------------------------------------------------- dichotomize

@@ -222,13 +222,30 @@ def _table_to_anndata(df: pl.DataFrame, p: Path, groupby: str | None) -> ad.AnnD
 # --------------------------------------------------------------------------------------------
 # atomic writing
 # --------------------------------------------------------------------------------------------
+def _new_file_mode() -> int | None:
+    """Return the permissions a new file gets (``0o666`` less the umask), or None if unknown.
+
+    Read from ``/proc/self/status`` (Linux): ``os.umask`` can only be read by setting it, which
+    is not safe while other threads create files.
+    """
+    try:
+        status = Path("/proc/self/status").read_text(encoding="ascii")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("Umask:"):
+            return 0o666 & ~int(line.split()[1], 8)
+    return None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path in the folder of ``path``; move it onto ``path`` on success.
 
-    The temporary file is not created here but by the writer, so it gets the permissions of
-    any new file (the umask's), not the private 0600 of :func:`tempfile.mkstemp`: results in a
-    shared folder stay readable by the group.
+    The temporary file is not created here but by the writer, and then given the permissions
+    of any new file (``0o666`` less the umask, where the system tells it): not the private 0600
+    of :func:`tempfile.mkstemp` or of writers such as safetensors, so results in a shared
+    folder stay readable by the group.
     """
     dest = Path(path)
     if not dest.parent.is_dir():
@@ -239,6 +256,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = dest.parent / f".{dest.name}.{secrets.token_hex(8)}.tmp{dest.suffix}"
     try:
         yield tmp
+        mode = _new_file_mode()
+        if mode is not None and tmp.is_file():
+            os.chmod(tmp, mode)
         os.replace(tmp, dest)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -600,12 +600,25 @@ def normalize_size_factors(
             raise ShapeMismatchError(
                 f"factors must have one value per sample ({x.shape[0]}), got shape {scale.shape}"
             )
-        # subnormal factors (below the smallest normal float64) would overflow the division
-        bad = ~(np.isfinite(scale) & (scale >= np.finfo(np.float64).tiny))
+        bad = ~(np.isfinite(scale) & (scale > 0))
         if bad.any():
             raise InvalidInputError(
-                f"size factors must be finite and > 0 (at least {np.finfo(np.float64).tiny:.3g}); "
-                f"sample {int(np.flatnonzero(bad)[0])} has {scale[bad][0]!r}"
+                f"size factors must be finite and > 0; sample {int(np.flatnonzero(bad)[0])} "
+                f"has {scale[bad][0]!r}"
+            )
+        # a tiny factor divides a count past float64
+        largest = (
+            np.asarray(abs(x).max(axis=1).todense()).ravel()
+            if sp.issparse(x)
+            else np.abs(x).max(axis=1, initial=0.0)
+        )
+        with np.errstate(over="ignore"):
+            overflow = ~np.isfinite(largest / scale)
+        if overflow.any():
+            row = int(np.flatnonzero(overflow)[0])
+            raise InvalidInputError(
+                f"size factor {scale[row]!r} of sample {row} divides its counts past float64; "
+                "give factors of a sensible scale"
             )
     if sp.issparse(x):
         normalized: Any = sp.csr_matrix(sp.diags(1.0 / scale) @ sp.csr_matrix(x, dtype=np.float64))

@@ -148,6 +148,7 @@ pub fn ipf(
             }
         }
         if max_deviation < tol {
+            check_fitted(&fitted)?;
             return Ok(IpfFit {
                 fitted,
                 iterations: iteration,
@@ -156,6 +157,7 @@ pub fn ipf(
             });
         }
     }
+    check_fitted(&fitted)?;
     Ok(IpfFit {
         fitted,
         iterations: max_iter,
@@ -300,8 +302,10 @@ pub fn closed_form(
         let denominator = margin_sums(table, &smap, ssize);
         for ((f, &m), &s) in fitted.iter_mut().zip(&map).zip(&smap) {
             let den = denominator[s as usize];
+            // the ratio first (a clique's margin is at most its separator's, so it is ≤ 1):
+            // the product of two large margins would overflow
             *f = if den > 0.0 {
-                *f * numerator[m as usize] / den
+                *f * (numerator[m as usize] / den)
             } else {
                 0.0
             };
@@ -318,5 +322,18 @@ pub fn closed_form(
             *f /= unused;
         }
     }
+    check_fitted(&fitted)?;
     Ok(fitted)
+}
+
+/// An error if a fitted value is not finite (an overflow the total's check could not see).
+fn check_fitted(fitted: &[f64]) -> CoreResult<()> {
+    match fitted.iter().position(|f| !f.is_finite()) {
+        Some(cell) => Err(CoreError::invalid(format!(
+            "fitted value of cell {cell} is {}: the counts are too large for float64; rescale \
+             them",
+            fitted[cell]
+        ))),
+        None => Ok(()),
+    }
 }

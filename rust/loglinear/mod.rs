@@ -147,6 +147,12 @@ mod tests {
         // variables outside every generator cost nothing (this took minutes when all of
         // 0..d were visited)
         assert!(is_decomposable(&[vec![0], vec![1 << 40]], 1 << 41).unwrap());
+        // a finite total whose margins' product overflows: the ratio comes first
+        let fit = closed_form(&[1e200; 4], &[2, 2], &[vec![0], vec![1]]).unwrap();
+        assert!(
+            fit.iter().all(|&f| (f / 1e200 - 1.0).abs() < 1e-12),
+            "{fit:?}"
+        );
         // a total past float64 is an error, not NaN fitted values reported as converged
         let huge = [1e308; 4];
         for result in [
