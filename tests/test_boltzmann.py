@@ -355,6 +355,11 @@ def test_requests_beyond_memory_and_bad_ais_settings_are_typed_errors() -> None:
     for options in ({"log_z": float("nan")}, {"log_z": np.inf}, {"log_z": 1.0, "n_particles": -1}):
         with pytest.raises(InvalidInputError, match=r"log_z|n_particles"):
             model.log_likelihood(x, **options)
+    # a 0-d array is a number; a numpy integer count does not wrap around in the size check
+    bound = model.log_likelihood(x, log_z=1.0, method="lower_bound")
+    assert model.log_likelihood(x, log_z=np.array(1.0), method="lower_bound") == bound
+    with pytest.raises(InvalidInputError, match="GiB"):
+        model.sample(np.int64(2**62))
 
 
 @pytest.mark.parametrize("kind", ["dbm", "vae"])

@@ -280,7 +280,7 @@ class _BoltzmannMachine:
         params = self._fitted()
         stream_seed = seed_value(seed if seed is not None else self.seed, non_negative=True)
         sizes = self.layer_sizes_
-        _check_memory(n_samples * sum(sizes), f"{n_samples} samples of {sum(sizes)} units")
+        _check_memory(int(n_samples) * sum(sizes), f"{n_samples} samples of {sum(sizes)} units")
         init: list[np.ndarray] | None = None
         mask_array: np.ndarray | None = None
         if clamped is not None:
@@ -422,7 +422,7 @@ class _BoltzmannMachine:
         _check_positive(n_particles=n_particles, n_temperatures=n_temperatures)
         _check_non_negative(burn_in=burn_in)
         units = sum(self.layer_sizes_)
-        _check_memory(n_particles * units, f"{n_particles} AIS particles of {units} units")
+        _check_memory(int(n_particles) * units, f"{n_particles} AIS particles of {units} units")
         log_z, _, _ = _core.log_partition_ais(
             params,
             temperatures=_schedule(temperatures),
@@ -494,13 +494,12 @@ class _BoltzmannMachine:
         _check_positive(n_particles=n_particles, n_temperatures=n_temperatures)
         _check_non_negative(burn_in=burn_in)
         units = sum(self.layer_sizes_)
-        _check_memory(n_particles * units, f"{n_particles} AIS particles of {units} units")
-        if log_z is not None and (
-            isinstance(log_z, bool)
-            or not isinstance(log_z, int | float | np.integer | np.floating)
-            or not np.isfinite(log_z)
-        ):
-            raise InvalidInputError(f"log_z must be a finite number, got {log_z!r}")
+        _check_memory(int(n_particles) * units, f"{n_particles} AIS particles of {units} units")
+        if log_z is not None:
+            value = np.asarray(log_z)
+            if value.ndim != 0 or value.dtype.kind not in "iuf" or not np.isfinite(value):
+                raise InvalidInputError(f"log_z must be a finite number, got {log_z!r}")
+            log_z = float(value)
         if method == "exact":
             values = _core.log_likelihood_exact(params, x, log_z=log_z)
         elif method in ("ais", "lower_bound"):
@@ -798,7 +797,9 @@ class BernoulliRBM(_BoltzmannMachine):
         _check_rate("learning_rate", self.learning_rate)
         _check_monitor(monitor, monitor_every)
         x = _binary_matrix(data, layer, "X")
-        _check_memory(self.n_hidden * x.shape[1], f"the weights of {self.n_hidden} hidden units")
+        _check_memory(
+            int(self.n_hidden) * x.shape[1], f"the weights of {self.n_hidden} hidden units"
+        )
         if self.batch_size > x.shape[0]:
             raise InvalidInputError(
                 f"batch_size {self.batch_size} exceeds the number of samples ({x.shape[0]})"
@@ -991,10 +992,10 @@ class DeepBoltzmannMachine(_BoltzmannMachine):
         self._check_settings()
         _check_monitor(monitor, monitor_every)
         x = _binary_matrix(data, layer, "X")
-        units = [x.shape[1], *self.hidden_sizes]
+        units = [int(n) for n in (x.shape[1], *self.hidden_sizes)]
         weights = sum(a * b for a, b in itertools.pairwise(units))
         _check_memory(weights, f"the weights of {len(units) - 1} layers {units}")
-        _check_memory(self.n_particles * sum(units), f"{self.n_particles} Gibbs particles")
+        _check_memory(int(self.n_particles) * sum(units), f"{self.n_particles} Gibbs particles")
         if self.batch_size > x.shape[0]:
             raise InvalidInputError(
                 f"batch_size {self.batch_size} exceeds the number of samples ({x.shape[0]})"
