@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from omicsembed import evaluate, pl, pp, stats
 from omicsembed._core import __version__
+from omicsembed.evaluate._checks import check_count
 from omicsembed.exceptions import InvalidInputError
 from omicsembed.io import ResultFolder
 from omicsembed.models import FactorizedEmbedding
@@ -477,8 +478,7 @@ class ExplainSettings:
             "monitor_every": 1 if self.monitor_every is None else self.monitor_every,
         }
         for name, value in counts.items():
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise InvalidInputError(f"{name} must be an integer ≥ 1, got {value!r}")
+            check_count(name, value, 1)
         if not 0.0 <= self.quantile < 1.0:
             raise InvalidInputError(
                 f"quantile must be in [0, 1), got {self.quantile} (at 1 every gene would be 0)"

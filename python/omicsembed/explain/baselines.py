@@ -150,9 +150,8 @@ def energy_statistic(
         raise ShapeMismatchError(f"need 2-D data on the same genes, got {x.shape} and {y.shape}")
     if min(x.shape[0], y.shape[0]) < 2:
         raise InvalidInputError("each data set needs at least two cells")
-    for name, value, least in (("n_components", n_components, 1), ("max_samples", max_samples, 2)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
-            raise InvalidInputError(f"{name} must be an integer ≥ {least}, got {value!r}")
+    check_count("n_components", n_components, 1)
+    check_count("max_samples", max_samples, 2)
     for values, name in ((x, "synthetic"), (y, "test")):
         if not np.isfinite(values).all():
             row, col = (int(v[0]) for v in np.nonzero(~np.isfinite(values)))

@@ -22,6 +22,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.distance import cdist
 from sklearn.decomposition import PCA
 
+from omicsembed.evaluate._checks import check_count
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 from omicsembed.explain.loglinear import _seed_value
 
@@ -435,9 +436,8 @@ def rank_against_random_gene_sets(
         Shapes that disagree.
 
     """
-    for name, value in (("n_random", n_random), ("n_transfer_seeds", n_transfer_seeds)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise InvalidInputError(f"{name} must be an integer ≥ 1, got {value!r}")
+    check_count("n_random", n_random, 1)
+    check_count("n_transfer_seeds", n_transfer_seeds, 1)
     # one int for every gene set (a Generator would give each set other transfer seeds)
     seed = _seed_value(seed)
     # validated once for all gene sets (the random ones are valid indices by construction)
