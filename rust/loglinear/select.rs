@@ -415,6 +415,9 @@ struct SortedRows {
 struct Scratch {
     rows: Vec<Lane>,
     units: Vec<u64>,
+    /// The buffers X and U are packed into (the other pair of the split's buffers).
+    packed_rows: Vec<Lane>,
+    packed_units: Vec<u64>,
     totals: [LargeTotals; 2],
     cells: [WideCells; 2],
 }
@@ -461,8 +464,8 @@ impl Scratch {
             .iter()
             .map(|c| 4 * c.slot.capacity() + 4 * LANE * c.counts.capacity())
             .sum();
-        std::mem::size_of::<Lane>() * self.rows.capacity()
-            + 8 * self.units.capacity()
+        std::mem::size_of::<Lane>() * (self.rows.capacity() + self.packed_rows.capacity())
+            + 8 * (self.units.capacity() + self.packed_units.capacity())
             + totals
             + cells
     }
@@ -1306,24 +1309,34 @@ fn pack8(word: u64) -> u64 {
     word.wrapping_mul(0x0102_0408_1020_4080) >> 56
 }
 
-/// X as bit rows, `⌈p / LANE⌉` lanes per sample (`rows[t · groups + g]`, features past p are 0).
-fn pack_rows(x: &Binary<'_>) -> Vec<Lane> {
-    pack_each_row(x, x.cols.div_ceil(LANE), Lane::ZERO, |row, lanes| {
-        for (lane, features) in lanes.iter_mut().zip(row.chunks(LANE)) {
-            pack_bytes(features, &mut lane.0);
-        }
-    })
+/// X as bit rows, `⌈p / LANE⌉` lanes per sample (`rows[t · groups + g]`, features past p are 0),
+/// written into `buffer` (any contents; its memory is reused).
+fn pack_rows(x: &Binary<'_>, buffer: Vec<Lane>) -> Vec<Lane> {
+    pack_each_row(
+        x,
+        x.cols.div_ceil(LANE),
+        Lane::ZERO,
+        buffer,
+        |row, lanes| {
+            for (lane, features) in lanes.iter_mut().zip(row.chunks(LANE)) {
+                pack_bytes(features, &mut lane.0);
+            }
+        },
+    )
 }
 
 /// `per_row` packed elements per row of `x` (starting from `zero`), `pack(row, out)` filling
-/// each row's, 512 rows per parallel task.
+/// each row's, 512 rows per parallel task; written into `buffer` (any contents).
 fn pack_each_row<T: Clone + Send + Sync>(
     x: &Binary<'_>,
     per_row: usize,
     zero: T,
+    buffer: Vec<T>,
     pack: impl Fn(&[u8], &mut [T]) + Sync,
 ) -> Vec<T> {
-    let mut out = vec![zero; x.n * per_row];
+    let mut out = buffer;
+    out.clear();
+    out.resize(x.n * per_row, zero);
     out.par_chunks_mut(per_row.max(1) * 512)
         .zip(x.data.par_chunks(x.cols.max(1) * 512))
         .for_each(|(dst, src)| {
@@ -1413,19 +1426,20 @@ fn pack_bytes(bytes: &[u8], words: &mut [u64]) {
 }
 
 /// Rows of a binary matrix as bits, `words` 64-bit words per row (bit j of word w: column
-/// 64·w + j; columns past the last are 0).
-fn pack_row_words(x: &Binary<'_>, words: usize) -> Vec<u64> {
+/// 64·w + j; columns past the last are 0), written into `buffer` (any contents).
+fn pack_row_words(x: &Binary<'_>, words: usize, buffer: Vec<u64>) -> Vec<u64> {
+    let mut out = buffer;
     if words == 1 && x.cols <= 64 {
         // rows of at most 64 columns (the latent units, usually): the whole matrix packed as
         // one stream of bits, whose row t is the window of its `cols` bits from bit t·cols
         // on (a zero word past the end for the windows)
         let mut stream = vec![0u64; x.data.len().div_ceil(64) + 1];
         pack_bytes(x.data, &mut stream);
-        return (0..x.n)
-            .map(|t| bit_window(&stream, t * x.cols, x.cols))
-            .collect();
+        out.clear();
+        out.extend((0..x.n).map(|t| bit_window(&stream, t * x.cols, x.cols)));
+        return out;
     }
-    pack_each_row(x, words, 0u64, pack_bytes)
+    pack_each_row(x, words, 0u64, out, pack_bytes)
 }
 
 /// Columns of U as bit vectors (with the zero word [`bit_window`] needs), from the bit rows of
@@ -3204,7 +3218,8 @@ fn select_validated(
     let (h, g) = (&tables.h[..], &tables.g[..]);
     let cells = CellTable::shared();
     let groups = p.div_ceil(LANE);
-    let rows = pack_rows(x);
+    let scratch = Scratch::take();
+    let rows = pack_rows(x, scratch.packed_rows);
     let ones = column_sums(&rows, groups, p);
     let packed = if u.is_none() {
         pack_columns(x)
@@ -3212,14 +3227,16 @@ fn select_validated(
         Vec::new()
     };
     let unit_words = r.div_ceil(64);
-    let unit_rows = u.map_or_else(Vec::new, |u| pack_row_words(u, unit_words));
+    let unit_rows = match u {
+        Some(u) => pack_row_words(u, unit_words, scratch.packed_units),
+        None => scratch.packed_units,
+    };
     let depth = plane_count(2 * n);
     // the samples' order is needed by the permutations only
     let mut strata = match options.n_permutations {
         0 => Strata::whole_unordered(n),
         _ => Strata::whole(n),
     };
-    let scratch = Scratch::take();
     // the bit rows in stratum order, and a second buffer for the next split (which writes
     // every row, so the last selection's rows may stay in it)
     let mut sorted = SortedRows {
@@ -3341,6 +3358,8 @@ fn select_validated(
     Scratch {
         rows: spare.x,
         units: spare.u,
+        packed_rows: sorted.x,
+        packed_units: sorted.u,
         totals: [totals, previous.unwrap_or(next_totals)],
         cells: [wide_cells, previous_cells.unwrap_or(next_cells)],
     }
@@ -3558,7 +3577,7 @@ mod tests {
             let u = random_binary(n, r, 0.5, 11);
             let ub = Binary::new(&u, n, r, "U").unwrap();
             let words = r.div_ceil(64);
-            let rows = pack_row_words(&ub, words);
+            let rows = pack_row_words(&ub, words, Vec::new());
             let _guard = kernel_switch();
             let (columns, portable) = on_both_kernels(|| sorted_columns(&rows, words, r, n));
             assert_eq!(columns, portable);
@@ -3607,7 +3626,7 @@ mod tests {
         let h = half_log_table(n);
         let g: Vec<f64> = h.iter().step_by(2).copied().collect();
         let mut sorted = SortedRows {
-            x: pack_rows(&xb),
+            x: pack_rows(&xb, Vec::new()),
             groups: 2,
             u: Vec::new(),
             words: 0,
@@ -3672,13 +3691,13 @@ mod tests {
         let xb = Binary::new(&x, n, p, "X").unwrap();
         let ub = Binary::new(&u, n, r, "U").unwrap();
         for (groups, words) in [(2, 2), (1, 1)] {
-            let x_rows = pack_rows(&xb);
+            let x_rows = pack_rows(&xb, Vec::new());
             let x_rows: Vec<Lane> = if groups == 2 {
                 x_rows
             } else {
                 x_rows.iter().step_by(2).copied().collect()
             };
-            let u_rows = pack_row_words(&ub, 2);
+            let u_rows = pack_row_words(&ub, 2, Vec::new());
             let u_rows: Vec<u64> = u_rows.iter().step_by(3 - words).copied().collect();
             let mut sorted = SortedRows {
                 x: x_rows.clone(),
@@ -3736,7 +3755,7 @@ mod tests {
         let (n, p) = (77, 300);
         let x = random_binary(n, p, 0.4, 5);
         let xb = Binary::new(&x, n, p, "X").unwrap();
-        let rows = pack_rows(&xb);
+        let rows = pack_rows(&xb, Vec::new());
         for t in 0..n {
             for i in 0..2 * LANE {
                 let bit = (rows[t * 2 + i / LANE].0[(i % LANE) / 64] >> (i % 64)) & 1;
@@ -3882,6 +3901,8 @@ mod tests {
         let garbage = |len: usize| Scratch {
             rows: vec![Lane([u64::MAX; 4]); len],
             units: vec![u64::MAX; len],
+            packed_rows: vec![Lane([u64::MAX; 4]); len],
+            packed_units: vec![u64::MAX; len],
             totals: std::array::from_fn(|_| LargeTotals {
                 slot: vec![7; len],
                 narrow: vec![[0xAB; LANE]; len],
