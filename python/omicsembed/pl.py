@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from omicsembed._seeds import numpy_rng
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 
 if TYPE_CHECKING:
@@ -198,7 +199,7 @@ def reconstruction(
     max_points
         Maximum number of drawn points (>= 1).
     seed
-        Seed (int or numpy Generator) of the subsample.
+        Seed (int in [0, 2**63) or numpy Generator) of the subsample.
 
     Returns
     -------
@@ -211,7 +212,7 @@ def reconstruction(
         If the shapes differ.
     InvalidInputError
         If ``reconstructed`` has NaN/infinite values, ``observed`` infinite values, fewer than
-        2 entries are observed, or ``max_points < 1``.
+        2 entries are observed, ``max_points < 1``, or a bad ``seed``.
 
     """
     obs = np.asarray(observed, dtype=np.float64)
@@ -226,6 +227,7 @@ def reconstruction(
         raise InvalidInputError("observed contains infinite values")
     if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
         raise InvalidInputError(f"max_points must be an integer >= 1, got {max_points!r}")
+    rng = numpy_rng(seed)  # checked also when no subsample is drawn
     mask = ~np.isnan(obs)
     x, y = obs[mask], rec[mask]
     if x.size < 2:
@@ -237,7 +239,7 @@ def reconstruction(
     else:
         r_text = "Pearson r undefined (constant values)"
     if x.size > max_points:
-        pick = np.random.default_rng(seed).choice(x.size, size=max_points, replace=False)
+        pick = rng.choice(x.size, size=max_points, replace=False)
         xs, ys = x[pick], y[pick]
     else:
         xs, ys = x, y

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import numpy as np
 import pandas as pd
 
-from omicsembed._settings import settings
+from omicsembed._seeds import numpy_rng
 from omicsembed.evaluate._checks import check_count
 from omicsembed.exceptions import InvalidInputError
 
@@ -19,16 +19,6 @@ __all__ = ["GENE_KINDS", "stair_cell_stages"]
 
 #: Categories of ``var["kind"]`` of :func:`stair_cell_stages`, in this order.
 GENE_KINDS: tuple[str, ...] = ("stage", "overlap", "noise")
-
-
-def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None:
-        seed = settings.seed
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise InvalidInputError(f"seed must be an int or a numpy Generator, got {seed!r}")
-    return np.random.default_rng(int(seed))
 
 
 def _check_probability(name: str, value: Any) -> float:
@@ -146,7 +136,7 @@ def stair_cell_stages(
         )
     p_high = _check_probability("p_high", p_high)
     p_background = _check_probability("p_background", p_background)
-    rng = _rng(seed)
+    rng = numpy_rng(seed)
 
     step = width - overlap
     n_stage_genes = (n_stages - 1) * step + width

@@ -32,24 +32,6 @@ def as_matrix(x: Any, what: str, *, allow_nan: bool = False, hint: str = "") -> 
     return arr
 
 
-def seed_to_int(seed: int | np.random.Generator) -> int:
-    """Return an int seed for scikit-learn (and numpy) from an int or a numpy Generator.
-
-    Raises
-    ------
-    InvalidInputError
-        Anything else, or an int outside scikit-learn's ``random_state`` range [0, 2**32).
-
-    """
-    if isinstance(seed, np.random.Generator):
-        return int(seed.integers(0, 2**31 - 1))
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
-        raise InvalidInputError(
-            f"seed must be an int in [0, 2**32) or a numpy Generator, got {seed!r}"
-        )
-    return int(seed)
-
-
 def check_count(name: str, value: Any, minimum: int) -> int:
     """Return ``value`` as an int, rejecting bools, non-integers and values below ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from omicsembed.evaluate._checks import as_matrix, seed_to_int
+from omicsembed._seeds import SKLEARN_SEEDS, seed_int
+from omicsembed.evaluate._checks import as_matrix
 from omicsembed.exceptions import InvalidInputError
 
 __all__ = ["pca_embedding"]
@@ -31,8 +32,8 @@ def pca_embedding(
     n_components
         Embedding dimension, ``1 <= n_components <= min(n_samples, n_genes)``.
     seed
-        Seed (int or numpy Generator) for the randomized / ARPACK solvers; the exact solvers
-        ignore it.
+        Seed (int in [0, 2**32) or numpy Generator) for the randomized / ARPACK solvers; the
+        exact solvers ignore it.
     svd_solver
         Passed to :class:`~sklearn.decomposition.PCA`.
 
@@ -60,5 +61,9 @@ def pca_embedding(
             f"n_components must be an integer between 1 and min(n_samples, n_genes)={limit}, "
             f"got {n_components!r}"
         )
-    pca = PCA(n_components=int(n_components), svd_solver=svd_solver, random_state=seed_to_int(seed))
+    pca = PCA(
+        n_components=int(n_components),
+        svd_solver=svd_solver,
+        random_state=seed_int(seed, below=SKLEARN_SEEDS),
+    )
     return np.asarray(pca.fit_transform(x), dtype=np.float64)

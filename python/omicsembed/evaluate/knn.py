@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from omicsembed.evaluate._checks import as_matrix, check_count, seed_to_int
+from omicsembed._seeds import SKLEARN_SEEDS, seed_int
+from omicsembed.evaluate._checks import as_matrix, check_count
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 
 __all__ = ["ClassificationScores", "knn_classification"]
@@ -123,7 +124,8 @@ def knn_classification(
     n_repeats
         Number of random splits (>= 1).
     seed
-        Seed (int or numpy Generator) of the splits; the same seed gives the same result.
+        Seed (int in [0, 2**32) or numpy Generator) of the splits; the same seed gives the same
+        result.
     metric
         Distance of :class:`~sklearn.neighbors.KNeighborsClassifier` (default Euclidean).
 
@@ -156,7 +158,7 @@ def knn_classification(
         )
     check_count("n_neighbors", n_neighbors, 1)
     check_count("n_repeats", n_repeats, 1)
-    seed_int = seed_to_int(seed)
+    seed_value = seed_int(seed, below=SKLEARN_SEEDS)
 
     missing = lab.isna().to_numpy()
     keep = ~missing
@@ -200,7 +202,7 @@ def knn_classification(
         )
 
     splitter = StratifiedShuffleSplit(
-        n_splits=int(n_repeats), test_size=test_size, random_state=seed_int
+        n_splits=int(n_repeats), test_size=test_size, random_state=seed_value
     )
     accuracies = np.empty(int(n_repeats), dtype=np.float64)
     try:
@@ -216,7 +218,7 @@ def knn_classification(
         n_neighbors=int(n_neighbors),
         test_size=float(test_size),
         n_repeats=int(n_repeats),
-        seed=seed_int,
+        seed=seed_value,
         n_samples=n,
         classes=tuple(str(c) for c in classes),
         dropped_classes=tuple(str(c) for c in singletons),

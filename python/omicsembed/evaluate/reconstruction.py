@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from omicsembed._seeds import numpy_rng
 from omicsembed.evaluate._checks import as_matrix
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 
@@ -102,7 +103,7 @@ def distance_preservation(
     n_pairs
         Number of pairs to sample (>= 2).
     seed
-        Seed (int or numpy Generator) of the pair sampling.
+        Seed (int in [0, 2**63) or numpy Generator) of the pair sampling.
 
     Returns
     -------
@@ -113,7 +114,8 @@ def distance_preservation(
     ------
     InvalidInputError
         If ``X`` or ``Z`` has NaN or infinite values, there are fewer than 3 samples,
-        ``n_pairs < 2``, or all distances in one space are equal (correlation undefined).
+        ``n_pairs < 2``, all distances in one space are equal (correlation undefined), or a
+        bad ``seed``.
     ShapeMismatchError
         If ``X`` and ``Z`` have different numbers of rows.
 
@@ -127,11 +129,11 @@ def distance_preservation(
         raise InvalidInputError(f"distance preservation needs at least 3 samples, got {n}")
     if isinstance(n_pairs, bool) or not isinstance(n_pairs, int | np.integer) or n_pairs < 2:
         raise InvalidInputError(f"n_pairs must be an integer >= 2, got {n_pairs!r}")
+    rng = numpy_rng(seed)  # checked also when every pair is used
     total = n * (n - 1) // 2
     if total <= n_pairs:
         i, j = np.triu_indices(n, k=1)
     else:
-        rng = np.random.default_rng(seed)
         i = rng.integers(0, n, size=int(n_pairs))
         j = rng.integers(0, n - 1, size=int(n_pairs))
         j = j + (j >= i)  # uniform over the n - 1 other samples

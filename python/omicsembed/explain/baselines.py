@@ -24,7 +24,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.distance import cdist
 from sklearn.decomposition import NMF, PCA
 
-from omicsembed.evaluate._checks import check_count, seed_to_int
+from omicsembed._seeds import SKLEARN_SEEDS, seed_int
+from omicsembed.evaluate._checks import check_count
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def nmf_gene_selection(
         solver="mu",
         init="nndsvda",
         max_iter=max_iter,
-        random_state=seed_to_int(seed),
+        random_state=seed_int(seed, below=SKLEARN_SEEDS),
     )
     model.fit(matrix)
     loading = model.components_.max(axis=0)
@@ -156,7 +157,7 @@ def energy_statistic(
         if not np.isfinite(values).all():
             row, col = (int(v[0]) for v in np.nonzero(~np.isfinite(values)))
             raise InvalidInputError(f"{name}[{row}, {col}] = {values[row, col]}; need finite data")
-    seed = seed_to_int(seed)
+    seed = seed_int(seed, below=SKLEARN_SEEDS)
     rng = np.random.default_rng(seed)
     x = x[rng.permutation(x.shape[0])[:max_samples]]
     y = y[rng.permutation(y.shape[0])[:max_samples]]
@@ -261,7 +262,7 @@ class EnergyStatisticMonitor:
         self.n_synthetic = n_synthetic
         self.every = every
         self.n_components = n_components
-        self.seed = seed_to_int(seed)
+        self.seed = seed_int(seed, below=SKLEARN_SEEDS)
         self.records: list[dict[str, Any]] = []
         self._best_model: Any = None
         self._checked = False

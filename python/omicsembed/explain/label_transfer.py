@@ -22,9 +22,9 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.distance import cdist
 from sklearn.decomposition import PCA
 
+from omicsembed._seeds import RUST_SEEDS, seed_int
 from omicsembed.evaluate._checks import check_count
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
-from omicsembed.explain.loglinear import _seed_value
 
 __all__ = [
     "LabelTransferRanking",
@@ -125,7 +125,9 @@ def transfer_labels(
         label_values.size,
         synthetic_binary,
         gene_index,
-        seed if isinstance(seed, np.random.Generator) else np.random.default_rng(_seed_value(seed)),
+        seed
+        if isinstance(seed, np.random.Generator)
+        else np.random.default_rng(seed_int(seed, below=RUST_SEEDS)),
     )
     return label_values[codes], matched
 
@@ -342,7 +344,7 @@ def _mean_index(
     """:func:`label_transfer_davies_bouldin` of valid genes on inputs :func:`_checked` once."""
     if n_transfer_seeds < 1:
         raise InvalidInputError(f"n_transfer_seeds must be ≥ 1, got {n_transfer_seeds}")
-    seed = _seed_value(seed)
+    seed = seed_int(seed, below=RUST_SEEDS)
     observed_binary, label_codes, values, synthetic_binary, _ = checked
     indices = [
         davies_bouldin(
@@ -439,7 +441,7 @@ def rank_against_random_gene_sets(
     check_count("n_random", n_random, 1)
     check_count("n_transfer_seeds", n_transfer_seeds, 1)
     # one int for every gene set (a Generator would give each set other transfer seeds)
-    seed = _seed_value(seed)
+    seed = seed_int(seed, below=RUST_SEEDS)
     # validated once for all gene sets (the random ones are valid indices by construction)
     checked = _checked(observed, labels, synthetic, genes, min_labels=2)
     gene_index = checked[4]

@@ -24,6 +24,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from omicsembed import _core
+from omicsembed._seeds import RUST_SEEDS, seed_int
 from omicsembed.exceptions import ConvergenceError, InvalidInputError, ShapeMismatchError
 
 __all__ = [
@@ -407,14 +408,6 @@ class LoglinearSelection:
         )
 
 
-def _seed_value(seed: int | np.random.Generator) -> int:
-    if isinstance(seed, np.random.Generator):
-        return int(seed.integers(0, 2**63))
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise InvalidInputError(f"seed must be a non-negative int or a numpy Generator: {seed!r}")
-    return int(seed) % 2**64
-
-
 def select_features_loglinear(
     X: ArrayLike,
     U: ArrayLike | None = None,
@@ -471,7 +464,7 @@ def select_features_loglinear(
         own ChaCha8 stream of ``seed``, so results do not depend on the number of threads.
         p-values ignore the selection over features.
     seed
-        Seed of the permutation streams (int ≥ 0 or a numpy Generator).
+        Seed of the permutation streams (int in [0, 2**64) or a numpy Generator).
 
     Returns
     -------
@@ -531,7 +524,7 @@ def select_features_loglinear(
         or n_permutations < 0
     ):
         raise InvalidInputError(f"n_permutations must be an int ≥ 0, got {n_permutations!r}")
-    seed_value = _seed_value(seed)
+    seed_value = seed_int(seed, below=RUST_SEEDS)
     selected, latent_units, g2, scores, p_values = _core.select_features_loglinear(
         codes,
         latent,

@@ -17,7 +17,7 @@ import torch
 from anndata import AnnData
 from scipy import sparse
 
-from omicsembed._settings import settings as package_settings
+from omicsembed._seeds import TORCH_SEEDS, Seed, seed_int
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 
 __all__ = [
@@ -30,10 +30,8 @@ __all__ = [
     "descriptor_codes",
     "feature_names",
     "match_features",
-    "numpy_rng",
     "row_batches",
     "row_matrix",
-    "seed_value",
     "torch_generator",
 ]
 
@@ -331,43 +329,12 @@ def match_features(
     return data
 
 
-#: A seed: an int, a numpy Generator (an int is drawn from it), or None (the package seed).
-Seed = int | np.random.Generator | None
-
-
-def seed_value(seed: Seed, *, non_negative: bool = False) -> int:
-    """Return an int seed (None: ``omicsembed.settings.seed``; a Generator draws one).
-
-    Raises
-    ------
-    InvalidInputError
-        If ``seed`` is not an int or Generator (or negative when ``non_negative``).
-
-    """
-    if seed is None:
-        return int(package_settings.seed)
-    if isinstance(seed, np.random.Generator):
-        return int(seed.integers(0, 2**63 - 1))
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        kind = "a non-negative int" if non_negative else "an int"
-        raise InvalidInputError(f"seed must be {kind} or a numpy Generator, got {seed!r}")
-    if non_negative and seed < 0:
-        raise InvalidInputError(
-            f"seed must be a non-negative int or a numpy Generator, got {seed!r}"
-        )
-    return int(seed)
-
-
 def torch_generator(seed: Seed) -> torch.Generator:
-    """Return a CPU torch generator seeded by :func:`seed_value` (same draws on any device)."""
-    return torch.Generator().manual_seed(seed_value(seed))
+    """Return a CPU torch generator seeded by ``seed`` (same draws on any device).
 
-
-def numpy_rng(seed: Seed) -> np.random.Generator:
-    """Return ``seed`` if it is a numpy Generator, else one seeded by :func:`seed_value`."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    return np.random.default_rng(seed_value(seed))
+    ``seed`` is read by :func:`omicsembed._seeds.seed_int`, below 2**63.
+    """
+    return torch.Generator().manual_seed(seed_int(seed, below=TORCH_SEEDS))
 
 
 def _check_unique_genes(names: pd.Index) -> None:

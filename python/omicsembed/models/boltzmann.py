@@ -42,15 +42,10 @@ from safetensors.numpy import load_file, save_file
 from scipy import sparse
 
 from omicsembed import _core
+from omicsembed._seeds import RUST_SEEDS, Seed, seed_int
 from omicsembed._settings import settings
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
-from omicsembed.models._data import (
-    Seed,
-    binary_matrix,
-    feature_names,
-    match_features,
-    seed_value,
-)
+from omicsembed.models._data import binary_matrix, feature_names, match_features
 from omicsembed.models._folder import damaged_model_errors, read_model_folder, write_model_folder
 
 __all__ = ["BernoulliRBM", "BoltzmannMonitor", "DeepBoltzmannMachine"]
@@ -278,7 +273,7 @@ class _BoltzmannMachine:
         _check_positive(n_samples=n_samples)
         _check_non_negative(burn_in=burn_in)
         params = self._fitted()
-        stream_seed = seed_value(seed if seed is not None else self.seed, non_negative=True)
+        stream_seed = seed_int(seed if seed is not None else self.seed, below=RUST_SEEDS)
         sizes = self.layer_sizes_
         _check_memory(int(n_samples) * sum(sizes), f"{n_samples} samples of {sum(sizes)} units")
         init: list[np.ndarray] | None = None
@@ -429,7 +424,7 @@ class _BoltzmannMachine:
             n_temperatures=n_temperatures,
             n_particles=n_particles,
             burn_in=burn_in,
-            seed=seed_value(seed if seed is not None else self.seed, non_negative=True),
+            seed=seed_int(seed if seed is not None else self.seed, below=RUST_SEEDS),
         )
         return float(log_z)
 
@@ -489,7 +484,7 @@ class _BoltzmannMachine:
         """
         x = self._data(data, layer)
         params = self._fitted()
-        stream_seed = seed_value(seed if seed is not None else self.seed, non_negative=True)
+        stream_seed = seed_int(seed if seed is not None else self.seed, below=RUST_SEEDS)
         # checked here too: a given log_z skips log_partition, which checks them otherwise
         _check_positive(n_particles=n_particles, n_temperatures=n_temperatures)
         _check_non_negative(burn_in=burn_in)
@@ -821,7 +816,7 @@ class BernoulliRBM(_BoltzmannMachine):
                 batch_size=self.batch_size,
                 cd_steps=self.cd_steps,
                 pcd=self.pcd,
-                seed=seed_value(self.seed, non_negative=True),
+                seed=seed_int(self.seed, below=RUST_SEEDS),
                 callback=on_epoch,
             )
         self._set_params([params])
@@ -1002,7 +997,7 @@ class DeepBoltzmannMachine(_BoltzmannMachine):
             )
         self.feature_names_ = feature_names(data, x.shape[1])
         self.history_ = []
-        seed = seed_value(self.seed, non_negative=True)
+        seed = seed_int(self.seed, below=RUST_SEEDS)
         pre_epochs = self.epochs if self.pretraining_epochs is None else self.pretraining_epochs
         pre_rate = (
             self.learning_rate

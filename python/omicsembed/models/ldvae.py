@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from anndata import AnnData
 
+from omicsembed._seeds import numpy_rng
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 from omicsembed.models._base import FittedState, VAEModel, VAESettings
 from omicsembed.models._data import (
@@ -27,7 +28,6 @@ from omicsembed.models._data import (
     Seed,
     count_matrix,
     feature_names,
-    numpy_rng,
     torch_generator,
 )
 from omicsembed.nn.ldvae import LatentDistribution, LDVAENetwork

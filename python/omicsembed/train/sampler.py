@@ -30,13 +30,12 @@ import torch
 from numpy.typing import NDArray
 
 from omicsembed._core import NarrowSampler as _CoreSampler
+from omicsembed._seeds import RUST_SEEDS, seed_int
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 
 __all__ = ["NarrowBatch", "NarrowFormatDataset", "NarrowFormatSampler"]
 
 Side = Literal["train", "validation", "all"]
-
-_U64 = 1 << 64
 
 
 @dataclass(frozen=True)
@@ -105,14 +104,6 @@ class NarrowBatch:
             descriptors=None if desc is None else desc.pin_memory(),
             values=self.values.pin_memory(),
         )
-
-
-def _seed_to_u64(seed: int | np.random.Generator, name: str) -> int:
-    if isinstance(seed, np.random.Generator):
-        return int(seed.integers(0, 2**63))
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise InvalidInputError(f"{name} must be an int or a numpy Generator, got {seed!r}")
-    return int(seed) % _U64
 
 
 def _as_matrix(X: Any) -> NDArray[np.float32] | NDArray[np.float64]:
@@ -194,7 +185,8 @@ class NarrowFormatSampler:
     batch_size
         Entries per batch, ≥ 1 (the last batch of an epoch may be smaller unless ``drop_last``).
     seed
-        Seed of the per-epoch permutations (int, or a numpy Generator to draw one from).
+        Seed of the per-epoch permutations (int in [0, 2**64), or a numpy Generator to draw one
+        from).
     mask
         Optional (n, m) boolean (or 0/1 integer) array; 1/True includes an entry, 0 excludes it.
         Used once at construction (not kept).
@@ -207,7 +199,7 @@ class NarrowFormatSampler:
         entry (i, j) is a validation entry iff a keyed 64-bit hash of its flat index ``i·m + j``
         is below ``holdout_fraction·2⁶⁴`` (deterministic, no memory).
     holdout_seed
-        Key of that hash (int or numpy Generator).
+        Key of that hash (int in [0, 2**64) or numpy Generator).
     side
         ``"train"`` (entries not held out), ``"validation"`` (held-out entries) or ``"all"``
         (ignore the split).
@@ -278,9 +270,9 @@ class NarrowFormatSampler:
         desc_arr = None if descriptors is None else _as_descriptors(descriptors)
         self._settings: dict[str, Any] = {
             "batch_size": int(batch_size),
-            "seed": _seed_to_u64(seed, "seed"),
+            "seed": seed_int(seed, below=RUST_SEEDS),
             "holdout_fraction": float(holdout_fraction),
-            "holdout_seed": _seed_to_u64(holdout_seed, "holdout_seed"),
+            "holdout_seed": seed_int(holdout_seed, below=RUST_SEEDS, name="holdout_seed"),
             "side": str(side),
             "drop_last": bool(drop_last),
         }

@@ -1,0 +1,80 @@
+"""Seeds as ints for torch, numpy, scikit-learn and the Rust core.
+
+What a user passes as ``seed`` (an int, a numpy Generator or None) becomes the int each
+consumer takes by one rule, with one error message, at every entry point.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from omicsembed._settings import settings as package_settings
+from omicsembed.exceptions import InvalidInputError
+
+__all__ = ["RUST_SEEDS", "SKLEARN_SEEDS", "TORCH_SEEDS", "Seed", "numpy_rng", "seed_int"]
+
+#: A seed: an int, a numpy Generator (an int is drawn from it), or None
+#: (``omicsembed.settings.seed``).
+Seed = int | np.random.Generator | None
+
+#: Exclusive upper bounds of the seeds each consumer takes: scikit-learn's ``random_state``
+#: (numpy's legacy ``RandomState``), ``torch.Generator.manual_seed`` (kept to non-negative
+#: int64, also for ``numpy.random.default_rng``), and the Rust core's ``u64`` streams.
+SKLEARN_SEEDS = 2**32
+TORCH_SEEDS = 2**63
+RUST_SEEDS = 2**64
+
+
+def seed_int(seed: Seed, *, below: int, name: str = "seed") -> int:
+    """Return ``seed`` as an int in ``[0, below)``.
+
+    Parameters
+    ----------
+    seed
+        An int in ``[0, below)``; a numpy Generator, from which one int in
+        ``[0, min(below, 2**63))`` is drawn (advancing it); or None for the package seed
+        ``omicsembed.settings.seed`` (checked the same way).
+    below
+        Exclusive upper bound: :data:`SKLEARN_SEEDS`, :data:`TORCH_SEEDS` or
+        :data:`RUST_SEEDS` (a power of two).
+    name
+        The argument's name, for the error message.
+
+    Returns
+    -------
+    int
+        The seed, ``0 ≤ seed < below``.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``seed`` is not an int (bools are refused), a numpy Generator or None, or an int
+        outside ``[0, below)``.
+
+    """
+    if seed is None:
+        seed, name = package_settings.seed, "omicsembed.settings.seed"
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, min(below, 2**63)))
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < below:
+        bound = f"2**{below.bit_length() - 1}" if below & (below - 1) == 0 else str(below)
+        raise InvalidInputError(
+            f"{name} must be an int in [0, {bound}) or a numpy Generator, got {seed!r}"
+        )
+    return int(seed)
+
+
+def numpy_rng(seed: Seed) -> np.random.Generator:
+    """Return ``seed`` if it is a numpy Generator, else a new one seeded by it.
+
+    Other seeds are read by :func:`seed_int`, below :data:`TORCH_SEEDS` (2**63).
+
+    Raises
+    ------
+    InvalidInputError
+        As :func:`seed_int`.
+
+    """
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed_int(seed, below=TORCH_SEEDS))
