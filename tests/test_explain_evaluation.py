@@ -217,6 +217,19 @@ def test_energy_statistic_is_the_unbiased_estimate() -> None:
     assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(len(same))
 
 
+def test_energy_statistic_scales_with_the_data_at_the_ends_of_float64() -> None:
+    # E(cX, cY) = c·E(X, Y); near 1e308 the squares overflowed and near 1e-300 they underflowed,
+    # which gave NaN and 0 without an error
+    rng = np.random.default_rng(4)
+    x, y = rng.random((50, 6)), rng.random((40, 6)) + 0.3
+    base = energy_statistic(x, y)
+    assert base > 0.1
+    for c in (2.0**1000, 1e300, 2.0**-1000, 1e-300, 3.0):
+        assert energy_statistic(x * c, y * c) == pytest.approx(c * base, rel=1e-12)
+    with pytest.raises(InvalidInputError, match="exceeds float64"):
+        energy_statistic(x * 1e308, -y * 1e308)
+
+
 def test_davies_bouldin_equals_scikit_learn() -> None:
     from sklearn.metrics import davies_bouldin_score
 

@@ -141,8 +141,8 @@ def energy_statistic(
     ShapeMismatchError
         If the data are not 2-D on the same genes.
     InvalidInputError
-        If a set has fewer than two cells, a value is NaN or infinite, ``n_components < 1`` or
-        ``max_samples < 2``.
+        If a set has fewer than two cells, a value is NaN or infinite, ``n_components < 1``,
+        ``max_samples < 2``, or the statistic itself exceeds float64 (data near 1e308).
 
     """
     x = np.asarray(synthetic, dtype=np.float64)
@@ -161,12 +161,25 @@ def energy_statistic(
     rng = np.random.default_rng(seed)
     x = x[rng.permutation(x.shape[0])[:max_samples]]
     y = y[rng.permutation(y.shape[0])[:max_samples]]
+    # E(cX, cY) = c·E(X, Y): computed on the data scaled by a power of two (exact) to at most 1
+    # in absolute value, so that the squares in the principal components and the distances
+    # neither overflow (values near 1e308) nor underflow (near 1e-300)
+    largest = max(float(np.abs(x).max()), float(np.abs(y).max()))
+    exponent = int(np.frexp(largest)[1]) if largest > 0 else 0
+    x, y = np.ldexp(x, -exponent), np.ldexp(y, -exponent)
     pca = PCA(n_components=min(n_components, y.shape[0], y.shape[1]), random_state=seed).fit(y)
     x, y = pca.transform(x), pca.transform(y)
     between = cdist(x, y).mean()
     within_x = cdist(x, x).sum() / (x.shape[0] * (x.shape[0] - 1))
     within_y = cdist(y, y).sum() / (y.shape[0] * (y.shape[0] - 1))
-    return float(2.0 * between - within_x - within_y)
+    with np.errstate(over="ignore"):
+        value = float(np.ldexp(2.0 * between - within_x - within_y, exponent))
+    if not np.isfinite(value):
+        raise InvalidInputError(
+            f"the energy statistic of data up to {largest:.3g} in absolute value exceeds float64; "
+            "rescale the data"
+        )
+    return value
 
 
 class EnergyStatisticMonitor:
