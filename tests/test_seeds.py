@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,23 @@ def test_numpy_only_entry_points_refuse_a_negative_seed_by_name() -> None:
         distance_preservation(x, x, seed=-1)
     with pytest.raises(InvalidInputError, match=r"seed must be an int in \[0, 2\*\*63\)"):
         reconstruction(x, x, max_points=4, seed=-1)
+
+
+def test_settings_and_jobs_check_their_int_seed_before_any_work(tmp_path: Path) -> None:
+    """The explain settings reach scikit-learn (2**32); a Generator is no stored seed; the LDVAE
+    job's split and FactorizedEmbedding.embed_new_samples passed the seed to numpy unchecked."""
+    import anndata as ad
+
+    from omicsembed.io import ResultFolder
+    from omicsembed.jobs import ExplainSettings, ldvae_job
+    from omicsembed.models import LDVAE
+
+    for seed in (-1, 2**32, np.random.default_rng(0), None):
+        with pytest.raises(InvalidInputError, match=r"seed must be an int in \[0, 2\*\*32\)"):
+            ExplainSettings(models=("vae",), n_select=(2,), seed=seed)  # type: ignore[arg-type]
+    counts = np.random.default_rng(0).poisson(2.0, size=(12, 5)).astype(np.float32)
+    with pytest.raises(InvalidInputError, match=r"seed must be an int in \[0, 2\*\*63\)"):
+        ldvae_job(
+            ad.AnnData(counts), ResultFolder(tmp_path / "out"), model=LDVAE(max_epochs=1), seed=-1
+        )
+    assert not any((tmp_path / "out").glob("*"))

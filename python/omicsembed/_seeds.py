@@ -11,15 +11,24 @@ import numpy as np
 from omicsembed._settings import settings as package_settings
 from omicsembed.exceptions import InvalidInputError
 
-__all__ = ["RUST_SEEDS", "SKLEARN_SEEDS", "TORCH_SEEDS", "Seed", "numpy_rng", "seed_int"]
+__all__ = [
+    "RUST_SEEDS",
+    "SKLEARN_SEEDS",
+    "TORCH_SEEDS",
+    "Seed",
+    "int_seed",
+    "numpy_rng",
+    "seed_int",
+]
 
 #: A seed: an int, a numpy Generator (an int is drawn from it), or None
 #: (``omicsembed.settings.seed``).
 Seed = int | np.random.Generator | None
 
-#: Exclusive upper bounds of the seeds each consumer takes: scikit-learn's ``random_state``
-#: (numpy's legacy ``RandomState``), ``torch.Generator.manual_seed`` (kept to non-negative
-#: int64, also for ``numpy.random.default_rng``), and the Rust core's ``u64`` streams.
+#: Exclusive upper bounds of the seeds passed on: scikit-learn's ``random_state`` (numpy's
+#: legacy ``RandomState``) takes [0, 2**32) and the Rust core's streams take ``u64``; seeds for
+#: torch (``manual_seed`` takes [-2**63, 2**64)) and ``numpy.random.default_rng`` (any
+#: non-negative int) are kept to [0, 2**63), the range of the models' stored seed settings.
 SKLEARN_SEEDS = 2**32
 TORCH_SEEDS = 2**63
 RUST_SEEDS = 2**64
@@ -57,11 +66,30 @@ def seed_int(seed: Seed, *, below: int, name: str = "seed") -> int:
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(0, min(below, 2**63)))
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < below:
-        bound = f"2**{below.bit_length() - 1}" if below & (below - 1) == 0 else str(below)
-        raise InvalidInputError(
-            f"{name} must be an int in [0, {bound}) or a numpy Generator, got {seed!r}"
-        )
+        raise InvalidInputError(_message(name, below, seed, "or a numpy Generator"))
     return int(seed)
+
+
+def int_seed(seed: object, *, below: int, name: str = "seed") -> int:
+    """Return a stored seed setting (an int, not a Generator or None) in ``[0, below)``.
+
+    The check is that of :func:`seed_int`. Settings objects and jobs keep their seed and
+    derive others from it (``seed + epoch``), so they need the int itself.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``seed`` is not an int in ``[0, below)``.
+
+    """
+    if seed is None or isinstance(seed, np.random.Generator):
+        raise InvalidInputError(_message(name, below, seed, "(a setting)"))
+    return seed_int(seed, below=below, name=name)  # type: ignore[arg-type]
+
+
+def _message(name: str, below: int, seed: object, alternative: str) -> str:
+    bound = f"2**{below.bit_length() - 1}" if below & (below - 1) == 0 else str(below)
+    return f"{name} must be an int in [0, {bound}) {alternative}, got {seed!r}"
 
 
 def numpy_rng(seed: Seed) -> np.random.Generator:

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from omicsembed import evaluate, pl, pp, stats
 from omicsembed._core import __version__
+from omicsembed._seeds import SKLEARN_SEEDS, TORCH_SEEDS, int_seed
 from omicsembed.evaluate._checks import check_count
 from omicsembed.exceptions import InvalidInputError
 from omicsembed.io import ResultFolder
@@ -215,6 +216,8 @@ def factorized_embedding_job(
         number of dimensions.
 
     """
+    # the seed also seeds scikit-learn (PCA, kNN splits) after training: checked first
+    int_seed(seed, below=SKLEARN_SEEDS)
     model = model or FactorizedEmbedding(seed=seed)
     matrix = dense_matrix(adata, layer=layer)
     started = time.perf_counter()
@@ -459,7 +462,8 @@ class ExplainSettings:
         ------
         InvalidInputError
             No models or gene-set sizes, a count below 1, a quantile outside [0, 1) (at 1
-            every gene would be 0) or a test fraction outside (0, 1).
+            every gene would be 0), a test fraction outside (0, 1), or a seed that is not an
+            int in [0, 2**32).
 
         """
         if len(self.models) == 0:
@@ -485,6 +489,8 @@ class ExplainSettings:
             )
         if not 0.0 < self.test_fraction < 1.0:
             raise InvalidInputError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        # the seed also seeds scikit-learn (NMF, PCA of the energy statistic): its range
+        int_seed(self.seed, below=SKLEARN_SEEDS)
 
 
 def _generative_model(
@@ -890,8 +896,8 @@ def ldvae_job(
     ------
     InvalidInputError
         Unknown ``groupby`` or ``batch_key`` column, fewer than 10 cells, a bad
-        ``heldout_fraction``, or counts or batches the model rejects (negative, non-integer,
-        missing labels, ...).
+        ``heldout_fraction``, a seed that is not an int in [0, 2**63), or counts or batches the
+        model rejects (negative, non-integer, missing labels, ...).
 
     """
     from omicsembed.models import LDVAE
@@ -907,6 +913,7 @@ def ldvae_job(
     n_cells = adata.n_obs
     if n_cells < 10:
         raise InvalidInputError(f"the LDVAE job needs at least 10 cells, got {n_cells}")
+    int_seed(seed, below=TORCH_SEEDS)
     model = model or LDVAE(seed=seed)
     order = np.random.default_rng([seed, 10]).permutation(n_cells)
     n_heldout = max(1, round(heldout_fraction * n_cells))

@@ -91,7 +91,7 @@ def stair_cell_stages(
         ``overlap`` genes with the next (0 <= overlap < genes_per_stage). Stage genes:
         ``(n_stages - 1) * (genes_per_stage - overlap) + genes_per_stage``.
     seed
-        Seed or numpy Generator (``None``: ``omicsembed.settings.seed``).
+        Seed: an int in [0, 2**63) or a numpy Generator (``None``: ``omicsembed.settings.seed``).
     as_anndata
         Return an AnnData (default) or the tuple ``(X, stage, kind)``.
 

@@ -404,8 +404,9 @@ struct SortedRows {
     words: usize,
 }
 
-/// Buffers of a selection that the next one reuses: the spare bit rows of the split, and both
-/// buffers of [`LargeTotals`] and of [`WideCells`]. Repeated selections on data of one size
+/// Buffers of a selection that the next one reuses: both pairs of bit rows of the split (the
+/// spare one, and the one X and U are packed into), and both buffers of [`LargeTotals`] and of
+/// [`WideCells`]. Repeated selections on data of one size
 /// (monitoring during training, benchmarks) then write into memory that is already mapped and
 /// cached, instead of new allocations whose fresh pages cost a page fault each and whose
 /// growth from step to step copies them: 0.94–0.97 of the time on the benchmark selection (n
@@ -3229,7 +3230,7 @@ fn select_validated(
     let unit_words = r.div_ceil(64);
     let unit_rows = match u {
         Some(u) => pack_row_words(u, unit_words, scratch.packed_units),
-        None => scratch.packed_units,
+        None => Vec::new(),
     };
     let depth = plane_count(2 * n);
     // the samples' order is needed by the permutations only

@@ -129,7 +129,8 @@ def energy_statistic(
         Each set is subsampled (without replacement, seeded) to at most this many cells, which
         keeps the pairwise distances affordable.
     seed
-        Seed of the subsampling.
+        Seed of the subsampling and of the principal components' ``random_state``: an int in
+        [0, 2**32) or a numpy Generator.
 
     Returns
     -------
@@ -141,8 +142,9 @@ def energy_statistic(
     ShapeMismatchError
         If the data are not 2-D on the same genes.
     InvalidInputError
-        If a set has fewer than two cells, a value is NaN or infinite, ``n_components < 1``,
-        ``max_samples < 2``, or the statistic itself exceeds float64 (data near 1e308).
+        If a set has fewer than two cells, there are no genes, a value is NaN or infinite,
+        ``n_components < 1``, ``max_samples < 2``, a bad ``seed``, or the statistic itself
+        exceeds float64 (data near 1e308).
 
     """
     x = np.asarray(synthetic, dtype=np.float64)
@@ -151,6 +153,8 @@ def energy_statistic(
         raise ShapeMismatchError(f"need 2-D data on the same genes, got {x.shape} and {y.shape}")
     if min(x.shape[0], y.shape[0]) < 2:
         raise InvalidInputError("each data set needs at least two cells")
+    if x.shape[1] == 0:
+        raise InvalidInputError("the data have no genes (columns)")
     check_count("n_components", n_components, 1)
     check_count("max_samples", max_samples, 2)
     for values, name in ((x, "synthetic"), (y, "test")):
@@ -214,7 +218,8 @@ class EnergyStatisticMonitor:
         Principal components of the test data used (the paper: 5); the test set needs more
         cells than this.
     seed
-        Seed of the synthetic cells and of the statistic's subsampling, the same every epoch.
+        Seed of the synthetic cells and of the statistic's subsampling, the same every epoch
+        (int in [0, 2**32)).
 
     Attributes
     ----------

@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.distance import cdist
 from sklearn.decomposition import PCA
 
-from omicsembed._seeds import RUST_SEEDS, seed_int
+from omicsembed._seeds import TORCH_SEEDS, numpy_rng, seed_int
 from omicsembed.evaluate._checks import check_count
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 
@@ -101,7 +101,8 @@ def transfer_labels(
     genes
         Indices of the selected genes (at most 62).
     seed
-        Seed of the random choices (among matching cells; for unmatched cells).
+        Seed of the random choices (among matching cells; for unmatched cells): an int in
+        [0, 2**63) or a numpy Generator.
 
     Returns
     -------
@@ -125,9 +126,7 @@ def transfer_labels(
         label_values.size,
         synthetic_binary,
         gene_index,
-        seed
-        if isinstance(seed, np.random.Generator)
-        else np.random.default_rng(seed_int(seed, below=RUST_SEEDS)),
+        numpy_rng(seed),
     )
     return label_values[codes], matched
 
@@ -310,7 +309,7 @@ def label_transfer_davies_bouldin(
     n_transfer_seeds
         Number of random transfers averaged (≥ 1).
     seed
-        First transfer seed.
+        First transfer seed (int in [0, 2**63)).
 
     Returns
     -------
@@ -344,7 +343,7 @@ def _mean_index(
     """:func:`label_transfer_davies_bouldin` of valid genes on inputs :func:`_checked` once."""
     if n_transfer_seeds < 1:
         raise InvalidInputError(f"n_transfer_seeds must be ≥ 1, got {n_transfer_seeds}")
-    seed = seed_int(seed, below=RUST_SEEDS)
+    seed = seed_int(seed, below=TORCH_SEEDS)
     observed_binary, label_codes, values, synthetic_binary, _ = checked
     indices = [
         davies_bouldin(
@@ -424,7 +423,8 @@ def rank_against_random_gene_sets(
     n_transfer_seeds
         Transfers averaged per gene set (≥ 1).
     seed
-        Seed of the random gene sets and first transfer seed.
+        Seed of the random gene sets and first transfer seed (int in [0, 2**63), or a numpy
+        Generator to draw one from).
 
     Returns
     -------
@@ -441,7 +441,7 @@ def rank_against_random_gene_sets(
     check_count("n_random", n_random, 1)
     check_count("n_transfer_seeds", n_transfer_seeds, 1)
     # one int for every gene set (a Generator would give each set other transfer seeds)
-    seed = seed_int(seed, below=RUST_SEEDS)
+    seed = seed_int(seed, below=TORCH_SEEDS)
     # validated once for all gene sets (the random ones are valid indices by construction)
     checked = _checked(observed, labels, synthetic, genes, min_labels=2)
     gene_index = checked[4]

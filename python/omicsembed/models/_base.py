@@ -24,6 +24,7 @@ from anndata import AnnData
 from safetensors.torch import load_file, save_file
 from scipy import sparse
 
+from omicsembed._seeds import TORCH_SEEDS, int_seed
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 from omicsembed.models._data import RowMatrix, match_features, row_batches
 from omicsembed.models._folder import damaged_model_errors, read_model_folder, write_model_folder
@@ -71,13 +72,7 @@ class TrainingSettings:
             rejects.
 
         """
-        seed = self.seed
-        if (
-            isinstance(seed, bool)
-            or not isinstance(seed, int | np.integer)
-            or not 0 <= seed < 2**63
-        ):
-            raise InvalidInputError(f"seed must be an int in [0, 2**63), got {seed!r}")
+        int_seed(self.seed, below=TORCH_SEEDS)
         if self.batch_size < 1:
             raise InvalidInputError(f"batch_size must be ≥ 1, got {self.batch_size}")
         if not 0.0 <= self.validation_fraction < 1.0:

@@ -248,9 +248,9 @@ class _BoltzmannMachine:
         burn_in
             Gibbs sweeps per chain (BoltzmannMachines.jl ``samples`` uses 50).
         seed
-            Seed (int or numpy Generator); None uses the model's ``seed`` (or, if that is None,
-            ``omicsembed.settings.seed``), so repeated calls repeat the draw. Results do not
-            depend on the number of threads.
+            Seed (int in [0, 2**64) or numpy Generator); None uses the model's ``seed`` (or,
+            if that is None, ``omicsembed.settings.seed``), so repeated calls repeat the draw.
+            Results do not depend on the number of threads.
         clamped
             Visible units held fixed (conditional sampling, ``gibbssamplecond!``): a dict
             ``{feature index or name: 0/1}``, or ``(mask, values)`` with a boolean mask of length
@@ -395,7 +395,7 @@ class _BoltzmannMachine:
             the evenly spaced ``n_temperatures`` (e.g. denser near 1, where the model changes
             most).
         seed
-            Seed of the AIS chains.
+            Seed of the AIS chains (int in [0, 2**64) or numpy Generator).
 
         Returns
         -------
@@ -464,7 +464,7 @@ class _BoltzmannMachine:
         log_z
             A known log partition function (skips its estimation).
         seed
-            Seed of the AIS runs.
+            Seed of the AIS runs (int in [0, 2**64) or numpy Generator).
         per_sample
             Return the (n,) float64 values instead of their mean.
 
@@ -715,7 +715,7 @@ class BernoulliRBM(_BoltzmannMachine):
     pcd
         Persistent chains (True) or chains started at the data (CD, False).
     seed
-        Seed (int or numpy Generator; None: ``omicsembed.settings.seed``).
+        Seed (int in [0, 2**64) or numpy Generator; None: ``omicsembed.settings.seed``).
     progress
         Show a progress bar (None: ``omicsembed.settings.progress_bar``).
 
@@ -865,7 +865,7 @@ class DeepBoltzmannMachine(_BoltzmannMachine):
         layers then come from two independent chains, so the negative phase of the weights is
         the product of the marginal means rather than the joint mean.
     seed
-        Seed (int or numpy Generator; None: ``omicsembed.settings.seed``).
+        Seed (int in [0, 2**64) or numpy Generator; None: ``omicsembed.settings.seed``).
     progress
         Show progress bars (None: ``omicsembed.settings.progress_bar``).
 

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from anndata import AnnData
 
+from omicsembed._seeds import TORCH_SEEDS, int_seed
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 from omicsembed.models._base import FittedState, TorchModel, TrainingSettings
 from omicsembed.models._data import dense_matrix, descriptor_codes, match_features
@@ -431,7 +432,8 @@ class FactorizedEmbedding(
         Raises
         ------
         InvalidInputError
-            Missing genes, unseen descriptor levels, infinite values or no observed value.
+            Missing genes, unseen descriptor levels, infinite values, no observed value, or a
+            seed that is not an int in [0, 2**63).
         ShapeMismatchError
             Arrays with the wrong number of genes.
 
@@ -451,7 +453,7 @@ class FactorizedEmbedding(
         frozen = copy.deepcopy(network)
         for parameter in frozen.parameters():
             parameter.requires_grad_(False)
-        seed = s.seed if seed is None else seed
+        seed = int_seed(s.seed if seed is None else seed, below=TORCH_SEEDS)
         table = torch.nn.Embedding(matrix.shape[0], s.sample_embedding_size).to(self.device)
         with torch.no_grad():
             table.weight.copy_(torch.from_numpy(self._closest_embeddings(matrix, seed)))
