@@ -331,6 +331,46 @@ def test_permutation_p_values_roughly_uniform_under_noise() -> None:
         assert alpha - 0.15 < np.mean(values <= alpha) < alpha + 0.04, alpha
 
 
+@pytest.mark.parametrize("model", ["marginal", "conditional"])
+def test_permutation_p_values_after_the_first_step_match_a_numpy_permutation_test(
+    model: str,
+) -> None:
+    """Step 2 with two latent units: the statistic is the best G² over the units, and the
+    conditional model permutes the chosen feature within the strata of S (its null keeps the
+    X–S association). Both p-values are Monte Carlo estimates of the same permutation p-value:
+    they agree within 4 standard errors."""
+    rng = np.random.default_rng(0)
+    n, p, r, permutations = 300, 4, 2, 999
+    U = (rng.random((n, r)) < 0.5).astype(np.uint8)
+    X = (rng.random((n, p)) < 0.5).astype(np.uint8)
+    X[:, 0] = U[:, 0] ^ (rng.random(n) < 0.1)
+    X[:, 2] = U[:, 1] ^ (rng.random(n) < 0.46)
+    result = select_features_loglinear(X, U, 2, n_permutations=permutations, seed=3, model=model)  # type: ignore[arg-type]
+    assert result.p_values is not None
+    conditional = model == "conditional"
+    before, chosen = X[:, result.selected[:1]], X[:, result.selected[1]]
+
+    def statistic(x: np.ndarray) -> float:
+        return max(oracle_g2(U[:, j], before, x, conditional) for j in range(r))
+
+    observed = statistic(chosen)
+    assert observed == pytest.approx(result.g2[1], rel=1e-9)
+    strata = [np.flatnonzero(before[:, 0] == v) for v in (0, 1)]
+    at_least = 0
+    for _ in range(permutations):
+        if conditional:
+            permuted = chosen.copy()
+            for members in strata:
+                permuted[members] = rng.permutation(chosen[members])
+        else:
+            permuted = rng.permutation(chosen)
+        at_least += statistic(permuted) >= observed - 1e-10 * max(observed, 1.0)
+    want = (1 + at_least) / (permutations + 1)
+    assert 0.01 < want < 0.5  # a p-value that the comparison can tell apart
+    spread = np.sqrt(2 * want * (1 - want) / permutations)
+    assert abs(result.p_values[1] - want) < 4 * spread, (result.p_values[1], want)
+
+
 def two_by_two_g2(n: int, ones_u: int, ones_x: int, both: int) -> float:
     """G² of [U][X] on the 0.5-filled 2 × 2 table with these margins and n11 = both."""
     sizes = [both, ones_u - both, ones_x - both, n - ones_u - ones_x + both]

@@ -547,6 +547,14 @@ mod tests {
                 }
                 assert!((mu[0].row(r)[j] - dense::sigmoid(input)).abs() < 1e-8);
             }
+            // the top layer: its own bias and the middle layer's means only
+            for k in 0..3 {
+                let mut input = top.hidden_bias[k];
+                for j in 0..4 {
+                    input += mu[0].row(r)[j] * top.weight(j, k);
+                }
+                assert!((mu[1].row(r)[k] - dense::sigmoid(input)).abs() < 1e-8);
+            }
         }
     }
 

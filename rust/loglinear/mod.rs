@@ -336,7 +336,12 @@ mod tests {
         assert_eq!((sel.selected[0], sel.latent_units[0]), (13, Some(2)));
         let p_values = sel.p_values.unwrap();
         assert!((p_values[0] - 0.01).abs() < 1e-12);
-        assert!(p_values[1..].iter().all(|&v| v > 0.0 && v <= 1.0));
+        // p = (1 + #{G²_perm ≥ G²_obs}) / (B + 1): a whole number of hundredths from 0.01 on
+        for &v in &p_values[1..] {
+            let hundredths = v * 100.0;
+            assert!((hundredths - hundredths.round()).abs() < 1e-9, "{v}");
+            assert!((1.0..=100.0).contains(&hundredths.round()), "{v}");
+        }
     }
 
     #[test]
