@@ -104,8 +104,12 @@ def test_ais_with_a_given_temperature_schedule():
     x = planted(6, 5, seed=1)
     ll = model.log_likelihood(x, n_particles=128, temperatures=schedule, seed=2, log_z=exact)
     assert ll == pytest.approx(model.log_likelihood(x, method="exact"), abs=0.05)
-    for bad in ([0.0, 0.5], [0.0, 0.7, 0.3, 1.0], [[0.0, 1.0]]):
-        with pytest.raises(InvalidInputError):
+    for bad, message in (
+        ([0.0, 0.5], "start at 0 and end at 1"),
+        ([0.0, 0.7, 0.3, 1.0], "non-decreasing"),
+        ([[0.0, 1.0]], "1-D"),
+    ):
+        with pytest.raises(InvalidInputError, match=message):
             model.log_partition(temperatures=bad)
 
 
@@ -517,16 +521,16 @@ def test_arguments_of_the_wrong_kind_are_typed_errors() -> None:
     x = (np.random.default_rng(0).random((50, 6)) < 0.5).astype(np.uint8)
     model = DeepBoltzmannMachine((4, 2), epochs=1, progress=False).fit(x)
     calls = [
-        lambda: DeepBoltzmannMachine(("a",)),
-        lambda: DeepBoltzmannMachine(None),
-        lambda: DeepBoltzmannMachine(3),
-        lambda: DeepBoltzmannMachine((2.5,)),
-        lambda: DeepBoltzmannMachine((4,), learning_rate=None),
-        lambda: model.sample(3, clamped={None: 1}),
-        lambda: model.sample(3, clamped={0.7: 1}),
-        lambda: model.log_partition(temperatures=["a"]),
+        (lambda: DeepBoltzmannMachine(("a",)), r"hidden_sizes\[0\] must be"),
+        (lambda: DeepBoltzmannMachine(None), "hidden_sizes must be"),
+        (lambda: DeepBoltzmannMachine(3), "hidden_sizes must be"),
+        (lambda: DeepBoltzmannMachine((2.5,)), r"hidden_sizes\[0\] must be"),
+        (lambda: DeepBoltzmannMachine((4,), learning_rate=None), "learning_rate must be"),
+        (lambda: model.sample(3, clamped={None: 1}), "clamped features are"),
+        (lambda: model.sample(3, clamped={0.7: 1}), "clamped features are"),
+        (lambda: model.log_partition(temperatures=["a"]), "temperatures must be numbers"),
     ]
-    for call in calls:
-        with pytest.raises(InvalidInputError):
+    for call, message in calls:
+        with pytest.raises(InvalidInputError, match=message):
             call()
     assert DeepBoltzmannMachine((np.int64(3),)).hidden_sizes == (3,)

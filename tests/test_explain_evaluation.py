@@ -137,13 +137,13 @@ def test_nmf_energy_and_transfer_settings_are_checked() -> None:
     # fewer genes than the default 10 components: reduced to what nndsvda allows
     assert len(nmf_gene_selection(x, 3)) == 3
     bad = [
-        {"n_select": 2.5},
-        {"n_select": 1, "n_components": 0},
-        {"n_select": 1, "max_iter": 0},
-        {"n_select": 1, "seed": -1},
+        ({"n_select": 2.5}, "n_select must be"),
+        ({"n_select": 1, "n_components": 0}, "n_components must be"),
+        ({"n_select": 1, "max_iter": 0}, "max_iter must be"),
+        ({"n_select": 1, "seed": -1}, "seed must be"),
     ]
-    for options in bad:
-        with pytest.raises(InvalidInputError):
+    for options, message in bad:
+        with pytest.raises(InvalidInputError, match=message):
             nmf_gene_selection(x, **options)
     with pytest.raises(InvalidInputError, match="no cells"):
         nmf_gene_selection(x[:0], 1)
@@ -168,7 +168,7 @@ def test_nmf_selects_block_genes_over_noise() -> None:
     programs[:, 10:] = rng.random((300, 30)) < 0.1
     selected = nmf_gene_selection(programs, 6, n_components=2, seed=0)
     assert set(selected.tolist()) <= set(range(10))
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidInputError, match="finite, non-negative"):
         nmf_gene_selection(-programs, 3)
 
 
