@@ -207,6 +207,18 @@ def test_energy_statistic_is_the_unbiased_estimate() -> None:
         - mean_distance(list(distinct(y, 2)))
     )
     assert energy_statistic(x, y, n_components=3) == pytest.approx(want, rel=1e-12)
+    # with fewer components than genes: the same formula on the projections onto the first two
+    # principal components of the test cells (scikit-learn)
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=2).fit(y)
+    px, py = pca.transform(x), pca.transform(y)
+    want = (
+        2 * mean_distance([(a, b) for a in px for b in py])
+        - mean_distance(list(distinct(px, 2)))
+        - mean_distance(list(distinct(py, 2)))
+    )
+    assert energy_statistic(x, y, n_components=2) == pytest.approx(want, rel=1e-9)
     # unbiased: over replicates from one distribution the estimates average 0 (the plug-in
     # estimate, within-set means over all n² pairs, would average about 2 / n · E‖X − X'‖)
     same = [

@@ -314,6 +314,29 @@ def test_planted_feature_is_selected_first_with_small_p_value() -> None:
     assert generator.selected[0] == 17
 
 
+@pytest.mark.parametrize("model", ["marginal", "conditional"])
+def test_selection_scores_of_two_lanes_and_many_samples_match_dense_closed_form(
+    model: str,
+) -> None:
+    """p = 300 features (two 256-feature lanes) and n = 3000 samples (large strata, byte and
+    word counts) against the dense numpy oracle, 15 candidates × 3 units per step."""
+    rng = np.random.default_rng(7)
+    n, p, r = 3000, 300, 3
+    factors = rng.random((n, 6)) < 0.5
+    noise = rng.random((n, p)) < 0.05 + 0.3 * (np.arange(p) % 7) / 7
+    X = (factors[:, np.arange(p) % 6] ^ noise).astype(np.uint8)
+    U = (rng.random((n, r)) < 0.5).astype(np.uint8)
+    result = select_features_loglinear(X, U, 6, model=model)  # type: ignore[arg-type]
+    conditional = model == "conditional"
+    for step in range(6):
+        before = result.selected[:step]
+        free = [i for i in range(p) if i not in before]
+        for i in rng.choice(free, 15, replace=False):
+            for j in range(r):
+                want = oracle_g2(U[:, j], X[:, before], X[:, i], conditional)
+                assert abs(result.scores[step, i, j] - want) <= 1e-9 * max(want, 1.0)
+
+
 def test_permutation_p_values_roughly_uniform_under_noise() -> None:
     # one feature and one latent unit (no selection), independent noise: p ~ U(0, 1) up to the
     # discreteness of G² (ties count as ≥, which makes p slightly conservative)
