@@ -42,6 +42,22 @@ def test_tissue_specificity_writes_tables_and_finds_the_planted_gene(table, tmp_
     assert (out / "tau_histogram.png").stat().st_size > 0
 
 
+def test_a_result_folder_is_replaced_only_with_overwrite(table, tmp_path) -> None:
+    out = tmp_path / "tissue"
+    command = ["tissue-specificity", str(table), "--groupby", "tissue", "--out", str(out)]
+    assert runner.invoke(app, command).exit_code == 0
+    (out / "stale.txt").write_text("from an earlier run")
+    refused = runner.invoke(app, command)
+    assert refused.exit_code == 2 and "--overwrite" in refused.output
+    assert (out / "stale.txt").exists()
+    assert runner.invoke(app, [*command, "--overwrite"]).exit_code == 0
+    assert not (out / "stale.txt").exists() and (out / "summary.json").exists()
+    # an output path under a file is an error message, not a traceback
+    (tmp_path / "a_file").write_text("x")
+    bad = runner.invoke(app, [*command[:-1], str(tmp_path / "a_file" / "sub")])
+    assert bad.exit_code == 2 and "cannot create" in bad.output
+
+
 def test_fe_fit_writes_embeddings_and_benchmark(table, tmp_path) -> None:
     out = tmp_path / "fe"
     args = ["fe", "fit", str(table), "--groupby", "tissue", "--out", str(out)]
@@ -54,6 +70,9 @@ def test_fe_fit_writes_embeddings_and_benchmark(table, tmp_path) -> None:
     assert len(embeddings) == 24
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["metrics"]["knn_accuracy"]) == {"factorized_embedding", "pca_3"}
+    # settings, seed and versions, as every job's summary
+    assert summary["metrics"]["seed"] == 0 and "torch" in summary["metrics"]["versions"]
+    assert summary["metrics"]["settings"]["max_epochs"] > 0
     assert (out / "model" / "model.safetensors").is_file()
 
 
@@ -227,3 +246,46 @@ def test_explain_job_refuses_repeated_gene_names_before_training(tmp_path) -> No
     with pytest.raises(InvalidInputError, match=r"gene names repeat, e.g. \['a'\]"):
         explain_job(cells, ResultFolder(tmp_path / "out"), settings=settings)
     assert not any((tmp_path / "out").iterdir())
+
+
+def test_explain_settings_refuse_repeats_unknown_schedules_and_one_synthetic_cell() -> None:
+    """Repeated models or sizes trained and counted twice (duplicate rows, twice the
+    repetitions in the summary); a schedule was recorded unchecked when no DBM was trained;
+    one synthetic cell passed the settings and failed after training."""
+    from omicsembed.exceptions import InvalidInputError
+    from omicsembed.jobs import ExplainSettings
+
+    for options, message in (
+        ({"models": ("vae", "vae")}, "model vae is given more than once"),
+        ({"n_select": (5, 2, 5)}, "n_select 5 is given more than once"),
+        ({"gibbs_schedule": "foo"}, "gibbs_schedule must be"),
+        ({"n_synthetic": 1}, "n_synthetic must be an integer >= 2"),
+    ):
+        with pytest.raises(InvalidInputError, match=message):
+            ExplainSettings(**options)  # type: ignore[arg-type]
+
+
+def test_tissue_specificity_checks_the_log_base_and_records_settings(table, tmp_path) -> None:
+    for base, message in (("0", "unlog_base must be"), ("1", "unlog_base must be")):
+        result = runner.invoke(
+            app,
+            ["tissue-specificity", str(table), "--groupby", "tissue", "--unlog-base", base,
+             "--out", str(tmp_path / "bad")],
+        )  # fmt: skip
+        assert result.exit_code == 2 and message in result.output
+        assert not (tmp_path / "bad").exists()
+    huge = runner.invoke(
+        app,
+        ["tissue-specificity", str(table), "--groupby", "tissue", "--unlog-base", "1e300",
+         "--out", str(tmp_path / "bad")],
+    )  # fmt: skip
+    assert huge.exit_code == 2 and "exceeds float64" in huge.output
+    out = tmp_path / "ok"
+    result = runner.invoke(
+        app,
+        ["tissue-specificity", str(table), "--groupby", "tissue", "--unlog-base", "2",
+         "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["unlog_base"] == 2.0 and "omicsembed" in summary["versions"]

@@ -20,6 +20,7 @@ from omicsembed.io import (
     ResultFolder,
     read_anndata,
     save_figure,
+    staged_result_folder,
     write_h5ad,
     write_json,
     write_table,
@@ -274,3 +275,63 @@ def test_result_folder(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InvalidInputError, match="is a file"):
         ResultFolder(tmp_path / "file")
+
+
+def test_staged_result_folder_appears_only_when_the_job_succeeds(tmp_path):
+    out = tmp_path / "nested" / "run"
+    with staged_result_folder(out) as folder:
+        folder.write_json({"a": 1}, "summary")
+        assert not out.exists()  # written aside until the job ends
+    assert json.loads((out / "summary.json").read_text()) == {"a": 1}
+    assert sorted(p.name for p in out.parent.iterdir()) == ["run"]  # nothing hidden left
+    # a failing or interrupted job leaves nothing, and an earlier result stays whole
+    for error in (InvalidInputError("bad"), KeyboardInterrupt()):
+        with pytest.raises(type(error)), staged_result_folder(out, overwrite=True) as folder:
+            folder.write_json({"a": 2}, "summary")
+            folder.write_json({}, "other")
+            raise error
+        assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+        assert json.loads((out / "summary.json").read_text()) == {"a": 1}
+        assert sorted(p.name for p in out.parent.iterdir()) == ["run"]
+    fresh = tmp_path / "fresh"
+    with pytest.raises(InvalidInputError), staged_result_folder(fresh) as folder:
+        raise InvalidInputError("bad")
+    assert not fresh.exists()
+
+
+def test_staged_result_folder_replaces_only_when_asked(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()
+    with staged_result_folder(out) as folder:  # an empty folder is replaced
+        folder.write_json({"a": 1}, "summary")
+        folder.write_json({}, "stale")
+    with (
+        pytest.raises(InvalidInputError, match=r"not empty.*--overwrite"),
+        staged_result_folder(out),
+    ):
+        pass
+    with staged_result_folder(out, overwrite=True) as folder:
+        folder.write_json({"a": 2}, "summary")
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]  # the stale file is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~_umask()
+    (tmp_path / "a_file").write_text("x")
+    monkeypatch.chdir(out)
+    for bad, message in (
+        (tmp_path / "a_file", "is a file"),
+        (tmp_path / "a_file" / "sub", "cannot create"),
+        ("", "a name"),
+        (".", "a name"),
+        (tmp_path, "holds the current folder"),
+    ):
+        with (
+            pytest.raises(InvalidInputError, match=message),
+            staged_result_folder(bad, overwrite=True),
+        ):
+            pass
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

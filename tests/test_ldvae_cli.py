@@ -167,9 +167,11 @@ def test_ldvae_fit_cli_with_batches(counts_h5ad, tmp_path) -> None:
     restored = LDVAE.load(out / "model")
     assert restored.batch_categories_ == ["L1", "L2"]
     bad = runner.invoke(
-        app, ["ldvae", "fit", str(counts_h5ad), "--batch-key", "nope", "--out", str(out)]
+        app,
+        ["ldvae", "fit", str(counts_h5ad), "--batch-key", "nope", "--out", str(tmp_path / "bad")],
     )
     assert bad.exit_code == 2 and "nope" in bad.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batches", "counts.h5ad"]  # no "bad"
 
 
 @pytest.mark.parametrize("both", [False, True])

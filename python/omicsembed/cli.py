@@ -61,7 +61,17 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     _console.print(f"[green]results written to[/] {out}")
 
 
-Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")]
+Out = Annotated[
+    Path,
+    typer.Option(
+        "--out",
+        "-o",
+        help="Output folder; it appears only when the job succeeds (nothing is left on failure).",
+    ),
+]
+Overwrite = Annotated[
+    bool, typer.Option(help="Replace the output folder if it exists and is not empty.")
+]
 Seed = Annotated[int, typer.Option(help="Seed of initialisation, shuffling and splits.")]
 
 
@@ -74,12 +84,15 @@ def demo(
     ] = False,
     seed: Seed = 0,
     epochs: Annotated[int | None, typer.Option(help="Override the number of epochs.")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Run the main job on the embedded NCI60 data (64 cell lines, 9 cancer types)."""
+    from omicsembed import io
     from omicsembed.jobs import DemoSettings
     from omicsembed.jobs import demo as run_demo
 
-    summary = run_demo(out, DemoSettings(quick=quick, seed=seed, max_epochs=epochs))
+    with io.staged_result_folder(out, overwrite=overwrite) as folder:
+        summary = run_demo(folder, DemoSettings(quick=quick, seed=seed, max_epochs=epochs))
     _print_summary(summary, out)
 
 
@@ -112,6 +125,7 @@ def fe_fit(
     ] = None,
     resume: Annotated[bool, typer.Option(help="Resume from --checkpoint-dir.")] = False,
     seed: Seed = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Fit factorized embeddings to your data and benchmark them against PCA."""
     from omicsembed import io, pp
@@ -130,19 +144,19 @@ def fe_fit(
         validation_fraction=validation_fraction,
         seed=seed,
     )
-    folder = io.ResultFolder(out)
-    metrics = factorized_embedding_job(
-        adata,
-        folder,
-        groupby=groupby,
-        layer=layer,
-        model=model,
-        seed=seed,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
-    )
-    summary = {"job": "fe fit", "data": str(data), "groupby": groupby, "metrics": metrics}
-    folder.write_json(summary, "summary")
+    with io.staged_result_folder(out, overwrite=overwrite) as folder:
+        metrics = factorized_embedding_job(
+            adata,
+            folder,
+            groupby=groupby,
+            layer=layer,
+            model=model,
+            seed=seed,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+        )
+        summary = {"job": "fe fit", "data": str(data), "groupby": groupby, "metrics": metrics}
+        folder.write_json(summary, "summary")
     _print_summary(summary, out)
 
 
@@ -160,18 +174,24 @@ def tissue_specificity(
     percentile: Annotated[
         float, typer.Option(help="Within-group Wasserstein percentile for specific genes.")
     ] = 65.0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Tau index and tissue-specific Wasserstein distance of every gene."""
     from omicsembed import io
     from omicsembed.jobs import tissue_specificity_job
 
     adata = io.read_anndata(data, groupby=groupby)
-    folder = io.ResultFolder(out)
-    metrics = tissue_specificity_job(
-        adata, folder, groupby=groupby, layer=layer, unlog_base=unlog_base, percentile=percentile
-    )
-    summary = {"job": "tissue-specificity", "data": str(data), "groupby": groupby, **metrics}
-    folder.write_json(summary, "summary")
+    with io.staged_result_folder(out, overwrite=overwrite) as folder:
+        metrics = tissue_specificity_job(
+            adata,
+            folder,
+            groupby=groupby,
+            layer=layer,
+            unlog_base=unlog_base,
+            percentile=percentile,
+        )
+        summary = {"job": "tissue-specificity", "data": str(data), "groupby": groupby, **metrics}
+        folder.write_json(summary, "summary")
     _print_summary(summary, out)
 
 
@@ -242,6 +262,7 @@ def explain_command(
     out: Out = Path("omicsembed-explain"),
     layer: Layer = None,
     seed: Seed = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Explain a DBM or Bernoulli VAE with log-linear models (Hess et al. 2020)."""
     from omicsembed import io
@@ -281,13 +302,15 @@ def explain_command(
         gibbs_schedule=gibbs_schedule,  # type: ignore[arg-type]  # checked by the model
         seed=seed,
     )
-    folder = io.ResultFolder(out)
-    summary = {
-        "job": "explain",
-        "data": "pbmc68k_reduced" if demo else str(data),
-        **explain_job(adata, folder, label_columns=label_columns, layer=layer, settings=settings),
-    }
-    folder.write_json(summary, "summary")
+    with io.staged_result_folder(out, overwrite=overwrite) as folder:
+        summary = {
+            "job": "explain",
+            "data": "pbmc68k_reduced" if demo else str(data),
+            **explain_job(
+                adata, folder, label_columns=label_columns, layer=layer, settings=settings
+            ),
+        }
+        folder.write_json(summary, "summary")
     _print_summary(summary, out)
 
 
@@ -319,6 +342,7 @@ def ldvae_fit(
     layer: Layer = None,
     out: Out = Path("omicsembed-ldvae"),
     seed: Seed = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Fit an LDVAE to counts: factors, gene loadings, variance explained, held-out error."""
     from omicsembed import io
@@ -341,15 +365,15 @@ def ldvae_fit(
         latent_distribution=latent_distribution,  # type: ignore[arg-type]
         seed=seed,
     )
-    folder = io.ResultFolder(out)
-    metrics = ldvae_job(
-        adata, folder, groupby=groupby, layer=layer, batch_key=batch_key, model=model, seed=seed
-    )
-    summary = {
-        "job": "ldvae fit",
-        "data": "pbmc68k_reduced" if demo else str(data),
-        "groupby": groupby,
-        "metrics": metrics,
-    }
-    folder.write_json(summary, "summary")
+    with io.staged_result_folder(out, overwrite=overwrite) as folder:
+        metrics = ldvae_job(
+            adata, folder, groupby=groupby, layer=layer, batch_key=batch_key, model=model, seed=seed
+        )
+        summary = {
+            "job": "ldvae fit",
+            "data": "pbmc68k_reduced" if demo else str(data),
+            "groupby": groupby,
+            "metrics": metrics,
+        }
+        folder.write_json(summary, "summary")
     _print_summary(summary, out)

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ __all__ = [
     "atomic_path",
     "read_anndata",
     "save_figure",
+    "staged_result_folder",
     "write_h5ad",
     "write_json",
     "write_table",
@@ -465,3 +467,74 @@ class ResultFolder:
     def write_h5ad(self, adata: ad.AnnData, name: str) -> Path:
         """Write ``<name>.h5ad`` (``.h5ad`` is added when missing; see :func:`write_h5ad`)."""
         return write_h5ad(adata, self.file(name if name.endswith(".h5ad") else f"{name}.h5ad"))
+
+
+@contextlib.contextmanager
+def staged_result_folder(
+    path: str | os.PathLike[str], *, overwrite: bool = False
+) -> Iterator[ResultFolder]:
+    """Yield a job's result folder that appears at ``path`` only when the job succeeds.
+
+    The job writes into a hidden sibling folder (``.<name>.partial-…``). When the ``with`` block
+    ends without an error, that folder is renamed to ``path`` (an existing folder is moved
+    aside first and removed after the rename); on any error or interruption it is removed, so
+    a failed run leaves neither a partial folder nor a half-replaced earlier result.
+
+    Parameters
+    ----------
+    path
+        Result folder to create. Its parent folders are created if missing.
+    overwrite
+        Replace an existing non-empty folder at ``path`` (an empty one is always replaced).
+
+    Yields
+    ------
+    ResultFolder
+        The staging folder to write into.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``path`` is a file, a non-empty folder without ``overwrite``, the current folder or
+        one of its parents, or its parent folder cannot be created.
+
+    """
+    final = Path(path)
+    if final.name in ("", ".", ".."):
+        raise InvalidInputError(f"give the result folder a name, got {str(path)!r}")
+    if final.exists() and not final.is_dir():
+        raise InvalidInputError(f"result folder {str(final)!r} exists and is a file")
+    if final.is_dir():
+        here = Path.cwd().resolve()
+        if final.resolve() == here or final.resolve() in here.parents:
+            raise InvalidInputError(
+                f"result folder {str(final)!r} holds the current folder; choose another"
+            )
+        if any(final.iterdir()) and not overwrite:
+            raise InvalidInputError(
+                f"result folder {str(final)!r} exists and is not empty; choose another folder "
+                "or pass --overwrite (overwrite=True) to replace it"
+            )
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = final.parent / f".{final.name}.partial-{secrets.token_hex(8)}"
+        staging.mkdir()
+    except OSError as error:
+        raise InvalidInputError(
+            f"cannot create the result folder {str(final)!r}: {error}"
+        ) from error
+    mode = _new_file_mode()
+    if mode is not None:  # a folder's: the file's, searchable where readable
+        os.chmod(staging, mode | (mode & 0o444) >> 2)
+    try:
+        yield ResultFolder(staging)
+        if final.exists():
+            aside = final.parent / f".{final.name}.replaced-{secrets.token_hex(8)}"
+            os.rename(final, aside)
+            os.rename(staging, final)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.rename(staging, final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

@@ -117,13 +117,27 @@ def tissue_specificity_job(
     Raises
     ------
     InvalidInputError
-        Missing column, negative values for Tau without ``unlog_base``, or bad groups.
+        Missing column, negative values for Tau without ``unlog_base``, an ``unlog_base`` that
+        is not a finite number above 1, ``base ** x`` beyond float64, or bad groups.
 
     """
+    if unlog_base is not None and not (np.isfinite(unlog_base) and unlog_base > 1):
+        raise InvalidInputError(
+            f"unlog_base must be the base of the logarithms (a finite number > 1), got {unlog_base}"
+        )
     adata = _labelled(adata, groupby)
     matrix = dense_matrix(adata, layer=layer)
     groups = adata.obs[groupby].to_numpy()
-    expression = np.power(unlog_base, matrix, dtype=np.float64) if unlog_base else matrix
+    if unlog_base is None:
+        expression = matrix
+    else:
+        with np.errstate(over="ignore"):
+            expression = np.power(unlog_base, matrix, dtype=np.float64)
+        if np.isinf(expression).any():
+            raise InvalidInputError(
+                f"{unlog_base} ** x exceeds float64 for the largest values "
+                f"({np.nanmax(matrix):.4g}); are the values logarithms in this base?"
+            )
     tau = stats.tau_index(expression, groups)
     wasserstein = stats.tissue_wasserstein(matrix, groups)
     genes = adata.var_names.astype(str)
@@ -159,6 +173,13 @@ def tissue_specificity_job(
         "specific_genes_per_group": {
             str(g): int(n) for g, n in zip(wasserstein.groups, specific.sum(axis=0), strict=True)
         },
+        "settings": {
+            "groupby": groupby,
+            "layer": layer,
+            "unlog_base": unlog_base,
+            "percentile": percentile,
+        },
+        "versions": _versions(),
     }
 
 
@@ -255,6 +276,9 @@ def factorized_embedding_job(
             np.corrcoef(matrix[observed], reconstructed[observed])[0, 1]
         ),
         "reconstruction_pearson_per_sample_mean": float(np.nanmean(per_sample)),
+        "seed": seed,
+        "settings": {**model.settings.__dict__, "layer": layer, "n_neighbors": n_neighbors},
+        "versions": _versions(),
     }
     if "validation_loss" in model.history_:
         metrics["best_validation_loss"] = float(model.history_["validation_loss"].min())
@@ -340,20 +364,24 @@ class DemoSettings:
 
 
 def demo(
-    out: str | Path, settings: DemoSettings | None = None, *, progress: bool | None = None
+    out: str | Path | ResultFolder,
+    settings: DemoSettings | None = None,
+    *,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """Run the main job on the embedded NCI60 data (64 cell lines, 9 cancer types).
 
     Tissue specificity (Tau on linear-scale ratios ``2**x``, Wasserstein distances on the log2
     ratios) of all 2000 shipped genes per cancer type, then factorized embeddings of the cell
     lines benchmarked with 5-nearest-neighbour classification of cancer type against PCA of the
-    same dimension. Writes everything into ``out`` and returns the summary.
+    same dimension. Writes everything into ``out`` (a folder path or a
+    :class:`~omicsembed.io.ResultFolder`) and returns the summary.
     """
     from omicsembed.datasets import nci60
 
     settings = settings or DemoSettings()
     started = time.perf_counter()
-    folder = ResultFolder(out)
+    folder = out if isinstance(out, ResultFolder) else ResultFolder(out)
     adata = _labelled(nci60(), "cancer_type")
     tissue = tissue_specificity_job(adata, folder, groupby="cancer_type", unlog_base=2.0)
     subset = adata[:, np.sort(pp.highly_variable(adata, settings.n_genes))].copy()
@@ -461,15 +489,30 @@ class ExplainSettings:
         Raises
         ------
         InvalidInputError
-            No models or gene-set sizes, a count below 1, a quantile outside [0, 1) (at 1
-            every gene would be 0), a test fraction outside (0, 1), or a seed that is not an
-            int in [0, 2**32).
+            No models or gene-set sizes, a model or gene-set size given twice, an unknown
+            Gibbs schedule, a count below 1 (``n_synthetic`` below 2), a quantile outside
+            [0, 1) (at 1 every gene would be 0), a test fraction outside (0, 1), or a seed that
+            is not an int in [0, 2**32).
 
         """
         if len(self.models) == 0:
             raise InvalidInputError("give at least one model ('vae' or 'dbm')")
         if len(self.n_select) == 0:
             raise InvalidInputError("give at least one gene-set size (n_select)")
+        named: tuple[tuple[str, list[str]], ...] = (
+            ("model", [str(m) for m in self.models]),
+            ("n_select", [str(k) for k in self.n_select]),
+        )
+        for name, values in named:
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise InvalidInputError(
+                    f"{name} {', '.join(repeated)} is given more than once; give each once"
+                )
+        if self.gibbs_schedule not in ("blocked", "synchronous"):
+            raise InvalidInputError(
+                f"gibbs_schedule must be 'blocked' or 'synchronous', got {self.gibbs_schedule!r}"
+            )
         counts = {f"n_select {k}": k for k in self.n_select}
         counts |= {
             "n_synthetic": self.n_synthetic,
@@ -483,6 +526,7 @@ class ExplainSettings:
         }
         for name, value in counts.items():
             check_count(name, value, 1)
+        check_count("n_synthetic", self.n_synthetic, 2)  # the energy statistic needs two
         if not 0.0 <= self.quantile < 1.0:
             raise InvalidInputError(
                 f"quantile must be in [0, 1), got {self.quantile} (at 1 every gene would be 0)"
