@@ -289,3 +289,35 @@ def test_tissue_specificity_checks_the_log_base_and_records_settings(table, tmp_
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["unlog_base"] == 2.0 and "omicsembed" in summary["versions"]
+
+
+def test_explain_job_checks_the_training_cells_labels_before_training(tmp_path) -> None:
+    """Missing labels, or a second label present only among the test cells, failed only
+    after the models were trained (and named row positions, not cells)."""
+    import anndata as ad
+
+    from omicsembed.exceptions import InvalidInputError
+    from omicsembed.io import ResultFolder
+    from omicsembed.jobs import ExplainSettings, explain_job
+
+    rng = np.random.default_rng(0)
+    cells = ad.AnnData(rng.random((40, 6)))
+    cells.obs_names = [f"cell{i}" for i in range(40)]
+    settings = ExplainSettings(n_select=(2,), epochs=1, seed=0)
+    order = np.random.default_rng(0).permutation(40)  # the job's split: test cells first
+    n_test = round(settings.test_fraction * 40)
+    test_cells, train_cells = order[:n_test], np.sort(order[n_test:])
+    missing = np.array(["a", "b"] * 20, dtype=object)
+    missing[train_cells[3]] = None
+    one_class = np.full(40, "a", dtype=object)
+    one_class[test_cells[0]] = "b"  # "b" only among the test cells
+    for values, message in (
+        (missing, rf"no label for training cells \['cell{train_cells[3]}'\]"),
+        (one_class, "fewer than two distinct labels among the"),
+    ):
+        cells.obs["kind"] = values
+        with pytest.raises(InvalidInputError, match=message):
+            explain_job(
+                cells, ResultFolder(tmp_path / "out"), label_columns=("kind",), settings=settings
+            )
+        assert not any((tmp_path / "out").iterdir())

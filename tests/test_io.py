@@ -66,6 +66,18 @@ def test_table_round_trip(tmp_path, frame, suffix):
     assert list(a.obs["batch"].astype(str)) == ["1", "2", "1", "2", "1"]
 
 
+def test_several_numeric_label_columns_stay_annotations(tmp_path, frame):
+    """The explain job's label columns (--labels a --labels b) of a table: numeric ones were
+    read as genes (and could be selected) and then reported missing."""
+    path = tmp_path / "d.csv"
+    frame.assign(cluster=np.arange(len(frame)) % 3).to_csv(path, index=False)
+    a = read_anndata(path, groupby=["batch", "cluster"])
+    assert "batch" not in a.var_names and "cluster" not in a.var_names
+    assert list(a.obs["cluster"].astype(str)) == ["0", "1", "2", "0", "1"]
+    with pytest.raises(InvalidInputError, match="'missing' is not in"):
+        read_anndata(path, groupby=("cluster", "missing"))
+
+
 def test_numeric_column_is_a_gene_without_groupby(tmp_path, frame):
     path = tmp_path / "d.csv"
     frame.to_csv(path, index=False)

@@ -278,7 +278,8 @@ def explain_command(
     else:
         assert data is not None
         folder_data = data.is_dir()
-        adata = read_shared_folder(data) if folder_data else io.read_anndata(data)
+        # a table's label columns stay annotations even when their values are numbers
+        adata = read_shared_folder(data) if folder_data else io.read_anndata(data, groupby=labels)
         # a shared-data folder's .obs holds its per-cell annotations (e.g. cell_type, class):
         # those that group cells (2 to n/2 values) are its labels
         default_labels = (

@@ -17,7 +17,7 @@ import math
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +57,9 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
-def read_anndata(path: str | os.PathLike[str], *, groupby: str | None = None) -> ad.AnnData:
+def read_anndata(
+    path: str | os.PathLike[str], *, groupby: str | Sequence[str] | None = None
+) -> ad.AnnData:
     """Read a samples x genes dataset as :class:`anndata.AnnData`.
 
     Parameters
@@ -69,9 +71,10 @@ def read_anndata(path: str | os.PathLike[str], *, groupby: str | None = None) ->
         (float64; empty cells and ``NA``/``NaN`` become NaN). Columns holding text are sample
         metadata and become ``.obs`` (as strings).
     groupby
-        Name of a column holding sample groups (e.g. tissue or cancer type). It must exist (in
-        the table, or in ``.obs`` of an ``.h5ad``); in a table it always goes to ``.obs``, even
-        when its values are numbers, and it is stored as a categorical.
+        Name of a column holding sample groups (e.g. tissue or cancer type), or several names
+        (e.g. the label columns of a cell-type annotation). Each must exist (in the table, or
+        in ``.obs`` of an ``.h5ad``); in a table it always goes to ``.obs``, even when its
+        values are numbers, and it is stored as a categorical.
 
     Returns
     -------
@@ -89,6 +92,7 @@ def read_anndata(path: str | os.PathLike[str], *, groupby: str | None = None) ->
         offending value).
 
     """
+    groups = (groupby,) if isinstance(groupby, str) else tuple(groupby or ())
     p = Path(path)
     if not p.is_file():
         raise InvalidInputError(
@@ -96,7 +100,7 @@ def read_anndata(path: str | os.PathLike[str], *, groupby: str | None = None) ->
         )
     suffix = _suffix(p)
     if suffix == ".h5ad":
-        return _read_h5ad(p, groupby)
+        return _read_h5ad(p, groups)
     if suffix in _TABLE_SUFFIXES:
         try:
             df = pl.read_csv(
@@ -109,27 +113,29 @@ def read_anndata(path: str | os.PathLike[str], *, groupby: str | None = None) ->
             raise InvalidInputError(
                 f"cannot parse {str(p)!r} as a {suffix} table with a header line: {exc}"
             ) from exc
-        return _table_to_anndata(df, p, groupby)
+        return _table_to_anndata(df, p, groups)
     if suffix == ".parquet":
         try:
             df = pl.read_parquet(p)
         except Exception as exc:
             raise InvalidInputError(f"cannot read {str(p)!r} as Parquet: {exc}") from exc
-        return _table_to_anndata(df, p, groupby)
+        return _table_to_anndata(df, p, groups)
     raise InvalidInputError(
         f"unknown file extension {suffix!r} of {str(p)!r}; expected .h5ad, .csv, .tsv, "
         ".csv.gz, .tsv.gz or .parquet"
     )
 
 
-def _read_h5ad(p: Path, groupby: str | None) -> ad.AnnData:
+def _read_h5ad(p: Path, groups: tuple[str, ...]) -> ad.AnnData:
     import anndata as ad
 
     try:
         adata = ad.read_h5ad(p)
     except Exception as exc:
         raise InvalidInputError(f"cannot read {str(p)!r} as .h5ad: {exc}") from exc
-    if groupby is not None and groupby not in adata.obs.columns:
+    for groupby in groups:
+        if groupby in adata.obs.columns:
+            continue
         raise InvalidInputError(
             f"groupby column {groupby!r} is not in .obs of {str(p)!r}; available .obs "
             f"columns: {list(map(str, adata.obs.columns))}"
@@ -141,7 +147,7 @@ def _is_numeric(dtype: pl.DataType) -> bool:
     return dtype.is_numeric() or dtype == pl.Boolean or dtype == pl.Null
 
 
-def _table_to_anndata(df: pl.DataFrame, p: Path, groupby: str | None) -> ad.AnnData:
+def _table_to_anndata(df: pl.DataFrame, p: Path, groups: tuple[str, ...]) -> ad.AnnData:
     import anndata as ad
 
     if df.width < 2:
@@ -155,7 +161,9 @@ def _table_to_anndata(df: pl.DataFrame, p: Path, groupby: str | None) -> ad.AnnD
     if dup_cols:
         raise InvalidInputError(f"{str(p)!r} has duplicated column names: {dup_cols[:10]}")
     id_col, *rest = df.columns
-    if groupby is not None and groupby not in rest:
+    for groupby in groups:
+        if groupby in rest:
+            continue
         raise InvalidInputError(
             f"groupby column {groupby!r} is not in {str(p)!r}; available columns (after the "
             f"sample id column {id_col!r}): {rest[:50]}{' ...' if len(rest) > 50 else ''}"
@@ -178,7 +186,7 @@ def _table_to_anndata(df: pl.DataFrame, p: Path, groupby: str | None) -> ad.AnnD
     obs_cols: list[str] = []
     for name in rest:
         dtype = df.schema[name]
-        if name == groupby:
+        if name in groups:
             obs_cols.append(name)
         elif _is_numeric(dtype):
             gene_cols.append(name)
@@ -213,7 +221,7 @@ def _table_to_anndata(df: pl.DataFrame, p: Path, groupby: str | None) -> ad.AnnD
     obs = pd.DataFrame(index=index)
     for name in obs_cols:
         values = df.get_column(name).to_list()
-        if name == groupby:
+        if name in groups:
             obs[name] = pd.Categorical([None if v is None else str(v) for v in values])
         else:
             obs[name] = pd.array(values, dtype=object)

@@ -740,11 +740,6 @@ def explain_job(
             raise InvalidInputError(
                 f"label column {column!r} not in .obs; available: {list(adata.obs.columns)}"
             )
-        if adata.obs[column].nunique() < 2:
-            raise InvalidInputError(
-                f"label column {column!r} has fewer than two distinct labels; the label "
-                "transfer's Davies–Bouldin index needs at least two"
-            )
     if not adata.var_names.is_unique:
         repeated = list(adata.var_names[adata.var_names.duplicated()].unique()[:5])
         raise InvalidInputError(
@@ -760,6 +755,21 @@ def explain_job(
     order = np.random.default_rng(settings.seed).permutation(binary.shape[0])
     n_test = round(settings.test_fraction * binary.shape[0])
     test_rows, train_rows = np.sort(order[:n_test]), np.sort(order[n_test:])
+    # the labels of the training cells are transferred: checked there, before any training
+    for column in label_columns:
+        labels = adata.obs[column].iloc[train_rows]
+        if labels.isna().any():
+            missing = list(labels.index[labels.isna()][:5])
+            raise InvalidInputError(
+                f"label column {column!r} has no label for training cells {missing}; give "
+                "every cell a label or leave the column out"
+            )
+        if labels.nunique() < 2:
+            raise InvalidInputError(
+                f"label column {column!r} has fewer than two distinct labels among the "
+                f"{len(labels)} training cells; the label transfer's Davies–Bouldin index "
+                "needs at least two"
+            )
     train_data, test_data = binary[train_rows], binary[test_rows]
     genes = [str(g) for g in adata.var_names]
     # the models keep the genes' names (saved with them)
