@@ -281,3 +281,27 @@ def test_read_shared_folder_errors(tmp_path) -> None:
     np.savez_compressed(tmp_path / "expression.npz", Y=np.zeros(3))
     with pytest.raises(InvalidInputError, match="no 2-D array 'X'"):
         read_shared_folder(tmp_path)
+    # object arrays (pickled), text in X and a file that is no archive: errors, not tracebacks
+    for arrays in ({"X": np.array([[1, "a"]], dtype=object)}, {"X": np.array([["1", "a"]])}):
+        np.savez(tmp_path / "expression.npz", **arrays)
+        with pytest.raises(InvalidInputError, match=r"cannot read .* as numeric arrays"):
+            read_shared_folder(tmp_path)
+    (tmp_path / "expression.npz").write_bytes(b"not an archive")
+    with pytest.raises(InvalidInputError, match="cannot read"):
+        read_shared_folder(tmp_path)
+
+
+def test_read_shared_folder_with_as_many_cells_as_genes(tmp_path) -> None:
+    """Per-cell arrays were dropped (and put in .var) when the counts agreed."""
+    from omicsembed.datasets import read_shared_folder
+
+    labels = np.array(["a", "b", "a"])
+    np.savez(
+        tmp_path / "expression.npz",
+        X=np.eye(3),
+        genes=np.array(["g1", "g2", "g3"]),
+        cell_type=labels,
+    )
+    adata = read_shared_folder(tmp_path)
+    assert list(adata.obs["cell_type"]) == ["a", "b", "a"]
+    assert list(adata.var_names) == ["g1", "g2", "g3"] and "cell_type" not in adata.var

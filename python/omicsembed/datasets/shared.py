@@ -8,6 +8,7 @@ genes). These data sets are for tests and evaluation; none is shipped with the p
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import anndata as ad
@@ -37,23 +38,42 @@ def read_shared_folder(path: str | Path) -> ad.AnnData:
     Raises
     ------
     InvalidInputError
-        When the folder or its ``expression.npz`` is missing or has no 2-D ``X``.
+        When the folder or its ``expression.npz`` is missing, is not a numeric ``.npz``
+        archive (object arrays, text in ``X``), or has no 2-D ``X``.
 
     """
     folder = Path(path)
     archive = folder / "expression.npz"
     if not archive.is_file():
         raise InvalidInputError(f"{folder} is not a data folder: {archive} is missing")
-    with np.load(archive, allow_pickle=False) as data:
-        if "X" not in data.files or data["X"].ndim != 2:
-            raise InvalidInputError(f"{archive} has no 2-D array 'X' (keys: {data.files})")
-        X = np.asarray(data["X"], dtype=np.float32)
-        arrays = {key: data[key] for key in data.files if key != "X" and data[key].ndim == 1}
+    try:
+        with np.load(archive, allow_pickle=False) as data:
+            if "X" not in data.files or data["X"].ndim != 2:
+                raise InvalidInputError(f"{archive} has no 2-D array 'X' (keys: {data.files})")
+            X = np.asarray(data["X"], dtype=np.float32)
+            arrays = {key: data[key] for key in data.files if key != "X" and data[key].ndim == 1}
+    except (ValueError, TypeError, OSError, zipfile.BadZipFile) as error:
+        # object arrays (pickles, refused), text in X, or not an npz archive at all
+        raise InvalidInputError(
+            f"cannot read {archive} as numeric arrays (X: cells × genes numbers): {error}"
+        ) from error
     n, m = X.shape
+    # per-cell arrays to .obs and per-gene ones to .var; when there are as many cells as genes
+    # only 'genes' is per gene
     obs = pd.DataFrame(
-        {key: pd.Categorical(value) for key, value in arrays.items() if len(value) == n and n != m}
+        {
+            key: pd.Categorical(value)
+            for key, value in arrays.items()
+            if len(value) == n and (n != m or key != "genes")
+        }
     )
-    var = pd.DataFrame({key: value for key, value in arrays.items() if len(value) == m})
+    var = pd.DataFrame(
+        {
+            key: value
+            for key, value in arrays.items()
+            if len(value) == m and (n != m or key == "genes")
+        }
+    )
     gene_names = (
         [str(g) for g in arrays["genes"]] if "genes" in var else [f"gene_{j}" for j in range(m)]
     )
