@@ -232,8 +232,8 @@ def _table_to_anndata(df: pl.DataFrame, p: Path, groups: tuple[str, ...]) -> ad.
 # --------------------------------------------------------------------------------------------
 # atomic writing
 # --------------------------------------------------------------------------------------------
-def _new_file_mode() -> int | None:
-    """Return the permissions a new file gets (``0o666`` less the umask), or None if unknown.
+def _umask() -> int | None:
+    """Return the process's umask, or None if unknown.
 
     Read from ``/proc/self/status`` (Linux): ``os.umask`` can only be read by setting it, which
     is not safe while other threads create files.
@@ -244,8 +244,14 @@ def _new_file_mode() -> int | None:
         return None
     for line in status.splitlines():
         if line.startswith("Umask:"):
-            return 0o666 & ~int(line.split()[1], 8)
+            return int(line.split()[1], 8)
     return None
+
+
+def _new_file_mode() -> int | None:
+    """Return the permissions a new file gets (``0o666`` less the umask), or None if unknown."""
+    mask = _umask()
+    return None if mask is None else 0o666 & ~mask
 
 
 @contextlib.contextmanager
@@ -531,9 +537,9 @@ def staged_result_folder(
         raise InvalidInputError(
             f"cannot create the result folder {str(final)!r}: {error}"
         ) from error
-    mode = _new_file_mode()
-    if mode is not None:  # a folder's: the file's, searchable where readable
-        os.chmod(staging, mode | (mode & 0o444) >> 2)
+    mask = _umask()
+    if mask is not None:  # a new folder's permissions (mkdir's), not a private 0700
+        os.chmod(staging, 0o777 & ~mask)
     try:
         yield ResultFolder(staging)
         if final.exists():
