@@ -321,3 +321,19 @@ def test_explain_job_checks_the_training_cells_labels_before_training(tmp_path) 
                 cells, ResultFolder(tmp_path / "out"), label_columns=("kind",), settings=settings
             )
         assert not any((tmp_path / "out").iterdir())
+
+
+def test_explain_job_refuses_data_without_varying_genes(tmp_path) -> None:
+    """All-zero data were explained: 'selected genes' with G² from the 0.5 fill alone."""
+    import anndata as ad
+
+    from omicsembed.exceptions import InvalidInputError
+    from omicsembed.io import ResultFolder
+    from omicsembed.jobs import ExplainSettings, explain_job
+
+    cells = ad.AnnData(np.zeros((30, 5)))
+    cells.X[:, 0] = np.arange(30) % 2  # one gene varies, three are to be selected
+    settings = ExplainSettings(n_select=(3,), epochs=1)
+    with pytest.raises(InvalidInputError, match="only 1 of 5 genes vary"):
+        explain_job(cells, ResultFolder(tmp_path / "out"), settings=settings)
+    assert not any((tmp_path / "out").iterdir())

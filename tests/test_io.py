@@ -347,3 +347,18 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_repeated_sample_names_of_an_h5ad_are_refused(tmp_path):
+    """A table's repeated sample ids are refused, and so are an .h5ad's (anndata refuses them
+    while reading; the fuzz of session 25 reported them accepted, which this pins)."""
+    import warnings
+
+    adata = ad.AnnData(np.ones((3, 2)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        adata.obs_names = ["c0", "c1", "c0"]
+    path = tmp_path / "d.h5ad"
+    adata.write_h5ad(path)
+    with pytest.raises(InvalidInputError, match="not unique"):
+        read_anndata(path)

@@ -724,8 +724,9 @@ def explain_job(
     ------
     InvalidInputError
         Unknown models, Gibbs schedule or label columns, label columns with fewer than two
-        labels, gene-set sizes above the number of genes (all before any training), or data
-        the models reject.
+        labels or missing labels among the training cells, gene-set sizes above the number of
+        genes or of genes that vary once dichotomised (all before any training), or data the
+        models reject.
 
     """
     from omicsembed.explain import explain, nmf_gene_selection, rank_against_random_gene_sets
@@ -755,6 +756,13 @@ def explain_job(
     order = np.random.default_rng(settings.seed).permutation(binary.shape[0])
     n_test = round(settings.test_fraction * binary.shape[0])
     test_rows, train_rows = np.sort(order[:n_test]), np.sort(order[n_test:])
+    varying = np.ptp(binary[train_rows], axis=0) > 0
+    if varying.sum() < max(settings.n_select):
+        raise InvalidInputError(
+            f"only {int(varying.sum())} of {binary.shape[1]} genes vary among the training cells "
+            f"once dichotomised (quantile {settings.quantile}); {max(settings.n_select)} are to "
+            "be selected: constant genes carry no pattern"
+        )
     # the labels of the training cells are transferred: checked there, before any training
     for column in label_columns:
         labels = adata.obs[column].iloc[train_rows]
