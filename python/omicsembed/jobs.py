@@ -39,7 +39,7 @@ from omicsembed.models import FactorizedEmbedding
 
 if TYPE_CHECKING:
     from omicsembed.models import LDVAE
-from omicsembed.models._data import dense_matrix
+from omicsembed.models._data import check_unique_genes, dense_matrix
 
 __all__ = [
     "DemoSettings",
@@ -515,7 +515,6 @@ class ExplainSettings:
             )
         counts = {f"n_select {k}": k for k in self.n_select}
         counts |= {
-            "n_synthetic": self.n_synthetic,
             "n_random": self.n_random,
             "n_transfer_seeds": self.n_transfer_seeds,
             "n_initializations": self.n_initializations,
@@ -526,7 +525,7 @@ class ExplainSettings:
         }
         for name, value in counts.items():
             check_count(name, value, 1)
-        check_count("n_synthetic", self.n_synthetic, 2)  # the energy statistic needs two
+        check_count("n_synthetic", self.n_synthetic, 2)  # the energy statistic needs two cells
         if not 0.0 <= self.quantile < 1.0:
             raise InvalidInputError(
                 f"quantile must be in [0, 1), got {self.quantile} (at 1 every gene would be 0)"
@@ -741,12 +740,7 @@ def explain_job(
             raise InvalidInputError(
                 f"label column {column!r} not in .obs; available: {list(adata.obs.columns)}"
             )
-    if not adata.var_names.is_unique:
-        repeated = list(adata.var_names[adata.var_names.duplicated()].unique()[:5])
-        raise InvalidInputError(
-            f"gene names repeat, e.g. {repeated}; the models match genes by name, so make them "
-            "unique first (AnnData.var_names_make_unique())"
-        )
+    check_unique_genes(adata.var_names)
     if max(settings.n_select) > adata.n_vars:
         raise InvalidInputError(
             f"cannot select {max(settings.n_select)} genes: the data have {adata.n_vars}"

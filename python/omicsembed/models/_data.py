@@ -24,6 +24,7 @@ __all__ = [
     "RowMatrix",
     "Seed",
     "binary_matrix",
+    "check_unique_genes",
     "check_values",
     "count_matrix",
     "dense_matrix",
@@ -312,7 +313,7 @@ def match_features(
     """
     if isinstance(data, AnnData):
         present = pd.Index(data.var_names)
-        _check_unique_genes(present)
+        check_unique_genes(present)
         missing = [name for name in feature_names if name not in present]
         if missing:
             raise InvalidInputError(
@@ -337,12 +338,12 @@ def torch_generator(seed: Seed) -> torch.Generator:
     return torch.Generator().manual_seed(seed_int(seed, below=TORCH_SEEDS))
 
 
-def _check_unique_genes(names: pd.Index) -> None:
-    """Raise InvalidInputError if gene names repeat (genes are matched by name)."""
+def check_unique_genes(names: pd.Index) -> None:
+    """Raise InvalidInputError if gene names (``var_names``) repeat: genes are matched by name."""
     if not names.is_unique:
         repeated = list(names[names.duplicated()].unique()[:5])
         raise InvalidInputError(
-            f"gene names (var_names) repeat, e.g. {repeated}; genes are matched by name, so "
+            f"gene names repeat, e.g. {repeated}; genes (var_names) are matched by name, so "
             "make them unique first (AnnData.var_names_make_unique())"
         )
 
@@ -357,7 +358,7 @@ def feature_names(data: Any, size: int, prefix: str = "feature") -> list[str]:
 
     """
     if isinstance(data, AnnData):
-        _check_unique_genes(pd.Index(data.var_names))
+        check_unique_genes(pd.Index(data.var_names))
         return [str(name) for name in data.var_names]
     return [f"{prefix}_{index}" for index in range(size)]
 

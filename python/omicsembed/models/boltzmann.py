@@ -366,6 +366,13 @@ class _BoltzmannMachine:
         return visible, hidden[-1]
 
     # ------------------------------------------------------------------ likelihood
+    def _check_ais(self, n_particles: int, n_temperatures: int, burn_in: int) -> None:
+        """Check AIS settings: counts ≥ 1 (``burn_in`` ≥ 0), particles that fit in memory."""
+        _check_positive(n_particles=n_particles, n_temperatures=n_temperatures)
+        _check_non_negative(burn_in=burn_in)
+        units = sum(self.layer_sizes_)
+        _check_memory(int(n_particles) * units, f"{n_particles} AIS particles of {units} units")
+
     def log_partition(
         self,
         *,
@@ -414,10 +421,7 @@ class _BoltzmannMachine:
             return float(_core.log_partition_exact(params))
         if method != "ais":
             raise InvalidInputError(f"method must be 'ais' or 'exact', got {method!r}")
-        _check_positive(n_particles=n_particles, n_temperatures=n_temperatures)
-        _check_non_negative(burn_in=burn_in)
-        units = sum(self.layer_sizes_)
-        _check_memory(int(n_particles) * units, f"{n_particles} AIS particles of {units} units")
+        self._check_ais(n_particles, n_temperatures, burn_in)
         log_z, _, _ = _core.log_partition_ais(
             params,
             temperatures=_schedule(temperatures),
@@ -486,10 +490,7 @@ class _BoltzmannMachine:
         params = self._fitted()
         stream_seed = seed_int(seed if seed is not None else self.seed, below=RUST_SEEDS)
         # checked here too: a given log_z skips log_partition, which checks them otherwise
-        _check_positive(n_particles=n_particles, n_temperatures=n_temperatures)
-        _check_non_negative(burn_in=burn_in)
-        units = sum(self.layer_sizes_)
-        _check_memory(int(n_particles) * units, f"{n_particles} AIS particles of {units} units")
+        self._check_ais(n_particles, n_temperatures, burn_in)
         if log_z is not None:
             value = np.asarray(log_z)
             if value.ndim != 0 or value.dtype.kind not in "iuf" or not np.isfinite(value):
