@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
@@ -377,6 +378,12 @@ def test_energy_monitor_on_a_vae_leaves_training_unchanged() -> None:
         for a, b in zip(snapshot.parameters(), monitored.network_.parameters(), strict=True)
     )
     assert same == (monitor.best_epoch == 6)
+    # the snapshot keeps the losses of its epochs (it had none when taken mid-training)
+    best = monitor.best_epoch
+    pd.testing.assert_frame_equal(
+        monitor.best_model.history_, monitored.history_.iloc[:best].reset_index(drop=True)
+    )
+    assert monitor.best_model.history_["epoch"].tolist() == list(range(1, best + 1))
 
 
 def test_energy_monitor_matches_anndata_genes_by_name() -> None:

@@ -236,8 +236,8 @@ class EnergyStatisticMonitor:
     -----
     One monitor scores one training run. To choose among initialisations, give each run its
     own monitor and compare :attr:`best_energy`. Snapshots are ``copy.deepcopy`` of the model
-    as the monitor sees it: a snapshot of a :class:`~omicsembed.models.BernoulliVAE` has an
-    empty ``history_``.
+    as the monitor sees it: a snapshot of a :class:`~omicsembed.models.BernoulliVAE` holds
+    the ``history_`` up to its epoch.
 
     Examples
     --------

@@ -348,6 +348,8 @@ class VAEModel(TorchModel[VAESettingsT, VAENetworkT, StateT]):
 
             def on_epoch_end(progress: TrainingState) -> None:
                 network.eval()  # the next epoch switches it back to training mode
+                # the history so far, so that a snapshot the monitor keeps has its epochs
+                self._state = state(list(progress.history))
                 monitor(self, progress.epoch)
 
         result = train(
