@@ -228,6 +228,18 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(data, tmp_path):
     )
     np.testing.assert_allclose(resumed.transform(x), straight.transform(x), rtol=1e-6)
     assert len(resumed.history_) == 4
+    # a checkpoint of other cells (here one cell's gene flipped, given sparse) is refused
+    flipped = np.array(x, dtype=np.float32)
+    flipped[0, 0] = 1 - flipped[0, 0]
+    flipped = sp.csr_matrix(flipped)
+    with pytest.raises(InvalidInputError, match="run on other data"):
+        BernoulliVAE(max_epochs=5, early_stopping_patience=None, **kwargs).fit(
+            flipped, checkpoint_dir=tmp_path, resume=True
+        )
+    with pytest.raises(InvalidInputError, match="n_latent 2 → 3"):
+        BernoulliVAE(max_epochs=5, early_stopping_patience=None, **{**kwargs, "n_latent": 3}).fit(
+            x, checkpoint_dir=tmp_path, resume=True
+        )
 
 
 def test_network_elbo_terms():

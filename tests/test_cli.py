@@ -76,6 +76,25 @@ def test_fe_fit_writes_embeddings_and_benchmark(table, tmp_path) -> None:
     assert (out / "model" / "model.safetensors").is_file()
 
 
+def test_fe_fit_resume_refuses_a_checkpoint_of_other_data(table, tmp_path) -> None:
+    checkpoints = tmp_path / "checkpoints"
+    args = ["fe", "fit", str(table), "--groupby", "tissue", "--epochs", "2"]
+    args += ["--embedding-size", "3", "--checkpoint-dir", str(checkpoints)]
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "a")]).exit_code == 0
+    frame = pd.read_csv(table)
+    frame.loc[0, "g3"] += 1.0
+    other = tmp_path / "other.csv"
+    frame.to_csv(other, index=False)
+    command = [*args, "--resume", "--out", str(tmp_path / "b")]
+    command[2] = str(other)
+    result = runner.invoke(app, command)
+    assert result.exit_code == 2 and "run on other data" in result.output, result.output
+    assert not (tmp_path / "b").exists()
+    command[2] = str(table)
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

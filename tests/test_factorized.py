@@ -106,6 +106,53 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path) -> None:
     )
 
 
+def test_resume_refuses_a_checkpoint_of_other_data_or_settings(tmp_path) -> None:
+    X, _ = planted(n=30, m=12)
+    options = {**SMALL, "early_stopping_patience": None, "checkpoint_every": 1, "seed": 3}
+    FactorizedEmbedding(**options, max_epochs=2).fit(X, checkpoint_dir=tmp_path)
+    other = X.copy()
+    other[5, 4] += 1.0  # same shape, one value differs
+    with pytest.raises(InvalidInputError, match="run on other data"):
+        FactorizedEmbedding(**options, max_epochs=3).fit(
+            other, checkpoint_dir=tmp_path, resume=True
+        )
+    with pytest.raises(InvalidInputError, match=r"other settings \(learning_rate 0.01 → 0.02"):
+        FactorizedEmbedding(**{**options, "learning_rate": 0.02}, max_epochs=3).fit(
+            X, checkpoint_dir=tmp_path, resume=True
+        )
+    with pytest.raises(InvalidInputError, match="seed 3 → 4"):
+        FactorizedEmbedding(**{**options, "seed": 4}, max_epochs=3).fit(
+            X, checkpoint_dir=tmp_path, resume=True
+        )
+    # the refused attempts left the checkpoint as it was; how long to train may change
+    resumed = FactorizedEmbedding(
+        **{**options, "early_stopping_patience": 5, "checkpoint_every": 2}, max_epochs=3
+    ).fit(X, checkpoint_dir=tmp_path, resume=True)
+    assert len(resumed.history_) == 3
+
+
+def test_run_identity_covers_shape_dtype_values_and_sparse_structure() -> None:
+    from scipy import sparse
+
+    from omicsembed.train.loop import RunIdentity
+
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    digest = RunIdentity.of([a, None], {}).data
+    assert RunIdentity.of([a.copy(), None], {}).data == digest
+    assert RunIdentity.of([np.asfortranarray(a), None], {}).data == digest
+    changed = [
+        a.reshape(4, 3),
+        a.astype(np.float64),
+        np.where(a == 5, 6, a).astype(np.float32),
+    ]
+    assert len({digest, *(RunIdentity.of([c, None], {}).data for c in changed)}) == 4
+    assert RunIdentity.of([a, np.zeros(3)], {}).data != digest
+    csr = sparse.csr_matrix(a)
+    assert RunIdentity.of([csr], {}).data == RunIdentity.of([csr.copy()], {}).data
+    assert RunIdentity.of([csr], {}).data != RunIdentity.of([csr.T.tocsr()], {}).data
+    assert RunIdentity.of([a], {"hidden_sizes": (2, 3)}).settings == {"hidden_sizes": [2, 3]}
+
+
 def test_interrupted_training_leaves_a_checkpoint_to_resume(tmp_path) -> None:
     module = torch.nn.Linear(3, 1)
     data = [(torch.randn(8, 3), torch.randn(8))]

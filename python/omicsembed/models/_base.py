@@ -29,7 +29,13 @@ from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 from omicsembed.models._data import RowMatrix, match_features, row_batches
 from omicsembed.models._folder import damaged_model_errors, read_model_folder, write_model_folder
 from omicsembed.nn.vae import VariationalAutoencoder, kl_warmup_weight
-from omicsembed.train.loop import TrainingConfig, TrainingState, resolve_device, train
+from omicsembed.train.loop import (
+    RunIdentity,
+    TrainingConfig,
+    TrainingState,
+    resolve_device,
+    train,
+)
 
 __all__ = [
     "FittedState",
@@ -171,6 +177,19 @@ class TorchModel(Generic[SettingsT, NetworkT, StateT]):
             key: list(value) if isinstance(value, tuple) else value
             for key, value in asdict(self.settings).items()
         }
+
+    def _run_identity(self, checkpoint_dir: str | Path | None, *arrays: Any) -> RunIdentity | None:
+        """Return the run's identity for its checkpoints (None without ``checkpoint_dir``).
+
+        The training arrays and every setting except those saying how long to train
+        (``max_epochs``, ``early_stopping_patience``, ``checkpoint_every``), which may change
+        when a run is resumed.
+        """
+        if checkpoint_dir is None:
+            return None
+        how_long = {"max_epochs", "early_stopping_patience", "checkpoint_every"}
+        kept = {k: v for k, v in self._params().items() if k not in how_long}
+        return RunIdentity.of(arrays, {"model": type(self).__name__, **kept})
 
     def _network_sizes(self) -> dict[str, Any]:
         """Return the network sizes the settings do not fix (saved with the model)."""
@@ -365,6 +384,7 @@ class VAEModel(TorchModel[VAESettingsT, VAENetworkT, StateT]):
             validation_batches=validation_batches if validation_rows.size else None,
             resume=resume,
             on_epoch_end=on_epoch_end,
+            identity=self._run_identity(checkpoint_dir, matrix, batch_codes),
         )
         self.network_ = network.eval()
         self._state = state(result.history)

@@ -185,7 +185,9 @@ class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedSta
         checkpoint_dir
             Write checkpoints there every ``checkpoint_every`` epochs (and when interrupted).
         resume
-            Continue from the checkpoint in ``checkpoint_dir``.
+            Continue from the checkpoint in ``checkpoint_dir``: the run of the same data
+            and settings (only ``max_epochs``, ``early_stopping_patience`` and
+            ``checkpoint_every`` may differ).
         monitor
             Called as ``monitor(model, epoch)`` after every epoch with the model in its current
             state (it can already ``generate``), e.g. an
@@ -203,7 +205,7 @@ class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedSta
         InvalidInputError
             Values other than 0/1 (the message names the first offending feature and lists
             offending columns), missing values, too few cells for the validation split, or a
-            checkpoint that does not fit.
+            checkpoint of another run (other data or settings) or that does not fit.
 
         """
         matrix = _binary_matrix(data, layer=layer, what="the training data")

@@ -221,7 +221,9 @@ class FactorizedEmbedding(
         checkpoint_dir
             Write checkpoints there every ``checkpoint_every`` epochs (and when interrupted).
         resume
-            Continue from the checkpoint in ``checkpoint_dir``.
+            Continue from the checkpoint in ``checkpoint_dir``: the run of the same data
+            and settings (only ``max_epochs``, ``early_stopping_patience`` and
+            ``checkpoint_every`` may differ).
 
         Returns
         -------
@@ -233,7 +235,7 @@ class FactorizedEmbedding(
         ------
         InvalidInputError
             Non-numeric or infinite values, no observed entry, bad descriptors, or a checkpoint
-            that does not fit.
+            of another run (other data or settings) or that does not fit.
 
         """
         matrix = dense_matrix(data, layer=layer)
@@ -281,6 +283,7 @@ class FactorizedEmbedding(
             config,
             validation_batches=validation,
             resume=resume,
+            identity=self._run_identity(checkpoint_dir, matrix, codes),
         )
         self.network_ = network.eval()
         self._state = FactorizedEmbeddingState(

@@ -272,7 +272,9 @@ class LDVAE(VAEModel[LDVAESettings, LDVAENetwork, LDVAEState]):
         checkpoint_dir
             Write checkpoints there every ``checkpoint_every`` epochs (and when interrupted).
         resume
-            Continue from the checkpoint in ``checkpoint_dir``.
+            Continue from the checkpoint in ``checkpoint_dir``: the run of the same data
+            and settings (only ``max_epochs``, ``early_stopping_patience`` and
+            ``checkpoint_every`` may differ).
         monitor
             Called as ``monitor(model, epoch)`` after every epoch, the model usable (e.g. an
             :class:`omicsembed.explain.SelectionMonitor`).
@@ -289,7 +291,7 @@ class LDVAE(VAEModel[LDVAESettings, LDVAENetwork, LDVAEState]):
         InvalidInputError
             Negative, non-integer, NaN or infinite counts (the message names row and gene),
             too few cells, an unknown ``batch_key``, missing batch labels, or a checkpoint
-            that does not fit.
+            of another run (other data or settings) or that does not fit.
         ShapeMismatchError
             ``batch`` with a length other than the number of cells.
 

@@ -2,20 +2,24 @@
 
 Devices (auto/CPU/CUDA), epochs over caller-supplied batches, validation loss, early stopping with
 best-weight restoration, progress bars, atomic checkpoints every N epochs (safetensors + JSON) and
-resume. Models supply a loss function and batch iterables; the loop knows nothing of AnnData.
+resume (refused when the data or settings differ from the checkpoint's run). Models supply a loss
+function and batch iterables; the loop knows nothing of AnnData.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -25,6 +29,7 @@ from omicsembed.io import atomic_path
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "RunIdentity",
     "TrainingConfig",
     "TrainingState",
     "load_checkpoint",
@@ -114,6 +119,65 @@ class TrainingConfig:
             raise InvalidInputError(f"learning_rate must be > 0, got {self.learning_rate}")
 
 
+@dataclass(frozen=True)
+class RunIdentity:
+    """What a resumed run must share with the run that wrote its checkpoint.
+
+    Without it, resuming on other data of the same shape (or with another learning rate or
+    seed) would silently continue a different run.
+
+    Attributes
+    ----------
+    data
+        BLAKE2b digest (hex) of the training arrays: their shapes, dtypes and bytes (data,
+        indices and pointers of sparse matrices).
+    settings
+        The settings that define the run, as JSON values. Leave out those that only say how
+        long to train (epochs, patience, checkpoint interval): they may change on resume.
+
+    """
+
+    data: str
+    settings: dict[str, Any]
+
+    @classmethod
+    def of(cls, arrays: Iterable[Any], settings: Mapping[str, Any]) -> RunIdentity:
+        """Return the identity of a run on ``arrays`` (numpy, scipy sparse or None)."""
+        digest = hashlib.blake2b(digest_size=16)
+        for array in arrays:
+            if array is None:
+                digest.update(b"none;")
+                continue
+            parts = (array.data, array.indices, array.indptr) if sp.issparse(array) else (array,)
+            digest.update(f"{type(array).__name__}{array.shape};".encode())
+            for part in parts:
+                part = np.ascontiguousarray(part)
+                digest.update(f"{part.dtype.str}{part.shape};".encode())
+                digest.update(part.data)
+        return cls(digest.hexdigest(), json.loads(json.dumps(dict(settings), default=str)))
+
+    def check(self, stored: Mapping[str, Any], folder: Path) -> None:
+        """Raise InvalidInputError if ``stored`` (a checkpoint's identity) is another run's."""
+        if stored.get("data") != self.data:
+            raise InvalidInputError(
+                f"the checkpoint in {folder} was written by a run on other data (its training "
+                "matrix differs from this one); resume with the data it was trained on, or "
+                "train afresh without resuming"
+            )
+        before = stored.get("settings", {})
+        changed = [
+            f"{key} {before.get(key)!r} → {self.settings.get(key)!r}"
+            for key in sorted(set(before) | set(self.settings))
+            if before.get(key) != self.settings.get(key)
+        ]
+        if changed:
+            raise InvalidInputError(
+                f"the checkpoint in {folder} was written with other settings ("
+                + ", ".join(changed)
+                + "); resume with the settings it was trained with, or train afresh"
+            )
+
+
 @dataclass
 class TrainingState:
     """Progress of a run: what a checkpoint stores besides the tensors."""
@@ -170,12 +234,14 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     state: TrainingState,
     best_weights: dict[str, torch.Tensor] | None,
+    identity: RunIdentity | None = None,
 ) -> Path:
     """Write a checkpoint atomically and return the JSON path.
 
     Tensors go to ``checkpoint-epoch<NNNN>.safetensors`` (module weights, optimizer moments, best
     weights, torch RNG state); ``checkpoint.json`` is replaced last and points to it, so a crash at
-    any moment leaves the previous complete checkpoint in place.
+    any moment leaves the previous complete checkpoint in place. ``identity`` is stored in the
+    JSON, for :func:`load_checkpoint` to check.
     """
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"module.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
@@ -188,6 +254,8 @@ def save_checkpoint(
     with atomic_path(folder / name) as temporary:
         save_file(tensors, temporary)
     manifest = {"tensors": name, "state": asdict(state), "param_groups": param_groups}
+    if identity is not None:
+        manifest["run"] = asdict(identity)
     with atomic_path(folder / CHECKPOINT_FILE) as temporary:
         temporary.write_text(json.dumps(manifest, indent=1))
     for old in folder.glob("checkpoint-epoch*.safetensors"):
@@ -200,13 +268,18 @@ def load_checkpoint(
     folder: Path,
     module: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
+    identity: RunIdentity | None = None,
 ) -> tuple[TrainingState, dict[str, torch.Tensor] | None]:
     """Restore module, optimizer and RNG from :func:`save_checkpoint`'s folder.
+
+    With ``identity``, a checkpoint that stores one must be of the same run (same data and
+    settings); checkpoints written without one are not checked.
 
     Raises
     ------
     InvalidInputError
-        If the folder has no checkpoint or the checkpoint does not fit the module.
+        If the folder has no checkpoint, the checkpoint is another run's (other data or
+        settings), or it does not fit the module.
 
     """
     manifest_path = folder / CHECKPOINT_FILE
@@ -215,6 +288,8 @@ def load_checkpoint(
             f"no checkpoint to resume from in {folder} (missing {CHECKPOINT_FILE})"
         )
     manifest = json.loads(manifest_path.read_text())
+    if identity is not None and manifest.get("run") is not None:
+        identity.check(manifest["run"], folder)
     tensors = load_file(folder / manifest["tensors"])
     weights = {k.removeprefix("module."): v for k, v in tensors.items() if k.startswith("module.")}
     try:
@@ -269,6 +344,7 @@ def train(
     parameters: Iterable[torch.nn.Parameter] | None = None,
     resume: bool = False,
     on_epoch_end: Callable[[TrainingState], None] | None = None,
+    identity: RunIdentity | None = None,
 ) -> TrainingState:
     """Train ``module`` with Adam.
 
@@ -288,6 +364,9 @@ def train(
         Continue from the checkpoint in ``config.checkpoint_dir`` (after its last epoch).
     on_epoch_end
         Called with the :class:`TrainingState` after every epoch (monitoring).
+    identity
+        The run's data and settings (:class:`RunIdentity`), stored in checkpoints; on resume a
+        checkpoint of another run is refused.
 
     Returns
     -------
@@ -297,7 +376,8 @@ def train(
     Raises
     ------
     InvalidInputError
-        On resume without a checkpoint or with one that does not fit, or when a loss is not finite.
+        On resume without a checkpoint, with another run's or with one that does not fit, or
+        when a loss is not finite.
     KeyboardInterrupt
         Re-raised after writing a checkpoint (when checkpointing is on), so the run can resume;
         the interrupted epoch is then run again from the weights at the interruption.
@@ -312,7 +392,7 @@ def train(
     if resume:
         if folder is None:
             raise InvalidInputError("resume=True needs checkpoint_dir")
-        state, best_weights = load_checkpoint(folder, module, optimizer)
+        state, best_weights = load_checkpoint(folder, module, optimizer, identity)
     show = settings.progress_bar if config.progress is None else config.progress
     patience = config.early_stopping_patience
 
@@ -350,13 +430,13 @@ def train(
                 if on_epoch_end is not None:
                     on_epoch_end(state)
                 if folder is not None and state.epoch % config.checkpoint_every == 0:
-                    save_checkpoint(folder, module, optimizer, state, best_weights)
+                    save_checkpoint(folder, module, optimizer, state, best_weights, identity)
         except KeyboardInterrupt:
             if folder is not None:
-                save_checkpoint(folder, module, optimizer, state, best_weights)
+                save_checkpoint(folder, module, optimizer, state, best_weights, identity)
             raise
     if folder is not None:
-        save_checkpoint(folder, module, optimizer, state, best_weights)
+        save_checkpoint(folder, module, optimizer, state, best_weights, identity)
     if best_weights is not None:
         module.load_state_dict(best_weights)
     return state
