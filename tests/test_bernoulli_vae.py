@@ -286,6 +286,9 @@ def test_errors(fitted, data):
         fitted.generate(10, dichotomize_latent="mean")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="n_samples"):
         fitted.generate(0)
+    # refused up front, not by torch's allocator (40 TB of noise) or after drawing
+    with pytest.raises(InvalidInputError, match="10,000,000,000,000 synthetic cells of 30 genes"):
+        fitted.generate(10**13)
     with pytest.raises(InvalidInputError, match="seed"):
         fitted.generate(5, seed="x")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="n_draws"):

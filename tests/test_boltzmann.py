@@ -492,6 +492,10 @@ def test_requests_beyond_memory_and_bad_ais_settings_are_typed_errors() -> None:
         lambda: model.log_likelihood(x, n_particles=huge, log_z=1.0),
         lambda: DeepBoltzmannMachine((4,), n_particles=huge, progress=False).fit(x),
         lambda: DeepBoltzmannMachine((huge,), progress=False).fit(x),
+        # learning-rate schedules of one float per epoch: refused as the model is built
+        lambda: DeepBoltzmannMachine((4,), epochs=10**11, progress=False),
+        lambda: DeepBoltzmannMachine((4,), epochs=2, pretraining_epochs=10**11),
+        lambda: BernoulliRBM(3, epochs=10**11, progress=False).fit(x),
     ]
     for call in calls:
         with pytest.raises(InvalidInputError, match="GiB, more than the"):

@@ -95,6 +95,21 @@ def test_fe_fit_resume_refuses_a_checkpoint_of_other_data(table, tmp_path) -> No
     assert result.exit_code == 0, result.output
 
 
+def test_running_out_of_memory_is_one_line_and_leaves_no_folder(table, tmp_path, monkeypatch):
+    import omicsembed.jobs
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(omicsembed.jobs, "tissue_specificity_job", exhausted)
+    out = tmp_path / "out"
+    command = ["tissue-specificity", str(table), "--groupby", "tissue", "--out", str(out)]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 1 and "out of memory" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["expression.csv"]  # no staged folder
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -111,6 +126,11 @@ def test_fe_fit_resume_refuses_a_checkpoint_of_other_data(table, tmp_path) -> No
         (["explain", "--data", "{table}", "--monitor-every", "-5"], "monitor_every"),
         (["explain", "--data", "{table}", "--quantile", "1"], "quantile"),
         (["explain", "--data", "{table}", "--n-select", "16"], "cannot select 16 genes"),
+        # sizes beyond this machine's memory, refused before training (not after it)
+        (["explain", "--data", "{table}", "--n-synthetic", "{huge}"], "synthetic cells"),
+        (["explain", "--data", "{table}", "--model", "dbm", "--n-synthetic", "{huge}"], "cells"),
+        (["explain", "--data", "{table}", "--labels", "tissue", "--n-random", "{huge}"], "sets"),
+        (["explain", "--data", "{table}", "--model", "dbm", "--epochs", "{huge}"], "learning-rate"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(table, tmp_path, arguments, message) -> None:
@@ -119,7 +139,7 @@ def test_bad_input_exits_2_with_a_message(table, tmp_path, arguments, message) -
     frame["g1"] = frame["g1"].astype(str)
     frame.loc[3, "g1"] = "high"
     frame.to_csv(text, index=False)
-    paths = {"missing": tmp_path / "absent.csv", "table": table, "text": text}
+    paths = {"missing": tmp_path / "absent.csv", "table": table, "text": text, "huge": 10**13}
     filled = [argument.format(**paths) for argument in arguments]
     result = runner.invoke(app, [*filled, "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output

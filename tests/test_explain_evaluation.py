@@ -97,6 +97,8 @@ def test_label_transfer_rejects_bad_input() -> None:
             transfer_labels(observed, labels, observed, genes)
     with pytest.raises(InvalidInputError, match="n_random"):
         rank_against_random_gene_sets(observed, labels, observed, [0], n_random=-5)
+    with pytest.raises(InvalidInputError, match="scores of 1,000,000,000,000 gene sets"):
+        rank_against_random_gene_sets(observed, labels, observed, [0], n_random=10**12)
     # whole-number floats are indices; a Generator seed gives every gene set the same
     # transfer seeds (one int drawn once)
     whole = transfer_labels(observed, labels, observed, [0.0, 2.0], seed=3)

@@ -6,7 +6,8 @@
 - ``omicsembed tissue-specificity FILE --groupby COL`` — Tau and tissue Wasserstein per gene.
 
 Errors in the input (unreadable files, missing columns, non-numeric values ...) are reported in
-one line and exit with status 2; nothing half-written is left in the output folder.
+one line and exit with status 2, running out of memory in one line with status 1; nothing
+half-written is left in the output folder.
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ def _reports_errors(command: F) -> F:
             # the message is plain text (it may hold brackets); never wrap it
             _console.print("[bold red]error:[/]", Text(str(error)), soft_wrap=True)
             raise typer.Exit(code=2) from error
+        except MemoryError as error:
+            # sizes known up front are refused before any work; this is what remains
+            _console.print(
+                "[bold red]error:[/] out of memory; use fewer cells, genes, synthetic cells or "
+                "gene sets, or a machine with more memory",
+                soft_wrap=True,
+            )
+            raise typer.Exit(code=1) from error
 
     return run  # type: ignore[return-value]
 

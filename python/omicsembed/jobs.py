@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from omicsembed import evaluate, pl, pp, stats
 from omicsembed._core import __version__
+from omicsembed._memory import check_memory
 from omicsembed._seeds import SKLEARN_SEEDS, TORCH_SEEDS, int_seed
 from omicsembed.evaluate._checks import check_count
 from omicsembed.exceptions import InvalidInputError
@@ -574,6 +575,17 @@ def _explain_expression(
     return expression, size_factors
 
 
+def _synthetic_cell_bytes(model: Any, n_genes: int) -> int:
+    """Bytes per synthetic cell that ``model.generate`` allocates, as its own check counts.
+
+    A DBM: float64 states of every layer; a Bernoulli VAE: 0/1 genes plus float32 codes,
+    noise and 0/1 latent units.
+    """
+    if hasattr(model, "hidden_sizes"):
+        return 8 * (n_genes + sum(model.hidden_sizes))
+    return n_genes + 10 * model.settings.n_latent
+
+
 def _epoch_of_weights(model: Any) -> int:
     """Return the epoch whose parameters a freshly trained DBM or Bernoulli VAE holds.
 
@@ -724,8 +736,9 @@ def explain_job(
     InvalidInputError
         Unknown models, Gibbs schedule or label columns, label columns with fewer than two
         labels or missing labels among the training cells, gene-set sizes above the number of
-        genes or of genes that vary once dichotomised (all before any training), or data the
-        models reject.
+        genes or of genes that vary once dichotomised, synthetic cells, epochs or random gene
+        sets beyond this machine's memory (all before any training), or data the models
+        reject.
 
     """
     from omicsembed.explain import explain, nmf_gene_selection, rank_against_random_gene_sets
@@ -733,8 +746,9 @@ def explain_job(
     settings = settings or ExplainSettings()
     # the models check their names and settings as they are built: all of them before any
     # training, so that no model is trained in vain
-    for kind in settings.models:
-        _generative_model(kind, settings, settings.seed, progress)
+    models = [
+        _generative_model(kind, settings, settings.seed, progress) for kind in settings.models
+    ]
     for column in label_columns:
         if column not in adata.obs.columns:
             raise InvalidInputError(
@@ -757,6 +771,15 @@ def explain_job(
             f"once dichotomised (quantile {settings.quantile}); {max(settings.n_select)} are to "
             "be selected: constant genes carry no pattern"
         )
+    # the largest arrays, sized before any training: each model's synthetic cells and the
+    # label transfer's scores of the random gene sets
+    for model in models:
+        check_memory(
+            settings.n_synthetic * _synthetic_cell_bytes(model, binary.shape[1]),
+            f"{settings.n_synthetic:,} synthetic cells of {binary.shape[1]} genes",
+        )
+    if label_columns:
+        check_memory(40 * settings.n_random, f"the scores of {settings.n_random:,} gene sets")
     # the labels of the training cells are transferred: checked there, before any training
     for column in label_columns:
         labels = adata.obs[column].iloc[train_rows]

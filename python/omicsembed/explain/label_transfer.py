@@ -22,6 +22,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.distance import cdist
 from sklearn.decomposition import PCA
 
+from omicsembed._memory import check_memory
 from omicsembed._seeds import TORCH_SEEDS, numpy_rng, seed_int
 from omicsembed.evaluate._checks import check_count
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
@@ -433,13 +434,15 @@ def rank_against_random_gene_sets(
     Raises
     ------
     InvalidInputError
-        As :func:`label_transfer_davies_bouldin`.
+        As :func:`label_transfer_davies_bouldin`, and ``n_random`` beyond this machine's
+        memory.
     ShapeMismatchError
         Shapes that disagree.
 
     """
     check_count("n_random", n_random, 1)
     check_count("n_transfer_seeds", n_transfer_seeds, 1)
+    check_memory(40 * n_random, f"the scores of {n_random:,} gene sets")
     # one int for every gene set (a Generator would give each set other transfer seeds)
     seed = seed_int(seed, below=TORCH_SEEDS)
     # validated once for all gene sets (the random ones are valid indices by construction)
@@ -453,8 +456,10 @@ def rank_against_random_gene_sets(
 
     selected = score(gene_index)
     rng = np.random.default_rng(seed)
-    random_sets = [rng.choice(n_genes, gene_index.size, replace=False) for _ in range(n_random)]
-    random_indices = np.array([score(gene_set) for gene_set in random_sets])
+    # each random set is drawn, then scored (scoring does not use ``rng``)
+    random_indices = np.array(
+        [score(rng.choice(n_genes, gene_index.size, replace=False)) for _ in range(n_random)]
+    )
     # no index (no transfer gave two labels) is the worst outcome, not an incomparable one
     worst = np.nan_to_num(random_indices, nan=np.inf)
     mine = np.inf if np.isnan(selected) else selected

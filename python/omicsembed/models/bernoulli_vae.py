@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from anndata import AnnData
 
+from omicsembed._memory import check_memory
 from omicsembed.exceptions import InvalidInputError
 from omicsembed.models._base import FittedState, VAEModel, VAESettings
 from omicsembed.models._data import (
@@ -381,8 +382,9 @@ class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedSta
         Raises
         ------
         InvalidInputError
-            Not fitted, ``n_samples < 1``, an unknown ``dichotomize_latent``, a bad seed, or
-            invalid ``from_cells`` (see :meth:`transform`).
+            Not fitted, ``n_samples < 1`` or beyond this machine's memory, an unknown
+            ``dichotomize_latent``, a bad seed, or invalid ``from_cells`` (see
+            :meth:`transform`).
         ShapeMismatchError
             ``from_cells`` with the wrong number of columns.
 
@@ -396,8 +398,13 @@ class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedSta
                 f"dichotomize_latent must be 'zero' or 'median', got {dichotomize_latent!r}"
             )
         network, _ = self._fitted()
-        generator = torch_generator(seed)
         n_latent = self.settings.n_latent
+        # 0/1 genes and latent units, float32 codes and their noise (and a median's copy)
+        check_memory(
+            int(n_samples) * (network.n_features + 10 * n_latent),
+            f"{int(n_samples):,} synthetic cells of {network.n_features} genes",
+        )
+        generator = torch_generator(seed)
         noise = torch.randn((int(n_samples), n_latent), generator=generator)
         if from_cells is None:
             z = noise

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +41,7 @@ from safetensors.numpy import load_file, save_file
 from scipy import sparse
 
 from omicsembed import _core
+from omicsembed._memory import check_memory
 from omicsembed._seeds import RUST_SEEDS, Seed, seed_int
 from omicsembed._settings import settings
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
@@ -87,20 +87,13 @@ def _check_non_negative(**values: int) -> None:
 
 
 def _check_memory(values: int, what: str) -> None:
-    """Raise InvalidInputError if ``values`` float64 numbers exceed this machine's memory.
+    """Refuse ``values`` float64 numbers beyond this machine's memory (see :mod:`_memory`)."""
+    check_memory(8 * int(values), what)
 
-    A request far too large would otherwise abort the process in the Rust allocator, or
-    reserve terabytes and swap; its size is known before any work.
-    """
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, OSError, ValueError):  # not POSIX: no check
-        return
-    if 8 * int(values) > physical:
-        raise InvalidInputError(
-            f"{what} need about {8 * int(values) / 2**30:,.0f} GiB, more than the "
-            f"{physical / 2**30:,.0f} GiB of memory of this machine"
-        )
+
+def _check_schedule(epochs: int) -> None:
+    """Refuse a learning-rate schedule (one Python float, then one f64, per epoch) beyond memory."""
+    check_memory(40 * int(epochs), f"learning-rate schedules of {int(epochs):,} epochs")
 
 
 def _check_rate(name: str, value: float) -> None:
@@ -796,6 +789,7 @@ class BernoulliRBM(_BoltzmannMachine):
         _check_memory(
             int(self.n_hidden) * x.shape[1], f"the weights of {self.n_hidden} hidden units"
         )
+        _check_schedule(self.epochs)
         if self.batch_size > x.shape[0]:
             raise InvalidInputError(
                 f"batch_size {self.batch_size} exceeds the number of samples ({x.shape[0]})"
@@ -948,6 +942,8 @@ class DeepBoltzmannMachine(_BoltzmannMachine):
         _check_rate("learning_rate", self.learning_rate)
         if self.pretraining_learning_rate is not None:
             _check_rate("pretraining_learning_rate", self.pretraining_learning_rate)
+        pretraining = self.epochs if self.pretraining_epochs is None else self.pretraining_epochs
+        _check_schedule(pretraining + self.epochs)
 
     def fit(
         self,
@@ -992,6 +988,7 @@ class DeepBoltzmannMachine(_BoltzmannMachine):
         weights = sum(a * b for a, b in itertools.pairwise(units))
         _check_memory(weights, f"the weights of {len(units) - 1} layers {units}")
         _check_memory(int(self.n_particles) * sum(units), f"{self.n_particles} Gibbs particles")
+        pre_epochs = self.epochs if self.pretraining_epochs is None else self.pretraining_epochs
         if self.batch_size > x.shape[0]:
             raise InvalidInputError(
                 f"batch_size {self.batch_size} exceeds the number of samples ({x.shape[0]})"
@@ -999,7 +996,6 @@ class DeepBoltzmannMachine(_BoltzmannMachine):
         self.feature_names_ = feature_names(data, x.shape[1])
         self.history_ = []
         seed = seed_int(self.seed, below=RUST_SEEDS)
-        pre_epochs = self.epochs if self.pretraining_epochs is None else self.pretraining_epochs
         pre_rate = (
             self.learning_rate
             if self.pretraining_learning_rate is None
