@@ -243,6 +243,12 @@ def test_bad_input_raises_typed_errors(tmp_path) -> None:
     bad[2, 3] = np.inf
     with pytest.raises(InvalidInputError, match="row 2, column 3"):
         FactorizedEmbedding(**SMALL, max_epochs=1).fit(bad)
+    # AnnData: the cell and the gene are named
+    named = AnnData(bad)
+    named.obs_names = [f"c{i}" for i in range(bad.shape[0])]
+    named.var_names = [f"g{i}" for i in range(bad.shape[1])]
+    with pytest.raises(InvalidInputError, match=r"row 2 \(cell 'c2'\), column 3 \(gene 'g3'\)"):
+        FactorizedEmbedding(**SMALL, max_epochs=1).fit(named)
     with pytest.raises(InvalidInputError, match="2-D"):
         FactorizedEmbedding(**SMALL, max_epochs=1).fit(X[0])
     with pytest.raises(InvalidInputError, match="not fitted"):

@@ -146,6 +146,10 @@ def test_batch_errors(model: LDVAE, data: tuple[np.ndarray, np.ndarray]) -> None
     adata = ad.AnnData(counts[:10])
     with pytest.raises(InvalidInputError, match=r"not a column of \.obs"):
         LDVAE(max_epochs=1, progress=False).fit(adata, batch_key="batch")
+    adata.obs["plate"] = missing
+    adata.obs_names = [f"cell{i}" for i in range(10)]
+    with pytest.raises(InvalidInputError, match=r"first at row 4 \(cell 'cell4'\)"):
+        LDVAE(max_epochs=1, progress=False).fit(adata, batch_key="plate")
     with pytest.raises(InvalidInputError, match="needs AnnData"):
         LDVAE(max_epochs=1, progress=False).fit(counts[:10], batch_key="batch")
     with pytest.raises(InvalidInputError, match="not both"):

@@ -106,6 +106,7 @@ def check_values(
     what: str,
     names: Sequence[str] | None = None,
     kind: str = "feature",
+    cells: Sequence[str] | None = None,
 ) -> None:
     """Run elementwise checks over the stored values of ``matrix``, in blocks.
 
@@ -113,7 +114,8 @@ def check_values(
     ------
     InvalidInputError
         At the first check that finds a bad value: how many, the first one, its row and its
-        column (named by ``names`` when given), and the advice of the check.
+        column (0-based, as in numpy; named by ``cells`` and ``names`` when given), and the
+        advice of the check.
 
     """
     values: np.ndarray = np.asarray(matrix.data) if sparse.issparse(matrix) else matrix.reshape(-1)
@@ -125,16 +127,21 @@ def check_values(
                 continue
             k = start + int(np.flatnonzero(bad)[0])
             row, column = _locate(matrix, k)
+            cell = f" (cell {cells[row]!r})" if cells else ""
             name = f" ({kind} {names[column]!r})" if names else ""
             n_bad = sum(np.count_nonzero(check(values[b : b + _CHECK_BLOCK])) for b in blocks)
             raise InvalidInputError(
-                f"{what} has {n_bad} {label}, first {values[k].item()!r} at row {row}, column "
-                f"{column}{name}; {advice}"
+                f"{n_bad} {label} in {what}, the first {values[k].item()!r} at row {row}{cell}, "
+                f"column {column}{name}; {advice}"
             )
 
 
 def _names(data: Any) -> list[str] | None:
     return [str(name) for name in data.var_names] if isinstance(data, AnnData) else None
+
+
+def _cell_names(data: Any) -> list[str] | None:
+    return [str(name) for name in data.obs_names] if isinstance(data, AnnData) else None
 
 
 def binary_matrix(
@@ -166,6 +173,7 @@ def binary_matrix(
         ),
         what=what,
         names=_names(data),
+        cells=_cell_names(data),
     )
     return matrix
 
@@ -201,6 +209,7 @@ def count_matrix(
         what=what,
         names=_names(data),
         kind="gene",
+        cells=_cell_names(data),
     )
     return matrix
 
@@ -222,6 +231,9 @@ def dense_matrix(data: AnnData | np.ndarray, *, layer: str | None = None) -> np.
         array,
         ((np.isinf, "infinite values", "use NaN for missing values"),),
         what="the matrix",
+        names=_names(data),
+        kind="gene",
+        cells=_cell_names(data),
     )
     return array
 

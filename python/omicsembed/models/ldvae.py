@@ -831,8 +831,10 @@ def _batch_labels(
         return None
     missing = values.isna().to_numpy()
     if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        cell = f" (cell {str(data.obs_names[row])!r})" if isinstance(data, AnnData) else ""
         raise InvalidInputError(
-            f"{int(missing.sum())} cells have no batch label, first at row "
-            f"{int(np.flatnonzero(missing)[0])}; fill or drop them"
+            f"{int(missing.sum())} cells have no batch label, first at row {row}{cell}; fill or "
+            "drop them"
         )
     return values.astype(str).to_numpy()
