@@ -126,6 +126,9 @@ def test_running_out_of_memory_is_one_line_and_leaves_no_folder(table, tmp_path,
         (["explain", "--data", "{table}", "--monitor-every", "-5"], "monitor_every"),
         (["explain", "--data", "{table}", "--quantile", "1"], "quantile"),
         (["explain", "--data", "{table}", "--n-select", "16"], "cannot select 16 genes"),
+        # one seed range for every job, said in CLI terms
+        (["fe", "fit", "{table}", "--groupby", "tissue", "--seed", "-1"], "'--seed'"),
+        (["explain", "--data", "{table}", "--seed", "4294967296"], "4294967295"),
         # sizes beyond this machine's memory, refused before training (not after it)
         (["explain", "--data", "{table}", "--n-synthetic", "{huge}"], "synthetic cells"),
         (["explain", "--data", "{table}", "--model", "dbm", "--n-synthetic", "{huge}"], "cells"),

@@ -81,7 +81,13 @@ Out = Annotated[
 Overwrite = Annotated[
     bool, typer.Option(help="Replace the output folder if it exists and is not empty.")
 ]
-Seed = Annotated[int, typer.Option(help="Seed of initialisation, shuffling and splits.")]
+# one range for every job: scikit-learn's (the narrowest of the libraries a seed reaches)
+Seed = Annotated[
+    int,
+    typer.Option(
+        min=0, max=2**32 - 1, help="Seed of initialisation, shuffling and splits (0 to 2**32 − 1)."
+    ),
+]
 
 
 @app.command()
