@@ -679,11 +679,6 @@ impl Lane {
         let (a, b) = (self.0, other.0);
         Self([f(a[0], b[0]), f(a[1], b[1]), f(a[2], b[2]), f(a[3], b[3])])
     }
-
-    #[inline(always)]
-    fn is_zero(self) -> bool {
-        (self.0[0] | self.0[1] | self.0[2] | self.0[3]) == 0
-    }
 }
 
 impl std::ops::BitAnd for Lane {
@@ -1595,15 +1590,14 @@ impl Pending {
     }
 }
 
-/// Per-feature histograms of the classes of small cells, as bit-sliced counters (allocated
-/// on first use).
+/// Per-feature histograms of the classes of small cells, as bit-sliced counters (one per
+/// class, all allocated up front: no test for a new class on every add).
 struct ClassCounts {
     /// Planes per counter (at least 5).
     depth: usize,
-    /// Counter of each class (`u32::MAX`: none yet).
-    slot: Vec<u32>,
-    /// `depth` planes per allocated counter.
+    /// `depth` planes per class.
     planes: Vec<Lane>,
+    /// The masks waiting for each class's counter.
     pending: Vec<Pending>,
     /// Small cells by size (`sizes[0]`: empty cells).
     sizes: [u32; SMALL + 1],
@@ -1611,11 +1605,15 @@ struct ClassCounts {
 
 impl ClassCounts {
     fn new(depth: usize) -> Self {
+        let pending = Pending {
+            batch: [Lane::ZERO; 16],
+            len: 0,
+            total: 0,
+        };
         Self {
             depth: depth.max(5),
-            slot: vec![u32::MAX; CLASSES],
-            planes: Vec::with_capacity(CLASSES * depth.max(5)),
-            pending: Vec::with_capacity(CLASSES),
+            planes: vec![Lane::ZERO; CLASSES * depth.max(5)],
+            pending: vec![pending; CLASSES],
             sizes: [0; SMALL + 1],
         }
     }
@@ -1629,21 +1627,9 @@ impl ClassCounts {
     /// Adds one to the counter of `class` for the features of `mask`.
     #[inline(always)]
     fn add(&mut self, class: usize, mask: Lane) {
-        if mask.is_zero() {
+        let Some(pending) = self.pending.get_mut(class) else {
             return;
-        }
-        if self.slot[class] == u32::MAX {
-            self.slot[class] = self.pending.len() as u32;
-            self.pending.push(Pending {
-                batch: [Lane::ZERO; 16],
-                len: 0,
-                total: 0,
-            });
-            self.planes
-                .resize(self.planes.len() + self.depth, Lane::ZERO);
-        }
-        let k = self.slot[class] as usize;
-        let pending = &mut self.pending[k];
+        };
         pending.batch[pending.len] = mask;
         pending.len += 1;
         pending.total += 1;
@@ -1651,7 +1637,7 @@ impl ClassCounts {
             let batch = &pending.batch;
             let used = pending.planes_in_use(self.depth);
             add_sixteen(
-                &mut self.planes[k * self.depth..k * self.depth + used],
+                &mut self.planes[class * self.depth..class * self.depth + used],
                 |q| batch[q],
             );
             pending.len = 0;
@@ -1730,10 +1716,12 @@ impl ClassCounts {
             }
         }
         // the planes in use of a class's counter
-        let counter = |class: usize| {
-            let k = self.slot[class] as usize;
+        let counter = |k: usize| {
             let used = plane_count(self.pending.get(k)?.total as usize);
-            self.planes.get(k * depth..k * depth + used)
+            match used {
+                0 => None,
+                _ => self.planes.get(k * depth..k * depth + used),
+            }
         };
         if let Some(planes) = counter(ALL_ONES) {
             unslice(planes, counts);
@@ -2415,35 +2403,38 @@ impl StepData<'_> {
         let a = members.count_ones() as usize;
         classes.cell(a);
         let mut rest = members;
-        let mut next = || {
-            let row = self.row(lo + rest.trailing_zeros() as usize, g);
-            rest &= rest.wrapping_sub(1);
-            row
-        };
-        match a {
-            0 => {}
-            1 => classes.add(ALL_ONES, next()),
-            2 => {
-                let (x, y) = (next(), next());
-                classes.add(ALL_ONES, x & y);
-                classes.add(mixed_class(2, 1), x ^ y);
-            }
-            3 => {
-                let (x, y, z) = (next(), next(), next());
-                let all = x & y & z;
-                classes.add(ALL_ONES, all);
-                classes.add(mixed_class(3, 1), (x | y | z) & !all);
-            }
-            _ => {
-                // at most SMALL samples: the planes of SMALL on the stack (no memset call),
-                // a fixed number of them, so the adds have no branch on the cell size
-                let mut small = [Lane::ZERO; plane_count(SMALL)];
-                for _ in 0..a {
-                    ripple_add(&mut small, next());
-                }
-                classes.add_classes(&small[..plane_count(a)], a);
-            }
+        if (1..=3).contains(&a) {
+            // without a branch on the size: up to three rows, a missing one all ones in the
+            // AND and zeros in the OR (a cell of one sample adds an empty mixed mask)
+            let mut next = || {
+                let present = rest != 0;
+                let pos = if present {
+                    lo + rest.trailing_zeros() as usize
+                } else {
+                    lo
+                };
+                rest &= rest.wrapping_sub(1);
+                let keep = Lane([(present as u64).wrapping_neg(); 4]);
+                let row = self.row(pos, g);
+                (row | !keep, row & keep)
+            };
+            let ((x, _), (y_and, y_or), (z_and, z_or)) = (next(), next(), next());
+            let all = x & y_and & z_and;
+            classes.add(ALL_ONES, all);
+            classes.add(mixed_class(a.max(2), 1), (x | y_or | z_or) & !all);
+            return;
         }
+        if a == 0 {
+            return;
+        }
+        // at most SMALL samples: the planes of SMALL on the stack (no memset call), a fixed
+        // number of them, so the adds have no branch on the cell size
+        let mut small = [Lane::ZERO; plane_count(SMALL)];
+        while rest != 0 {
+            ripple_add(&mut small, self.row(lo + rest.trailing_zeros() as usize, g));
+            rest &= rest - 1;
+        }
+        classes.add_classes(&small[..plane_count(a)], a);
     }
 
     /// Sums of unit `unit` (None: the strata alone) over the features of lane `g`, over the
