@@ -240,6 +240,13 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(data, tmp_path):
         BernoulliVAE(max_epochs=5, early_stopping_patience=None, **{**kwargs, "n_latent": 3}).fit(
             x, checkpoint_dir=tmp_path, resume=True
         )
+    # a refused resume leaves a fitted model as it was, also when a monitor was given
+    weights = [p.detach().clone() for p in resumed.network_.parameters()]
+    with pytest.raises(InvalidInputError, match=r"other data \(the matrix differ\)"):
+        resumed.fit(flipped, checkpoint_dir=tmp_path, resume=True, monitor=lambda m, e: None)
+    after = list(resumed.network_.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(weights, after, strict=True))
+    assert len(resumed.history_) == 4
 
 
 def test_network_elbo_terms():

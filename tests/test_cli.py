@@ -131,7 +131,10 @@ def test_running_out_of_memory_is_one_line_and_leaves_no_folder(table, tmp_path,
         (["explain", "--data", "{table}", "--seed", "4294967296"], "4294967295"),
         # sizes beyond this machine's memory, refused before training (not after it)
         (["explain", "--data", "{table}", "--n-synthetic", "{huge}"], "synthetic cells"),
-        (["explain", "--data", "{table}", "--model", "dbm", "--n-synthetic", "{huge}"], "cells"),
+        (
+            ["explain", "--data", "{table}", "--model", "dbm", "--n-synthetic", "{huge}"],
+            "synthetic",
+        ),
         (["explain", "--data", "{table}", "--labels", "tissue", "--n-random", "{huge}"], "sets"),
         (["explain", "--data", "{table}", "--model", "dbm", "--epochs", "{huge}"], "learning-rate"),
     ],

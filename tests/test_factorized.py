@@ -110,9 +110,10 @@ def test_resume_refuses_a_checkpoint_of_other_data_or_settings(tmp_path) -> None
     X, _ = planted(n=30, m=12)
     options = {**SMALL, "early_stopping_patience": None, "checkpoint_every": 1, "seed": 3}
     FactorizedEmbedding(**options, max_epochs=2).fit(X, checkpoint_dir=tmp_path)
+    written = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
     other = X.copy()
     other[5, 4] += 1.0  # same shape, one value differs
-    with pytest.raises(InvalidInputError, match="run on other data"):
+    with pytest.raises(InvalidInputError, match=r"run on other data \(the matrix differ\)"):
         FactorizedEmbedding(**options, max_epochs=3).fit(
             other, checkpoint_dir=tmp_path, resume=True
         )
@@ -120,37 +121,80 @@ def test_resume_refuses_a_checkpoint_of_other_data_or_settings(tmp_path) -> None
         FactorizedEmbedding(**{**options, "learning_rate": 0.02}, max_epochs=3).fit(
             X, checkpoint_dir=tmp_path, resume=True
         )
-    with pytest.raises(InvalidInputError, match="seed 3 → 4"):
+    # both at once are named at once
+    with pytest.raises(InvalidInputError, match=r"other data .* and with other settings \(seed 3"):
         FactorizedEmbedding(**{**options, "seed": 4}, max_epochs=3).fit(
-            X, checkpoint_dir=tmp_path, resume=True
+            other, checkpoint_dir=tmp_path, resume=True
         )
-    # the refused attempts left the checkpoint as it was; how long to train may change
+    # the refused attempts left the checkpoint as it was, byte for byte
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == written
+    # how long to train may change
     resumed = FactorizedEmbedding(
         **{**options, "early_stopping_patience": 5, "checkpoint_every": 2}, max_epochs=3
     ).fit(X, checkpoint_dir=tmp_path, resume=True)
     assert len(resumed.history_) == 3
 
 
-def test_run_identity_covers_shape_dtype_values_and_sparse_structure() -> None:
+def test_a_checkpoint_of_an_earlier_version_resumes_with_a_warning(tmp_path) -> None:
+    import json
+
+    X, _ = planted(n=30, m=12)
+    options = {**SMALL, "early_stopping_patience": None, "seed": 3}
+    FactorizedEmbedding(**options, max_epochs=2).fit(X, checkpoint_dir=tmp_path)
+    manifest = json.loads((tmp_path / "checkpoint.json").read_text())
+    del manifest["run"]  # as written before checkpoints recorded their run
+    (tmp_path / "checkpoint.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="does not record its data and settings"):
+        resumed = FactorizedEmbedding(**options, max_epochs=3).fit(
+            X, checkpoint_dir=tmp_path, resume=True
+        )
+    assert len(resumed.history_) == 3
+
+
+def test_run_identity_digests_values_not_storage() -> None:
     from scipy import sparse
 
     from omicsembed.train.loop import RunIdentity
 
+    def digest(array):
+        return RunIdentity.of({"matrix": array}, {}).data["matrix"]
+
     a = np.arange(12, dtype=np.float32).reshape(3, 4)
-    digest = RunIdentity.of([a, None], {}).data
-    assert RunIdentity.of([a.copy(), None], {}).data == digest
-    assert RunIdentity.of([np.asfortranarray(a), None], {}).data == digest
-    changed = [
-        a.reshape(4, 3),
-        a.astype(np.float64),
-        np.where(a == 5, 6, a).astype(np.float32),
-    ]
-    assert len({digest, *(RunIdentity.of([c, None], {}).data for c in changed)}) == 4
-    assert RunIdentity.of([a, np.zeros(3)], {}).data != digest
-    csr = sparse.csr_matrix(a)
-    assert RunIdentity.of([csr], {}).data == RunIdentity.of([csr.copy()], {}).data
-    assert RunIdentity.of([csr], {}).data != RunIdentity.of([csr.T.tocsr()], {}).data
-    assert RunIdentity.of([a], {"hidden_sizes": (2, 3)}).settings == {"hidden_sizes": [2, 3]}
+    a[0, 1] = np.nan
+    reference = digest(a)
+    # the same values stored otherwise: Fortran order, another NaN, -0.0
+    other_nan = a.copy()
+    other_nan[0, 1] = -np.float32(np.nan)
+    assert np.signbit(other_nan[0, 1]) != np.signbit(a[0, 1])
+    negative_zero = a.copy()
+    negative_zero[0, 0] = -0.0
+    for same in (a.copy(), np.asfortranarray(a), other_nan, negative_zero):
+        assert digest(same) == reference
+    # other values, shape or dtype
+    changed = a.copy()
+    changed[2, 3] = 12.0
+    for different in (changed, a.reshape(4, 3), a.astype(np.float64)):
+        assert digest(different) != reference
+    # sparse: index dtypes, explicit zeros and index order do not count; the structure does
+    csr = sparse.csr_matrix(np.array([[0, 1, 0], [2, 0, 3]], dtype=np.float32))
+    wide = csr.copy()
+    wide.indices, wide.indptr = wide.indices.astype(np.int64), wide.indptr.astype(np.int64)
+    stored_zero = sparse.csr_matrix(
+        (np.array([1, 0, 2, 3], np.float32), [1, 2, 0, 2], [0, 2, 4]), shape=(2, 3)
+    )
+    unsorted = sparse.csr_matrix(
+        (np.array([1, 3, 2], np.float32), [1, 2, 0], [0, 1, 3]), shape=(2, 3)
+    )
+    unsorted.has_sorted_indices = False
+    for same in (wide, stored_zero, unsorted):
+        assert digest(same) == digest(csr)
+    moved = sparse.csr_matrix(np.array([[1, 0, 0], [2, 0, 3]], dtype=np.float32))
+    assert digest(moved) != digest(csr)
+    with pytest.raises(InvalidInputError, match="object arrays"):
+        digest(np.array([1, "a"], dtype=object))
+    identity = RunIdentity.of({"matrix": a, "descriptors": None}, {"hidden_sizes": (2, 3)})
+    assert identity.settings == {"hidden_sizes": [2, 3]}
+    assert identity.data["descriptors"] == "none"
 
 
 def test_interrupted_training_leaves_a_checkpoint_to_resume(tmp_path) -> None:

@@ -157,3 +157,18 @@ def test_batch_errors(model: LDVAE, data: tuple[np.ndarray, np.ndarray]) -> None
     single = LDVAE(n_latent=2, max_epochs=1, progress=False, device="cpu").fit(counts[:50])
     with pytest.raises(InvalidInputError, match="without batches"):
         single.get_normalized_expression(counts[:5], transform_batch="A")
+
+
+def test_resume_refuses_other_batch_labels(data: tuple[np.ndarray, np.ndarray], tmp_path: Path):
+    counts, batch = data
+    options = {"n_latent": 2, "progress": False, "device": "cpu", "early_stopping_patience": None}
+    LDVAE(max_epochs=1, **options).fit(counts[:200], batch=batch[:200], checkpoint_dir=tmp_path)
+    swapped = np.where(batch[:200] == "A", "B", "A")
+    with pytest.raises(InvalidInputError, match=r"other data \(the batch labels differ\)"):
+        LDVAE(max_epochs=2, **options).fit(
+            counts[:200], batch=swapped, checkpoint_dir=tmp_path, resume=True
+        )
+    resumed = LDVAE(max_epochs=2, **options).fit(
+        counts[:200], batch=batch[:200], checkpoint_dir=tmp_path, resume=True
+    )
+    assert len(resumed.history_) == 2

@@ -178,18 +178,20 @@ class TorchModel(Generic[SettingsT, NetworkT, StateT]):
             for key, value in asdict(self.settings).items()
         }
 
-    def _run_identity(self, checkpoint_dir: str | Path | None, *arrays: Any) -> RunIdentity | None:
+    def _run_identity(
+        self, checkpoint_dir: str | Path | None, data: dict[str, Any]
+    ) -> RunIdentity | None:
         """Return the run's identity for its checkpoints (None without ``checkpoint_dir``).
 
-        The training arrays and every setting except those saying how long to train
-        (``max_epochs``, ``early_stopping_patience``, ``checkpoint_every``), which may change
-        when a run is resumed.
+        The training arrays (``data``, by name) and every setting except those saying how
+        long to train (``max_epochs``, ``early_stopping_patience``, ``checkpoint_every``),
+        which may change when a run is resumed.
         """
         if checkpoint_dir is None:
             return None
         how_long = {"max_epochs", "early_stopping_patience", "checkpoint_every"}
         kept = {k: v for k, v in self._params().items() if k not in how_long}
-        return RunIdentity.of(arrays, {"model": type(self).__name__, **kept})
+        return RunIdentity.of(data, {"model": type(self).__name__, **kept})
 
     def _network_sizes(self) -> dict[str, Any]:
         """Return the network sizes the settings do not fix (saved with the model)."""
@@ -362,30 +364,39 @@ class VAEModel(TorchModel[VAESettingsT, VAENetworkT, StateT]):
 
         on_epoch_end = None
         if monitor is not None:
-            self.network_ = network
-            self._state = state([])
 
             def on_epoch_end(progress: TrainingState) -> None:
                 network.eval()  # the next epoch switches it back to training mode
-                # the history so far, so that a snapshot the monitor keeps has its epochs
+                # the model as trained so far, with its history, so that a snapshot the
+                # monitor keeps has its epochs
+                self.network_ = network
                 self._state = state(list(progress.history))
                 monitor(self, progress.epoch)
 
-        result = train(
-            network,
-            loss,
-            train_batches,
-            s.config(
-                max_epochs,
-                checkpoint_dir=checkpoint_dir,
-                progress=self.progress,
-                description=description,
-            ),
-            validation_batches=validation_batches if validation_rows.size else None,
-            resume=resume,
-            on_epoch_end=on_epoch_end,
-            identity=self._run_identity(checkpoint_dir, matrix, batch_codes),
-        )
+        before = (self.network_, self._state)
+        try:
+            result = train(
+                network,
+                loss,
+                train_batches,
+                s.config(
+                    max_epochs,
+                    checkpoint_dir=checkpoint_dir,
+                    progress=self.progress,
+                    description=description,
+                ),
+                validation_batches=validation_batches if validation_rows.size else None,
+                resume=resume,
+                on_epoch_end=on_epoch_end,
+                identity=self._run_identity(
+                    checkpoint_dir, {"matrix": matrix, "batch labels": batch_codes}
+                ),
+            )
+        except BaseException:
+            # a failed, refused or interrupted fit leaves the model as it was (a monitor
+            # saw the network in training)
+            self.network_, self._state = before
+            raise
         self.network_ = network.eval()
         self._state = state(result.history)
 

@@ -283,7 +283,7 @@ class FactorizedEmbedding(
             config,
             validation_batches=validation,
             resume=resume,
-            identity=self._run_identity(checkpoint_dir, matrix, codes),
+            identity=self._run_identity(checkpoint_dir, {"matrix": matrix, "descriptors": codes}),
         )
         self.network_ = network.eval()
         self._state = FactorizedEmbeddingState(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -119,6 +120,35 @@ class TrainingConfig:
             raise InvalidInputError(f"learning_rate must be > 0, got {self.learning_rate}")
 
 
+def _digest(array: Any) -> str:
+    """BLAKE2b digest (hex) of a numeric array's values, not of how they are stored.
+
+    Dense arrays: shape, dtype and C-order bytes, with every NaN (a missing value) one NaN and
+    -0.0 as 0.0. Sparse matrices: the same of their canonical CSR form (int64 indices, sorted,
+    no stored zeros), so a file rewritten with other index types gives the same digest.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    if array is None:
+        return "none"
+    if sp.issparse(array):
+        csr = sp.csr_array(array, copy=True)
+        csr.eliminate_zeros()
+        csr.sort_indices()
+        parts = [csr.data, csr.indices.astype(np.int64), csr.indptr.astype(np.int64)]
+        digest.update(f"sparse{csr.shape};".encode())
+    else:
+        parts = [np.asarray(array)]
+    for part in parts:
+        if part.dtype.kind == "O":
+            raise InvalidInputError("object arrays have no digest of their values")
+        if part.dtype.kind == "f":
+            part = np.where(np.isnan(part), np.nan, part + 0.0)  # one NaN; -0.0 + 0.0 is 0.0
+        part = np.ascontiguousarray(part)
+        digest.update(f"{part.dtype.str}{part.shape};".encode())
+        digest.update(part.data)
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class RunIdentity:
     """What a resumed run must share with the run that wrote its checkpoint.
@@ -129,52 +159,61 @@ class RunIdentity:
     Attributes
     ----------
     data
-        BLAKE2b digest (hex) of the training arrays: their shapes, dtypes and bytes (data,
-        indices and pointers of sparse matrices).
+        BLAKE2b digest (hex) of each training array's values, by name (e.g. ``"matrix"``,
+        ``"batch labels"``): shape, dtype and values, with NaN (missing) values as one NaN
+        and sparse matrices in canonical form, so storage details do not count.
     settings
         The settings that define the run, as JSON values. Leave out those that only say how
         long to train (epochs, patience, checkpoint interval): they may change on resume.
 
     """
 
-    data: str
+    data: dict[str, str]
     settings: dict[str, Any]
 
     @classmethod
-    def of(cls, arrays: Iterable[Any], settings: Mapping[str, Any]) -> RunIdentity:
-        """Return the identity of a run on ``arrays`` (numpy, scipy sparse or None)."""
-        digest = hashlib.blake2b(digest_size=16)
-        for array in arrays:
-            if array is None:
-                digest.update(b"none;")
-                continue
-            parts = (array.data, array.indices, array.indptr) if sp.issparse(array) else (array,)
-            digest.update(f"{type(array).__name__}{array.shape};".encode())
-            for part in parts:
-                part = np.ascontiguousarray(part)
-                digest.update(f"{part.dtype.str}{part.shape};".encode())
-                digest.update(part.data)
-        return cls(digest.hexdigest(), json.loads(json.dumps(dict(settings), default=str)))
+    def of(cls, data: Mapping[str, Any], settings: Mapping[str, Any]) -> RunIdentity:
+        """Return the identity of a run on ``data`` with ``settings``.
+
+        ``data`` maps names to numeric numpy arrays, scipy sparse matrices or None (object
+        arrays are not supported: their bytes are pointers); ``settings`` holds JSON-ready
+        values (tuples become lists).
+        """
+        return cls(
+            {name: _digest(array) for name, array in data.items()},
+            json.loads(json.dumps(dict(settings), default=str)),
+        )
 
     def check(self, stored: Mapping[str, Any], folder: Path) -> None:
-        """Raise InvalidInputError if ``stored`` (a checkpoint's identity) is another run's."""
-        if stored.get("data") != self.data:
-            raise InvalidInputError(
-                f"the checkpoint in {folder} was written by a run on other data (its training "
-                "matrix differs from this one); resume with the data it was trained on, or "
-                "train afresh without resuming"
-            )
-        before = stored.get("settings", {})
-        changed = [
-            f"{key} {before.get(key)!r} → {self.settings.get(key)!r}"
-            for key in sorted(set(before) | set(self.settings))
-            if before.get(key) != self.settings.get(key)
+        """Raise InvalidInputError if ``stored`` (a checkpoint's identity) is another run's.
+
+        The message names the training arrays and the settings that differ (settings that
+        only one side knows, e.g. added by a later version, are not compared).
+        """
+        before_data = stored.get("data") or {}
+        if not isinstance(before_data, Mapping):  # not this version's form: cannot compare
+            before_data = {}
+        differ = [
+            name
+            for name, digest in self.data.items()
+            if name in before_data and before_data[name] != digest
         ]
+        before = stored.get("settings") or {}
+        changed = [
+            f"{key} {before[key]!r} → {self.settings[key]!r}"
+            for key in sorted(set(before) & set(self.settings))
+            if before[key] != self.settings[key]
+        ]
+        problems = []
+        if differ:
+            problems.append(f"on other data (the {' and the '.join(differ)} differ)")
         if changed:
+            problems.append(f"with other settings ({', '.join(changed)})")
+        if problems:
             raise InvalidInputError(
-                f"the checkpoint in {folder} was written with other settings ("
-                + ", ".join(changed)
-                + "); resume with the settings it was trained with, or train afresh"
+                f"the checkpoint in {folder} was written by a run {' and '.join(problems)}; "
+                "resume with the data and settings it was trained with, or train afresh "
+                "without resuming"
             )
 
 
@@ -273,7 +312,7 @@ def load_checkpoint(
     """Restore module, optimizer and RNG from :func:`save_checkpoint`'s folder.
 
     With ``identity``, a checkpoint that stores one must be of the same run (same data and
-    settings); checkpoints written without one are not checked.
+    settings); one written without (by an earlier version) is resumed with a ``UserWarning``.
 
     Raises
     ------
@@ -288,8 +327,16 @@ def load_checkpoint(
             f"no checkpoint to resume from in {folder} (missing {CHECKPOINT_FILE})"
         )
     manifest = json.loads(manifest_path.read_text())
-    if identity is not None and manifest.get("run") is not None:
-        identity.check(manifest["run"], folder)
+    if identity is not None:
+        if isinstance(manifest.get("run"), Mapping):
+            identity.check(manifest["run"], folder)
+        else:
+            warnings.warn(
+                f"the checkpoint in {folder} does not record its data and settings (written "
+                "by an earlier version): resuming without checking that they are this run's",
+                UserWarning,
+                stacklevel=3,
+            )
     tensors = load_file(folder / manifest["tensors"])
     weights = {k.removeprefix("module."): v for k, v in tensors.items() if k.startswith("module.")}
     try:
