@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from omicsembed.cli import app
@@ -95,11 +96,14 @@ def test_fe_fit_resume_refuses_a_checkpoint_of_other_data(table, tmp_path) -> No
     assert result.exit_code == 0, result.output
 
 
-def test_running_out_of_memory_is_one_line_and_leaves_no_folder(table, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_running_out_of_memory_is_one_line_and_leaves_no_folder(table, tmp_path, monkeypatch, kind):
     import omicsembed.jobs
 
     def exhausted(*args, **kwargs):
-        raise MemoryError
+        if kind == "numpy":
+            raise MemoryError
+        torch.empty(2**62, dtype=torch.uint8)  # torch's CPU allocator: a RuntimeError
 
     monkeypatch.setattr(omicsembed.jobs, "tissue_specificity_job", exhausted)
     out = tmp_path / "out"
@@ -108,6 +112,25 @@ def test_running_out_of_memory_is_one_line_and_leaves_no_folder(table, tmp_path,
     assert result.exit_code == 1 and "out of memory" in result.output
     assert "Traceback" not in result.output and not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["expression.csv"]  # no staged folder
+
+
+def test_other_runtime_errors_are_not_taken_for_memory(table, tmp_path, monkeypatch) -> None:
+    import omicsembed.jobs
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(omicsembed.jobs, "tissue_specificity_job", broken)
+    command = [
+        "tissue-specificity",
+        str(table),
+        "--groupby",
+        "tissue",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    result = runner.invoke(app, command)
+    assert isinstance(result.exception, RuntimeError) and "a bug" in str(result.exception)
 
 
 @pytest.mark.parametrize(

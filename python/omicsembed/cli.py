@@ -44,6 +44,14 @@ _console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` says memory ran out (numpy, torch on CPU or CUDA)."""
+    if isinstance(error, MemoryError):
+        return True
+    message = str(error).lower()
+    return "out of memory" in message or "can't allocate memory" in message
+
+
 def _reports_errors(command: F) -> F:
     @wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -53,8 +61,11 @@ def _reports_errors(command: F) -> F:
             # the message is plain text (it may hold brackets); never wrap it
             _console.print("[bold red]error:[/]", Text(str(error)), soft_wrap=True)
             raise typer.Exit(code=2) from error
-        except MemoryError as error:
-            # sizes known up front are refused before any work; this is what remains
+        except (MemoryError, RuntimeError) as error:
+            # sizes known up front are refused before any work; this is what remains (numpy's
+            # MemoryError, torch's allocator RuntimeError or CUDA OutOfMemoryError)
+            if not _out_of_memory(error):
+                raise
             _console.print(
                 "[bold red]error:[/] out of memory; use fewer cells, genes, synthetic cells or "
                 "gene sets, or a machine with more memory",

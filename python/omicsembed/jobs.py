@@ -575,17 +575,6 @@ def _explain_expression(
     return expression, size_factors
 
 
-def _synthetic_cell_bytes(model: Any, n_genes: int) -> int:
-    """Bytes per synthetic cell that ``model.generate`` allocates, as its own check counts.
-
-    A DBM: float64 states of every layer; a Bernoulli VAE: 0/1 genes plus float32 codes,
-    noise and 0/1 latent units.
-    """
-    if hasattr(model, "hidden_sizes"):
-        return 8 * (n_genes + sum(model.hidden_sizes))
-    return n_genes + 10 * model.settings.n_latent
-
-
 def _epoch_of_weights(model: Any) -> int:
     """Return the epoch whose parameters a freshly trained DBM or Bernoulli VAE holds.
 
@@ -742,6 +731,7 @@ def explain_job(
 
     """
     from omicsembed.explain import explain, nmf_gene_selection, rank_against_random_gene_sets
+    from omicsembed.explain.label_transfer import check_ranking_memory
 
     settings = settings or ExplainSettings()
     # the models check their names and settings as they are built: all of them before any
@@ -775,11 +765,11 @@ def explain_job(
     # label transfer's scores of the random gene sets
     for model in models:
         check_memory(
-            settings.n_synthetic * _synthetic_cell_bytes(model, binary.shape[1]),
-            f"{settings.n_synthetic:,} synthetic cells of {binary.shape[1]} genes",
+            model.synthetic_bytes(settings.n_synthetic, binary.shape[1]),
+            f"{int(settings.n_synthetic):,} synthetic cells of {binary.shape[1]} genes",
         )
     if label_columns:
-        check_memory(40 * settings.n_random, f"the scores of {settings.n_random:,} gene sets")
+        check_ranking_memory(settings.n_random)
     # the labels of the training cells are transferred: checked there, before any training
     for column in label_columns:
         labels = adata.obs[column].iloc[train_rows]

@@ -1627,6 +1627,11 @@ impl ClassCounts {
     /// Adds one to the counter of `class` for the features of `mask`.
     #[inline(always)]
     fn add(&mut self, class: usize, mask: Lane) {
+        // classes come from cells of at most SMALL samples: always below CLASSES
+        debug_assert!(
+            class < CLASSES,
+            "class {class} of a cell above SMALL samples"
+        );
         let Some(pending) = self.pending.get_mut(class) else {
             return;
         };
@@ -1717,7 +1722,8 @@ impl ClassCounts {
         }
         // the planes in use of a class's counter
         let counter = |k: usize| {
-            let used = plane_count(self.pending.get(k)?.total as usize);
+            // a class counts at most n cells, and depth = plane_count(2n): within the counter
+            let used = plane_count(self.pending.get(k)?.total as usize).min(depth);
             match used {
                 0 => None,
                 _ => self.planes.get(k * depth..k * depth + used),

@@ -399,6 +399,18 @@ class LabelTransferRanking:
         }
 
 
+def check_ranking_memory(n_random: int) -> None:
+    """Refuse ``n_random`` random gene sets whose scores exceed this machine's memory.
+
+    Raises
+    ------
+    InvalidInputError
+        Beyond the physical memory (each score a Python float in a list, then a float64).
+
+    """
+    check_memory(40 * int(n_random), f"the scores of {int(n_random):,} gene sets")
+
+
 def rank_against_random_gene_sets(
     observed: ArrayLike,
     labels: ArrayLike,
@@ -442,7 +454,7 @@ def rank_against_random_gene_sets(
     """
     check_count("n_random", n_random, 1)
     check_count("n_transfer_seeds", n_transfer_seeds, 1)
-    check_memory(40 * n_random, f"the scores of {n_random:,} gene sets")
+    check_ranking_memory(n_random)
     # one int for every gene set (a Generator would give each set other transfer seeds)
     seed = seed_int(seed, below=TORCH_SEEDS)
     # validated once for all gene sets (the random ones are valid indices by construction)

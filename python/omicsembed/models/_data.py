@@ -106,7 +106,7 @@ def check_values(
     what: str,
     names: Sequence[str] | None = None,
     kind: str = "feature",
-    cells: Sequence[str] | None = None,
+    cells: Sequence[Any] | None = None,
 ) -> None:
     """Run elementwise checks over the stored values of ``matrix``, in blocks.
 
@@ -127,7 +127,7 @@ def check_values(
                 continue
             k = start + int(np.flatnonzero(bad)[0])
             row, column = _locate(matrix, k)
-            cell = f" (cell {cells[row]!r})" if cells else ""
+            cell = f" (cell {str(cells[row])!r})" if cells is not None else ""
             name = f" ({kind} {names[column]!r})" if names else ""
             n_bad = sum(np.count_nonzero(check(values[b : b + _CHECK_BLOCK])) for b in blocks)
             raise InvalidInputError(
@@ -140,8 +140,9 @@ def _names(data: Any) -> list[str] | None:
     return [str(name) for name in data.var_names] if isinstance(data, AnnData) else None
 
 
-def _cell_names(data: Any) -> list[str] | None:
-    return [str(name) for name in data.obs_names] if isinstance(data, AnnData) else None
+def _cell_names(data: Any) -> Sequence[Any] | None:
+    # the index itself: only the offending cell's name is made a string
+    return data.obs_names if isinstance(data, AnnData) else None
 
 
 def binary_matrix(

@@ -399,9 +399,8 @@ class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedSta
             )
         network, _ = self._fitted()
         n_latent = self.settings.n_latent
-        # 0/1 genes and latent units, float32 codes and their noise (and a median's copy)
         check_memory(
-            int(n_samples) * (network.n_features + 10 * n_latent),
+            self.synthetic_bytes(n_samples, network.n_features),
             f"{int(n_samples):,} synthetic cells of {network.n_features} genes",
         )
         generator = torch_generator(seed)
@@ -426,6 +425,14 @@ class BernoulliVAE(VAEModel[BernoulliVAESettings, BernoulliVAENetwork, FittedSta
         threshold = np.median(codes, axis=0) if dichotomize_latent == "median" else 0.0
         latent = np.ascontiguousarray(codes > threshold, dtype=np.uint8)
         return features, latent
+
+    def synthetic_bytes(self, n_samples: int, n_features: int) -> int:
+        """Bytes :meth:`generate` allocates for ``n_samples`` cells of ``n_features`` genes.
+
+        0/1 genes and latent units, float32 codes and their noise, and a median's copy; known
+        before fitting, so that a job can refuse a size beyond memory before any training.
+        """
+        return int(n_samples) * (int(n_features) + 10 * self.settings.n_latent)
 
     # ------------------------------------------------------------------ persistence
     def _network_sizes(self) -> dict[str, Any]:

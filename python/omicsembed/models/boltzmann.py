@@ -785,11 +785,11 @@ class BernoulliRBM(_BoltzmannMachine):
         _check_non_negative(epochs=self.epochs)
         _check_rate("learning_rate", self.learning_rate)
         _check_monitor(monitor, monitor_every)
+        _check_schedule(self.epochs)
         x = _binary_matrix(data, layer, "X")
         _check_memory(
             int(self.n_hidden) * x.shape[1], f"the weights of {self.n_hidden} hidden units"
         )
-        _check_schedule(self.epochs)
         if self.batch_size > x.shape[0]:
             raise InvalidInputError(
                 f"batch_size {self.batch_size} exceeds the number of samples ({x.shape[0]})"
@@ -921,6 +921,14 @@ class DeepBoltzmannMachine(_BoltzmannMachine):
             "gibbs_schedule": self.gibbs_schedule,
             "seed": self.seed if not isinstance(self.seed, np.random.Generator) else None,
         }
+
+    def synthetic_bytes(self, n_samples: int, n_features: int) -> int:
+        """Bytes :meth:`generate` allocates for ``n_samples`` cells of ``n_features`` genes.
+
+        The float64 states of every layer, as :meth:`sample` counts them; known before
+        fitting, so that a job can refuse a size beyond memory before any training.
+        """
+        return 8 * int(n_samples) * (int(n_features) + sum(int(n) for n in self.hidden_sizes))
 
     def _check_settings(self) -> None:
         if not self.hidden_sizes:
