@@ -241,3 +241,31 @@ def test_loadings_scatter_names_the_top_genes() -> None:
 def test_loadings_scatter_errors(loadings, kwargs) -> None:
     with pytest.raises(InvalidInputError):
         pl.loadings_scatter(loadings, **kwargs)
+
+
+def test_gene_set_ranking_marks_the_selected_set_and_its_rank() -> None:
+    random = np.array([[0.5, 1.0, 2.0, np.nan], [0.1, 0.2, 0.3, 0.4]])
+    fig = pl.gene_set_ranking([0.8, np.nan], random, title="vae, 12 genes, cell type")
+    ax = fig.axes[0]
+    # rank = 1 + random sets with a strictly lower index; no index is worst of all
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1\nrank 2/5", "2\nrank 5/5"]
+    assert ax.get_title() == "vae, 12 genes, cell type"
+    # the selected index is drawn where it is
+    diamonds = [c for c in ax.collections if len(c.get_offsets()) == 1]
+    assert diamonds[0].get_offsets()[0].tolist() == [0.0, 0.8]
+    with pytest.raises(ShapeMismatchError, match="with 2 rows"):
+        pl.gene_set_ranking([0.8, 0.9], random[:1])
+    with pytest.raises(InvalidInputError, match="finite"):
+        pl.gene_set_ranking([np.inf], random[:1])
+    with pytest.raises(InvalidInputError, match="at least one"):
+        pl.gene_set_ranking([0.8], np.empty((1, 0)))
+
+
+def test_selection_heatmap_of_one_epoch_has_room(tmp_path) -> None:
+    # one monitored epoch of three features (explain's default on a short run): the figure
+    # was too small for its labels and colour bar, a layout warning (an error in the tests)
+    names = ["stage_3_high_gene", "overlap_2_3_gene", "stage_7_high_gene"]
+    table = pd.DataFrame(
+        {"epoch": [4, 4, 4], "step": [1, 2, 3], "feature": [7, 2, 5], "feature_name": names}
+    )
+    save_figure(pl.selection_heatmap(table), tmp_path / "one_epoch.png")

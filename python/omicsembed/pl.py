@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "embedding",
+    "gene_set_ranking",
     "latent_density",
     "loadings_scatter",
     "pattern_map",
@@ -309,6 +310,74 @@ def tau_histogram(tau: ArrayLike, *, ax: Axes | None = None, bins: int = 50) -> 
     return fig
 
 
+def gene_set_ranking(
+    selected: ArrayLike,
+    random: ArrayLike,
+    *,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Label-transfer Davies–Bouldin index of a selected gene set among random gene sets.
+
+    One column per repetition (training seed): the random gene sets' indices as grey dots,
+    the selected set's as a red diamond, and its rank below. Lower is better (tighter
+    clusters of the transferred labels; Hess et al. 2020 §2.6, Fig. 6).
+
+    Parameters
+    ----------
+    selected
+        (n_repetitions,) index of the selected genes per repetition (NaN: no transfer gave
+        two labels).
+    random
+        (n_repetitions, n_random) indices of the random gene sets of the same size.
+    title
+        Axes title (e.g. model, gene-set size and label column).
+    ax
+        Axes to draw into; a new Figure when None.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The Figure holding the plot.
+
+    Raises
+    ------
+    ShapeMismatchError
+        If ``random`` is not 2-D with one row per value of ``selected``.
+    InvalidInputError
+        If there are no repetitions or no random sets, or an index is infinite.
+
+    """
+    chosen = np.asarray(selected, dtype=np.float64).reshape(-1)
+    others = np.asarray(random, dtype=np.float64)
+    if others.ndim != 2 or others.shape[0] != chosen.size:
+        raise ShapeMismatchError(
+            f"random must be (n_repetitions, n_random) with {chosen.size} rows, got shape "
+            f"{others.shape}"
+        )
+    if chosen.size == 0 or others.shape[1] == 0:
+        raise InvalidInputError("give at least one repetition and one random gene set")
+    if np.isinf(chosen).any() or np.isinf(others).any():
+        raise InvalidInputError("Davies–Bouldin indices must be finite or NaN")
+    fig, ax = _new_axes(ax, (1.2 + 1.1 * chosen.size, 4.0))
+    jitter = np.random.default_rng(0).uniform(-0.2, 0.2, others.shape[1])
+    labels = []
+    for repetition, (mine, theirs) in enumerate(zip(chosen, others, strict=True)):
+        ax.scatter(repetition + jitter, theirs, s=9, color=_MISSING_COLOR, zorder=1)
+        ax.scatter([repetition], [mine], s=60, marker="D", color="#c44e52", zorder=2)
+        # as LabelTransferRanking counts it: no index is worse than any index
+        worst = np.nan_to_num(theirs, nan=np.inf)
+        rank = 1 + int(np.sum(worst < (np.inf if np.isnan(mine) else mine)))
+        labels.append(f"{repetition + 1}\nrank {rank}/{theirs.size + 1}")
+    ax.set_xticks(range(chosen.size), labels)
+    ax.set_xlim(-0.6, chosen.size - 0.4)
+    ax.set_xlabel("repetition")
+    ax.set_ylabel("Davies–Bouldin index (lower: better)")
+    if title is not None:
+        ax.set_title(title)
+    return fig
+
+
 def selection_heatmap(table: pd.DataFrame, *, ax: Axes | None = None) -> Figure:
     """Heat map of log-linear selections over training epochs (Hess et al. 2020, Figs. 3 and 5).
 
@@ -340,7 +409,9 @@ def selection_heatmap(table: pd.DataFrame, *, ax: Axes | None = None) -> Figure:
     label = "feature_name" if "feature_name" in table.columns else "feature"
     grid = table.pivot_table(index=label, columns="epoch", values="step", aggfunc="min")
     grid = grid.loc[grid.min(axis=1).sort_values().index]
-    fig, ax = _new_axes(ax, (1.2 + 0.35 * grid.shape[1], 1.2 + 0.3 * grid.shape[0]))
+    # at least room for the labels and the colour bar (one epoch of three features)
+    size = (max(3.5, 1.2 + 0.35 * grid.shape[1]), max(3.0, 1.2 + 0.3 * grid.shape[0]))
+    fig, ax = _new_axes(ax, size)
     image = ax.imshow(
         np.ma.masked_invalid(grid.to_numpy(dtype=float)), aspect="auto", cmap="viridis_r"
     )
