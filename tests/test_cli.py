@@ -271,7 +271,15 @@ def test_explain_trains_both_models_and_writes_the_report(tmp_path) -> None:
     over_epochs = pd.read_parquet(out / "dbm_selection_over_epochs.parquet")
     assert sorted(set(over_epochs["epoch"])) == [3, 4]
     assert (out / "vae_pattern_maps_over_epochs.png").is_file()
+    patterns = pd.read_parquet(out / "dbm_patterns_over_epochs.parquet")
+    assert sorted(set(patterns["epoch"])) == [3, 4]
+    assert (patterns.groupby("epoch")["count"].sum() <= 500).all()  # of the 500 drawn cells
+    # monitoring is on by default (every 10 epochs): a model of 4 epochs, at its last
+    assert set(pd.read_parquet(short / "vae_selection_over_epochs.parquet")["epoch"]) == {
+        curve["epoch"][0]
+    }
     transfer = pd.read_parquet(out / "label_transfer.parquet")
+    assert (out / "label_transfer.png").stat().st_size > 0
     assert set(transfer["method"]) == {"vae", "dbm", "nmf"}
     assert sorted(set(transfer["repetition"])) == [0, 1]
     # the ranks of each repetition, and their median over the repetitions

@@ -104,6 +104,19 @@ def test_selection_monitor_records_every_n_epochs() -> None:
     table = monitor.table()
     assert set(table["epoch"]) == {2, 4, 6}
     assert set(table["feature"]) == {0, 1}
+    # the top patterns of each epoch, by count, against a count of the synthetic cells
+    patterns = monitor.pattern_table()
+    assert list(patterns.columns) == ["epoch", "rank", "pattern", "features", "count"]
+    for epoch, explanation in monitor.explanations.items():
+        rows = patterns[patterns["epoch"] == epoch]
+        assert rows["rank"].tolist() == list(range(1, len(rows) + 1))
+        assert (rows["count"].diff().dropna() <= 0).all()
+        features, _ = model.generate(1000, seed=monitor.seed + epoch)
+        chosen = features[:, explanation.selection.selected]
+        for pattern, count in zip(rows["pattern"], rows["count"], strict=True):
+            wanted = np.array([int(c) for c in pattern])
+            assert count == int(np.all(chosen == wanted, axis=1).sum())
+        assert set(rows["features"]) == {",".join(explanation.selected_features)}
     assert monitor.heatmap().axes
     maps = monitor.pattern_maps(columns=2)
     assert [ax.get_title() for ax in maps.axes if ax.get_visible()] == [

@@ -276,8 +276,12 @@ def explain_command(
         ),
     ] = 10,
     monitor_every: Annotated[
-        int | None, typer.Option(help="Explain every N epochs during training.")
-    ] = None,
+        int,
+        typer.Option(
+            help="Explain every N epochs during training: selection, top patterns and pattern "
+            "maps over epochs (0: none)."
+        ),
+    ] = 10,
     gibbs_schedule: Annotated[
         str,
         typer.Option(
@@ -325,7 +329,7 @@ def explain_command(
         n_initializations=initializations,
         n_repetitions=repetitions,
         energy_every=energy_every,
-        monitor_every=monitor_every,
+        monitor_every=monitor_every or None,  # 0: no monitoring
         gibbs_schedule=gibbs_schedule,  # type: ignore[arg-type]  # checked by the model
         seed=seed,
     )

@@ -458,7 +458,9 @@ class ExplainSettings:
         for every model); the best epoch of the best initialisation is explained. A model
         trained for fewer epochs is scored once, trained.
     monitor_every
-        Explain the model every this many epochs during training (None: no monitoring).
+        Explain the model every this many epochs during training (and at its last), for the
+        selection, top patterns and pattern maps over epochs of the first repetition (the
+        paper's Fig. 3–5; None: no monitoring).
     gibbs_schedule
         Layer order in the Gibbs sweeps of the DBM's fine-tuning particles (see
         :class:`~omicsembed.models.DeepBoltzmannMachine`): ``"blocked"`` (exact Gibbs) or
@@ -480,7 +482,7 @@ class ExplainSettings:
     n_initializations: int = 1
     n_repetitions: int = 3
     energy_every: int = 10
-    monitor_every: int | None = None
+    monitor_every: int | None = 10
     gibbs_schedule: Literal["blocked", "synchronous"] = "blocked"
     seed: int = 0
 
@@ -573,6 +575,25 @@ def _explain_expression(
     if size_factors:
         expression = pp.normalize_size_factors(expression, method="poscounts")
     return expression, size_factors
+
+
+def _ranking_figure(rankings: dict[tuple[str, int, str], list[Any]]) -> Figure:
+    """One panel per (method, gene-set size, label column): :func:`pl.gene_set_ranking`."""
+    columns = min(4, len(rankings))
+    rows = -(-len(rankings) // columns)
+    width = max(len(r) for r in rankings.values())
+    figure = Figure(figsize=((1.6 + 1.1 * width) * columns, 4.2 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax, ((method, size, column), runs) in zip(axes, rankings.items(), strict=False):
+        pl.gene_set_ranking(
+            [r.selected_index for r in runs],
+            np.stack([r.random_indices for r in runs]),
+            title=f"{method}, {size} genes, {column}",
+            ax=ax,
+        )
+    for ax in axes[len(rankings) :]:
+        ax.set_visible(False)
+    return figure
 
 
 def _epoch_of_weights(model: Any) -> int:
@@ -791,6 +812,9 @@ def explain_job(
     train_cells = AnnData(train_data.astype(np.float32), var=pd.DataFrame(index=genes))
     largest = max(settings.n_select)
 
+    # every ranking by (method, gene-set size, label column), for the figure
+    rankings: dict[tuple[str, int, str], list[Any]] = {}
+
     def ranking_rows(method: str, gene_sets: dict[int, np.ndarray], synthetic: np.ndarray) -> list:
         rows = []
         for size, gene_set in gene_sets.items():
@@ -807,6 +831,7 @@ def explain_job(
                 rows.append(
                     {"method": method, "n_select": size, "labels": column, **ranking.to_dict()}
                 )
+                rankings.setdefault((method, size, column), []).append(ranking)
         return rows
 
     label_rows: list[dict[str, Any]] = []
@@ -852,6 +877,7 @@ def explain_job(
                 out.save_figure(explanation.plot_map(), f"{kind}_pattern_map")
                 if monitor is not None and monitor.explanations:
                     out.write_table(monitor.table(), f"{kind}_selection_over_epochs")
+                    out.write_table(monitor.pattern_table(), f"{kind}_patterns_over_epochs")
                     out.save_figure(monitor.heatmap(), f"{kind}_selection_over_epochs")
                     out.save_figure(monitor.pattern_maps(), f"{kind}_pattern_maps_over_epochs")
             chosen = np.asarray(explanation.selection.selected, dtype=np.int64)
@@ -893,6 +919,7 @@ def explain_job(
             .reset_index()
         )
         out.write_table(summary, "label_transfer_over_repetitions")
+        out.save_figure(_ranking_figure(rankings), "label_transfer")
         over_repetitions = summary.to_dict(orient="records")
     if overlap:
         out.write_table(pd.DataFrame(overlap), "gene_overlap")

@@ -254,6 +254,35 @@ class SelectionMonitor:
         table = pd.concat(frames, ignore_index=True)
         return table[["epoch", *[c for c in table.columns if c != "epoch"]]]
 
+    def pattern_table(self) -> pd.DataFrame:
+        """Tidy table of the top patterns of every monitored epoch.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per epoch and top pattern: ``epoch``; ``rank`` (1-based, in the order of
+            :func:`~omicsembed.explain.top_patterns`: count, most frequent first);
+            ``pattern`` (0/1 string over that epoch's selected features, in selection order);
+            ``features`` (those features' names, comma-separated: the selection changes with
+            the epoch); ``count`` (synthetic cells with exactly that pattern).
+
+        """
+        rows = [
+            {
+                "epoch": epoch,
+                "rank": rank,
+                "pattern": "".join(str(int(v)) for v in pattern),
+                "features": ",".join(explanation.selected_features),
+                "count": int(count),
+            }
+            for epoch, explanation in self.explanations.items()
+            for rank, (pattern, count) in enumerate(
+                zip(explanation.map.patterns, explanation.map.counts, strict=True), start=1
+            )
+        ]
+        columns = ["epoch", "rank", "pattern", "features", "count"]
+        return pd.DataFrame(rows, columns=columns)
+
     def heatmap(self, *, ax: Any = None) -> Figure:
         """Heat map of the selection step of each feature per epoch (blank: not selected)."""
         from omicsembed import pl
