@@ -149,6 +149,8 @@ def test_other_runtime_errors_are_not_taken_for_memory(table, tmp_path, monkeypa
         (["explain", "--data", "{table}", "--monitor-every", "-5"], "monitor_every"),
         (["explain", "--data", "{table}", "--quantile", "1"], "quantile"),
         (["explain", "--data", "{table}", "--n-select", "16"], "cannot select 16 genes"),
+        (["explain", "--data", "{table}", "--vae-learning-rate", "-1"], "learning_rate"),
+        (["explain", "--data", "{table}", "--model", "dbm", "--dbm-epochs", "0"], "dbm_epochs"),
         # one seed range for every job, said in CLI terms
         (["fe", "fit", "{table}", "--groupby", "tissue", "--seed", "-1"], "'--seed'"),
         (["explain", "--data", "{table}", "--seed", "4294967296"], "4294967295"),
@@ -413,3 +415,20 @@ def test_explain_job_refuses_data_without_varying_genes(tmp_path) -> None:
     with pytest.raises(InvalidInputError, match="only 1 of 5 genes vary"):
         explain_job(cells, ResultFolder(tmp_path / "out"), settings=settings)
     assert not any((tmp_path / "out").iterdir())
+
+
+def test_explain_settings_give_each_model_its_epochs_and_learning_rate() -> None:
+    from omicsembed.jobs import ExplainSettings, _generative_model
+
+    settings = ExplainSettings(
+        models=("vae", "dbm"), epochs=7, dbm_epochs=100, vae_learning_rate=1e-3
+    )
+    vae = _generative_model("vae", settings, 0, False)
+    dbm = _generative_model("dbm", settings, 0, False)
+    assert vae.settings.max_epochs == 7 and vae.settings.learning_rate == 1e-3
+    assert dbm.epochs == 100
+    # defaults: the paper's learning rate, each model's own epochs
+    default = ExplainSettings(models=("vae", "dbm"))
+    assert _generative_model("vae", default, 0, False).settings.learning_rate == 1e-4
+    assert _generative_model("dbm", default, 0, False).epochs == 10
+    assert _generative_model("dbm", ExplainSettings(epochs=7), 0, False).epochs == 7

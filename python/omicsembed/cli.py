@@ -255,7 +255,16 @@ def explain_command(
             "off for normalised or binary data).",
         ),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (model default).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Training epochs of both models (model defaults).")
+    ] = None,
+    dbm_epochs: Annotated[
+        int | None, typer.Option(help="The DBM's epochs, overriding --epochs.")
+    ] = None,
+    vae_learning_rate: Annotated[
+        float | None,
+        typer.Option(help="Adam learning rate of the VAE (default 1e-4, the paper's)."),
+    ] = None,
     n_synthetic: Annotated[int, typer.Option(help="Synthetic cells to draw.")] = 10_000,
     n_random: Annotated[int, typer.Option(help="Random gene sets for the ranking.")] = 100,
     initializations: Annotated[
@@ -326,6 +335,8 @@ def explain_command(
         n_synthetic=n_synthetic,
         n_random=n_random,
         epochs=epochs,
+        dbm_epochs=dbm_epochs,
+        vae_learning_rate=vae_learning_rate,
         n_initializations=initializations,
         n_repetitions=repetitions,
         energy_every=energy_every,

@@ -7,7 +7,9 @@ DataSHIELD", BMC Med Res Methodol 21:64, 2021; package by S. Lenz) and Salakhutd
 learning for omics data using log-linear models", Bioinformatics 36:5045-5053 (2020), §2.3:
 
 * RBM training by (persistent) contrastive divergence, weights initialised N(0, 1)/sqrt(n_visible),
-  visible biases at the logit of the feature means (``fitrbm``, ``initrbm``).
+  visible biases at the logit of the feature means (``fitrbm``, ``initrbm``); a feature that
+  is always 0 gets bias 0 (as ``initvisiblebias``), and one that is always 1 also 0, to stay
+  finite (BoltzmannMachines.jl: +Inf).
 * DBM pretraining by stacking RBMs with the doubled-input factors of Salakhutdinov & Hinton
   (2012) §4.1 (``stackrbms(...; predbm = true)``), then fine-tuning with a mean-field positive
   phase (tolerance 1e-3) and persistent Gibbs particles (100 particles, 5 sweeps per update),
