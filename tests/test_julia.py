@@ -58,6 +58,41 @@ def test_settings_boltzmannmachines_cannot_follow_are_refused_before_julia_start
         julia.fit_dbm(np.zeros((4, 3)), **setting)
 
 
+@pytest.mark.parametrize(
+    ("reference", "model", "method"),
+    [
+        ("sample_dbm", "DeepBoltzmannMachine", "sample"),
+        ("generate_bernoulli_vae", "BernoulliVAE", "generate"),
+    ],
+)
+def test_julia_sampling_takes_the_arguments_and_defaults_of_ours(
+    reference: str, model: str, method: str
+) -> None:
+    import inspect
+
+    from omicsembed import models
+
+    theirs = list(inspect.signature(getattr(julia, reference)).parameters.values())[2:]
+    ours = inspect.signature(getattr(getattr(models, model), method)).parameters
+    for parameter in theirs:
+        assert parameter.name in ours, parameter.name
+        if parameter.name != "seed":
+            assert parameter.default == ours[parameter.name].default, parameter.name
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: julia.sample_dbm(None, 5, clamped={0: 1}), "without clamped units"),
+        (lambda: julia.generate_bernoulli_vae(None, 5, from_cells=np.ones((2, 3))), "prior"),
+        (lambda: julia.generate_bernoulli_vae(None, 5, dichotomize_latent="mean"), "'mean'"),
+    ],
+)
+def test_what_the_reference_cannot_do_is_refused_before_julia_starts(call, message) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        call()
+
+
 @pytest.mark.skipif(julia.julia_available(), reason="juliacall is installed here")
 def test_without_julia_the_error_says_how_to_get_it() -> None:
     julia._reference.cache_clear()
@@ -87,3 +122,5 @@ def test_julia_vae_generates_binary_cells_and_codes() -> None:  # pragma: no cov
     features, latent = julia.generate_bernoulli_vae(vae, 40, seed=1)
     assert features.shape == (40, 12) and latent.shape == (40, 3)
     assert np.isin(features, (0.0, 1.0)).all() and np.isin(latent, (0.0, 1.0)).all()
+    _, median = julia.generate_bernoulli_vae(vae, 40, seed=1, dichotomize_latent="median")
+    assert (median.sum(axis=0) == 20).all()

@@ -159,8 +159,27 @@ def fit_dbm(
     )
 
 
-def sample_dbm(dbm: Any, n_samples: int, *, burn_in: int = 50, seed: int = 0) -> list[np.ndarray]:
-    """Gibbs samples of all layers of a Julia DBM (visible first), as numpy arrays."""
+def sample_dbm(
+    dbm: Any, n_samples: int, *, burn_in: int = 50, seed: int = 0, clamped: Any = None
+) -> list[np.ndarray]:
+    """Gibbs samples of all layers of a Julia DBM (visible first), as numpy arrays.
+
+    The arguments of :meth:`omicsembed.models.DeepBoltzmannMachine.sample`.
+
+    Raises
+    ------
+    InvalidInputError
+        With ``clamped``: the reference path (``initparticles`` + ``gibbssample!``) samples
+        without clamped units; use omicsembed's model for that.
+    JuliaUnavailableError
+        Without Julia.
+
+    """
+    if clamped is not None:
+        raise InvalidInputError(
+            "the Julia reference samples without clamped units; use "
+            "omicsembed.models.DeepBoltzmannMachine.sample(clamped=...)"
+        )
     layers = _reference().sample_dbm(dbm, n_samples, burn_in=burn_in, seed=seed)
     return [np.asarray(layer) for layer in layers]
 
@@ -206,8 +225,43 @@ def fit_bernoulli_vae(
 
 
 def generate_bernoulli_vae(
-    vae: Any, n_samples: int, *, seed: int = 0
+    vae: Any,
+    n_samples: int,
+    *,
+    seed: int = 0,
+    dichotomize_latent: str = "zero",
+    from_cells: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Synthetic binary cells and binary latent codes from a Flux Bernoulli VAE."""
-    features, latent = _reference().generate_bernoulli_vae(vae, n_samples, seed=seed)
-    return np.asarray(features), np.asarray(latent)
+    """Synthetic binary cells and binary latent codes from a Flux Bernoulli VAE.
+
+    The arguments of :meth:`omicsembed.models.BernoulliVAE.generate`: z from the prior, the
+    cells Bernoulli draws from the decoder mean, the latent codes dichotomised at 0
+    (``"zero"``) or at each unit's median over the draws (``"median"``).
+
+    Returns
+    -------
+    features, latent : numpy.ndarray
+        uint8 (n_samples, n_features) and (n_samples, n_latent) 0/1 arrays.
+
+    Raises
+    ------
+    InvalidInputError
+        An unknown ``dichotomize_latent``, or ``from_cells`` (the reference draws z from the
+        prior only; use omicsembed's model for posterior draws).
+    JuliaUnavailableError
+        Without Julia.
+
+    """
+    if dichotomize_latent not in ("zero", "median"):
+        raise InvalidInputError(
+            f"dichotomize_latent must be 'zero' or 'median', got {dichotomize_latent!r}"
+        )
+    if from_cells is not None:
+        raise InvalidInputError(
+            "the Julia reference draws z from the prior only; use "
+            "omicsembed.models.BernoulliVAE.generate(from_cells=...)"
+        )
+    features, codes = _reference().generate_bernoulli_vae(vae, n_samples, seed=seed)
+    z = np.asarray(codes, dtype=np.float64)
+    threshold = np.median(z, axis=0) if dichotomize_latent == "median" else 0.0
+    return np.asarray(features, dtype=np.uint8), (z > threshold).astype(np.uint8)

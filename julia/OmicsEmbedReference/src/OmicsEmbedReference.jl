@@ -85,8 +85,9 @@ end
 
 Bernoulli VAE as in Hess et al. 2020 §2.4: tanh encoder and decoder, sigmoid Bernoulli output,
 standard normal prior, Adam. `x` is cells × genes. The keywords and their defaults are those
-of omicsembed's `BernoulliVAE`; it trains for all `max_epochs` (no validation split or early
-stopping).
+of omicsembed's `BernoulliVAE`, and as there the decoder's output bias starts at the logit of
+the genes' frequencies (clipped to [1e-3, 1 - 1e-3]); it trains for all `max_epochs` (no
+validation split or early stopping).
 """
 function fit_bernoulli_vae(x::AbstractMatrix{<:Real};
         n_latent::Integer = 10,
@@ -104,6 +105,8 @@ function fit_bernoulli_vae(x::AbstractMatrix{<:Real};
     decoder = Flux.Chain(Flux.Dense(Int(n_latent) => reversed[1], tanh),
         [Flux.Dense(reversed[i] => reversed[i + 1], i + 1 == length(reversed) ? identity : tanh)
          for i in 1:(length(reversed) - 1)]...)
+    frequencies = clamp.(vec(sum(data; dims = 2)) ./ size(data, 2), 1.0f-3, 1.0f0 - 1.0f-3)
+    decoder[end].bias .= log.(frequencies) .- log1p.(-frequencies)
     vae = BernoulliVAE(encoder, Flux.Dense(widths[end] => Int(n_latent)),
         Flux.Dense(widths[end] => Int(n_latent)), decoder)
     state = Flux.setup(Flux.Adam(Float64(learning_rate)), vae)
@@ -121,14 +124,14 @@ end
     generate_bernoulli_vae(vae, n_samples; seed) -> (features, latent)
 
 Synthetic binary cells (Bernoulli draws from the decoder mean for z from the prior) and their
-latent codes dichotomised at zero, both samples × units.
+latent codes z, both samples × units (the caller dichotomises z).
 """
 function generate_bernoulli_vae(vae::BernoulliVAE, n_samples::Integer; seed::Integer = 0)
     Random.seed!(seed)
     z = randn(Float32, size(vae.mean.weight, 1), Int(n_samples))
     means = Flux.sigmoid.(vae.decoder(z))
     features = Float64.(rand(Float32, size(means)) .< means)
-    return permutedims(features), permutedims(Float64.(z .> 0))
+    return permutedims(features), permutedims(Float64.(z))
 end
 
 end # module
