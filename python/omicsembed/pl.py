@@ -359,15 +359,15 @@ def gene_set_ranking(
         raise InvalidInputError("give at least one repetition and one random gene set")
     if np.isinf(chosen).any() or np.isinf(others).any():
         raise InvalidInputError("Davies–Bouldin indices must be finite or NaN")
+    from omicsembed.explain.label_transfer import gene_set_rank
+
     fig, ax = _new_axes(ax, (1.2 + 1.1 * chosen.size, 4.0))
     jitter = np.random.default_rng(0).uniform(-0.2, 0.2, others.shape[1])
     labels = []
     for repetition, (mine, theirs) in enumerate(zip(chosen, others, strict=True)):
         ax.scatter(repetition + jitter, theirs, s=9, color=_MISSING_COLOR, zorder=1)
         ax.scatter([repetition], [mine], s=60, marker="D", color="#c44e52", zorder=2)
-        # as LabelTransferRanking counts it: no index is worse than any index
-        worst = np.nan_to_num(theirs, nan=np.inf)
-        rank = 1 + int(np.sum(worst < (np.inf if np.isnan(mine) else mine)))
+        rank, _ = gene_set_rank(mine, theirs)
         labels.append(f"{repetition + 1}\nrank {rank}/{theirs.size + 1}")
     ax.set_xticks(range(chosen.size), labels)
     ax.set_xlim(-0.6, chosen.size - 0.4)

@@ -472,12 +472,26 @@ def rank_against_random_gene_sets(
     random_indices = np.array(
         [score(rng.choice(n_genes, gene_index.size, replace=False)) for _ in range(n_random)]
     )
-    # no index (no transfer gave two labels) is the worst outcome, not an incomparable one
-    worst = np.nan_to_num(random_indices, nan=np.inf)
-    mine = np.inf if np.isnan(selected) else selected
+    rank, beaten = gene_set_rank(selected, random_indices)
     return LabelTransferRanking(
-        selected_index=selected,
-        random_indices=random_indices,
-        rank=1 + int(np.sum(worst < mine)),
-        beaten=int(np.sum(worst > mine)),
+        selected_index=selected, random_indices=random_indices, rank=rank, beaten=beaten
     )
+
+
+def gene_set_rank(selected_index: float, random_indices: ArrayLike) -> tuple[int, int]:
+    """Rank of a gene set's index among random sets' (lower index: better; §2.6).
+
+    A NaN index (no transfer gave two labels) is the worst outcome, not an incomparable
+    one: below every set with an index.
+
+    Returns
+    -------
+    rank : int
+        1 + random sets with a strictly lower index (1: better than every one).
+    beaten : int
+        Random sets with a strictly higher index.
+
+    """
+    worst = np.nan_to_num(np.asarray(random_indices, dtype=np.float64), nan=np.inf)
+    mine = np.inf if np.isnan(selected_index) else float(selected_index)
+    return 1 + int(np.sum(worst < mine)), int(np.sum(worst > mine))
