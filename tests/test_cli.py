@@ -209,11 +209,15 @@ def test_explain_on_a_data_folder_uses_its_labels_and_size_factors_for_counts(tm
     out = tmp_path / "explained"
     args = ["explain", "--data", str(folder), "--model", "vae", "--epochs", "2"]
     args += ["--n-select", "2", "--n-random", "3", "--n-synthetic", "300", "--repetitions", "1"]
-    args += ["--out", str(out)]
+    args += ["--monitor-every", "0", "--out", str(out)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["size_factors"] is True  # integer counts
+    # --monitor-every 0: no monitoring, no outputs over epochs
+    assert summary["settings"]["monitor_every"] is None
+    over_epochs = {path.name for path in out.glob("*_over_epochs*")}
+    assert over_epochs == {"vae_energy_over_epochs.csv", "vae_energy_over_epochs.parquet"}
     assert {row["labels"] for row in summary["label_transfer"]} == {"cell_type"}
     # --no-size-factors and explicit labels override the defaults
     other = tmp_path / "raw"
@@ -418,7 +422,14 @@ def test_explain_job_refuses_data_without_varying_genes(tmp_path) -> None:
 
 
 def test_explain_settings_give_each_model_its_epochs_and_learning_rate() -> None:
+    from omicsembed.exceptions import InvalidInputError
     from omicsembed.jobs import ExplainSettings, _generative_model
+
+    # a setting of a model that is not trained is refused, not ignored
+    with pytest.raises(InvalidInputError, match="dbm_epochs is given but no 'dbm' model"):
+        ExplainSettings(models=("vae",), dbm_epochs=100)
+    with pytest.raises(InvalidInputError, match="vae_learning_rate is given but no 'vae'"):
+        ExplainSettings(models=("dbm",), vae_learning_rate=1e-3)
 
     settings = ExplainSettings(
         models=("vae", "dbm"), epochs=7, dbm_epochs=100, vae_learning_rate=1e-3

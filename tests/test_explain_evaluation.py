@@ -435,3 +435,12 @@ def test_energy_monitor_rejects_bad_input() -> None:
     model = DeepBoltzmannMachine((5,), epochs=2, seed=0, progress=False)
     with pytest.raises(InvalidInputError, match="have 10 genes but the model generates 50"):
         model.fit(train, monitor=monitor)
+
+
+def test_gene_set_rank_counts_strictly_better_and_worse_sets() -> None:
+    from omicsembed.explain import gene_set_rank
+
+    # ties are neither better nor beaten; no index (NaN) is worse than any index
+    assert gene_set_rank(0.5, [0.4, 0.5, 0.5, 0.9, np.nan]) == (2, 2)
+    assert gene_set_rank(np.nan, [0.4, np.nan]) == (2, 0)
+    assert gene_set_rank(0.1, [0.4, 0.9]) == (1, 2)

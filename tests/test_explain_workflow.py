@@ -109,6 +109,7 @@ def test_selection_monitor_records_every_n_epochs() -> None:
     assert list(patterns.columns) == ["epoch", "rank", "pattern", "features", "count"]
     for epoch, explanation in monitor.explanations.items():
         rows = patterns[patterns["epoch"] == epoch]
+        assert (rows["count"] > 0).all()  # observed patterns only
         assert rows["rank"].tolist() == list(range(1, len(rows) + 1))
         assert (rows["count"].diff().dropna() <= 0).all()
         features, _ = model.generate(1000, seed=monitor.seed + epoch)
@@ -124,6 +125,14 @@ def test_selection_monitor_records_every_n_epochs() -> None:
         "epoch 4",
         "epoch 6",
     ]
+    # a long training: at most max_panels epochs, evenly spaced, first and last included
+    for epoch in range(8, 21, 2):
+        monitor(model, epoch)
+    few = monitor.pattern_maps(max_panels=4)
+    titles = [ax.get_title() for ax in few.axes if ax.get_visible()]
+    assert titles == ["epoch 2", "epoch 8", "epoch 14", "epoch 20"]
+    with pytest.raises(InvalidInputError, match="max_panels"):
+        monitor.pattern_maps(max_panels=0)
 
 
 def test_vae_on_the_stair_simulation_selects_stage_genes_not_noise() -> None:

@@ -86,6 +86,8 @@ def test_julia_sampling_takes_the_arguments_and_defaults_of_ours(
         (lambda: julia.sample_dbm(None, 5, clamped={0: 1}), "without clamped units"),
         (lambda: julia.generate_bernoulli_vae(None, 5, from_cells=np.ones((2, 3))), "prior"),
         (lambda: julia.generate_bernoulli_vae(None, 5, dichotomize_latent="mean"), "'mean'"),
+        (lambda: julia.fit_bernoulli_vae(np.zeros((4, 3)), hidden_sizes=()), "at least one"),
+        (lambda: julia.fit_dbm(np.zeros((4, 3)), hidden_sizes=(3, 0)), "hidden_sizes"),
     ],
 )
 def test_what_the_reference_cannot_do_is_refused_before_julia_starts(call, message) -> None:
@@ -124,3 +126,32 @@ def test_julia_vae_generates_binary_cells_and_codes() -> None:  # pragma: no cov
     assert np.isin(features, (0.0, 1.0)).all() and np.isin(latent, (0.0, 1.0)).all()
     _, median = julia.generate_bernoulli_vae(vae, 40, seed=1, dichotomize_latent="median")
     assert (median.sum(axis=0) == 20).all()
+
+
+def test_latent_codes_from_julia_are_dichotomised_at_zero_or_the_median(monkeypatch) -> None:
+    # Julia returns the continuous codes (samples × units); Python dichotomises them
+    codes = np.array([[-1.0, 0.2], [0.5, 0.1], [2.0, -0.3], [0.1, 0.4]])
+    features = np.array([[1.0, 0.0, 1.0]] * 4)
+
+    class Reference:
+        def generate_bernoulli_vae(self, vae, n_samples, *, seed):
+            return features, codes
+
+    monkeypatch.setattr(julia, "_reference", lambda: Reference())
+    cells, zero = julia.generate_bernoulli_vae(None, 4)
+    _, median = julia.generate_bernoulli_vae(None, 4, dichotomize_latent="median")
+    assert cells.dtype == zero.dtype == median.dtype == np.uint8
+    np.testing.assert_array_equal(zero, [[0, 1], [1, 1], [1, 0], [1, 1]])
+    np.testing.assert_array_equal(median, [[0, 1], [1, 0], [1, 0], [0, 1]])
+
+
+def test_hidden_sizes_reach_julia_as_an_int64_vector(monkeypatch) -> None:
+    seen = {}
+
+    class Reference:
+        def fit_bernoulli_vae(self, x, **options):
+            seen.update(options)
+
+    monkeypatch.setattr(julia, "_reference", lambda: Reference())
+    julia.fit_bernoulli_vae(np.zeros((4, 3)), hidden_sizes=(8, 4))
+    assert seen["hidden_sizes"].dtype == np.int64 and seen["hidden_sizes"].tolist() == [8, 4]

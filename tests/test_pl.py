@@ -248,7 +248,10 @@ def test_gene_set_ranking_marks_the_selected_set_and_its_rank() -> None:
     fig = pl.gene_set_ranking([0.8, np.nan], random, title="vae, 12 genes, cell type")
     ax = fig.axes[0]
     # rank = 1 + random sets with a strictly lower index; no index is worst of all
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["1\nrank 2/5", "2\nrank 5/5"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "1\nrank 2/5",
+        "2\nrank 5/5\n(no index)",
+    ]
     assert ax.get_title() == "vae, 12 genes, cell type"
     # the selected index is drawn where it is
     diamonds = [c for c in ax.collections if len(c.get_offsets()) == 1]

@@ -524,6 +524,10 @@ class ExplainSettings:
             raise InvalidInputError(
                 f"gibbs_schedule must be 'blocked' or 'synchronous', got {self.gibbs_schedule!r}"
             )
+        # a setting of a model that is not trained would be silently ignored
+        for name, model in (("dbm_epochs", "dbm"), ("vae_learning_rate", "vae")):
+            if getattr(self, name) is not None and model not in self.models:
+                raise InvalidInputError(f"{name} is given but no {model!r} model is trained")
         counts = {f"n_select {k}": k for k in self.n_select}
         counts |= {
             "n_random": self.n_random,
@@ -592,19 +596,21 @@ def _explain_expression(
 
 def _ranking_figure(rankings: dict[tuple[str, int, str], list[Any]]) -> Figure:
     """One panel per (method, gene-set size, label column): :func:`pl.gene_set_ranking`."""
-    columns = min(4, len(rankings))
-    rows = -(-len(rankings) // columns)
-    width = max(len(r) for r in rankings.values())
-    figure = Figure(figsize=((1.6 + 1.1 * width) * columns, 4.2 * rows), layout="constrained")
+    # the models first, NMF (the baseline) last; as many panels a row as fit 20 inches
+    panels = sorted(rankings.items(), key=lambda item: item[0][0] == "nmf")
+    width = 1.6 + 1.1 * max(len(runs) for runs in rankings.values())
+    columns = max(1, min(4, len(panels), int(20 // width)))
+    rows = -(-len(panels) // columns)
+    figure = Figure(figsize=(width * columns, 4.2 * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    for ax, ((method, size, column), runs) in zip(axes, rankings.items(), strict=False):
+    for ax, ((method, size, column), runs) in zip(axes, panels, strict=False):
         pl.gene_set_ranking(
             [r.selected_index for r in runs],
             np.stack([r.random_indices for r in runs]),
             title=f"{method}, {size} genes, {column}",
             ax=ax,
         )
-    for ax in axes[len(rankings) :]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     return figure
 
@@ -732,14 +738,16 @@ def explain_job(
         Result folder. Per model and repetition: ``<model>_selection`` (repetition, seed,
         step, feature, latent unit, G²), ``<model>_energy_over_epochs`` (epoch, energy
         statistic, repetition, seed), ``initializations`` (best epoch and energy statistic per
-        trained model), ``label_transfer`` (per model / NMF, gene-set size and label column),
+        trained model), ``label_transfer`` (per model / NMF, gene-set size and label column;
+        ``label_transfer.png``: every selection's index among the random sets'),
         ``gene_overlap`` (selected genes shared between models); over the repetitions:
         ``label_transfer_over_repetitions`` (median, best and worst rank, median number of
         random sets beaten); for the first repetition: ``<model>_patterns``,
         ``<model>_pattern_map`` (+ PNG), ``model/<model>`` (the explained model at its best
-        epoch; ``load`` it with its class) and, when monitored,
-        ``<model>_selection_over_epochs`` (+ heat-map PNG) and
-        ``<model>_pattern_maps_over_epochs.png``.
+        epoch; ``load`` it with its class) and, when monitored (every initialisation of the
+        first repetition is; the chosen one's are written),
+        ``<model>_selection_over_epochs`` (+ heat-map PNG), ``<model>_patterns_over_epochs``
+        (the observed top patterns per epoch) and ``<model>_pattern_maps_over_epochs.png``.
     label_columns
         ``.obs`` columns with labels for the label transfer (e.g. ``cell_type``, ``class``).
     layer

@@ -97,6 +97,20 @@ def _binary_matrix(X: ArrayLike) -> np.ndarray:
     return matrix
 
 
+def _layer_sizes(hidden_sizes: Sequence[int]) -> np.ndarray:
+    """Hidden layer sizes as an int64 array, for the Julia methods.
+
+    juliacall passes it as an ``AbstractVector{Int64}``; a Python list would arrive as a
+    vector of Python objects, which the methods' ``AbstractVector{<:Integer}`` refuses.
+    """
+    sizes = np.asarray([int(size) for size in hidden_sizes], dtype=np.int64)
+    if sizes.ndim != 1 or sizes.size == 0 or (sizes < 1).any():
+        raise InvalidInputError(
+            f"hidden_sizes must name at least one layer of ≥ 1 units, got {list(hidden_sizes)}"
+        )
+    return sizes
+
+
 def fit_dbm(
     X: ArrayLike,
     hidden_sizes: Sequence[int] = (100, 20, 10),
@@ -146,9 +160,10 @@ def fit_dbm(
                 f"BoltzmannMachines.jl fitdbm has no setting for {name}={value!r} (it uses "
                 f"{supported!r}); leave it at that value to compare with it"
             )
+    x, sizes = _binary_matrix(X), _layer_sizes(hidden_sizes)  # checked before Julia starts
     return _reference().fit_dbm(
-        _binary_matrix(X),
-        hidden_sizes=[int(size) for size in hidden_sizes],
+        x,
+        hidden_sizes=sizes,
         pretraining_epochs=pretraining_epochs,
         epochs=epochs,
         learning_rate=learning_rate,
@@ -213,10 +228,11 @@ def fit_bernoulli_vae(
         Without Julia.
 
     """
+    x, sizes = _binary_matrix(X), _layer_sizes(hidden_sizes)  # checked before Julia starts
     return _reference().fit_bernoulli_vae(
-        _binary_matrix(X),
+        x,
         n_latent=n_latent,
-        hidden_sizes=[int(size) for size in hidden_sizes],
+        hidden_sizes=sizes,
         learning_rate=learning_rate,
         batch_size=batch_size,
         max_epochs=max_epochs,

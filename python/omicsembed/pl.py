@@ -368,7 +368,8 @@ def gene_set_ranking(
         ax.scatter(repetition + jitter, theirs, s=9, color=_MISSING_COLOR, zorder=1)
         ax.scatter([repetition], [mine], s=60, marker="D", color="#c44e52", zorder=2)
         rank, _ = gene_set_rank(mine, theirs)
-        labels.append(f"{repetition + 1}\nrank {rank}/{theirs.size + 1}")
+        missing = "\n(no index)" if np.isnan(mine) else ""
+        labels.append(f"{repetition + 1}\nrank {rank}/{theirs.size + 1}{missing}")
     ax.set_xticks(range(chosen.size), labels)
     ax.set_xlim(-0.6, chosen.size - 0.4)
     ax.set_xlabel("repetition")

@@ -19,6 +19,7 @@ from omicsembed.explain.baselines import (
 )
 from omicsembed.explain.label_transfer import (
     LabelTransferRanking,
+    gene_set_rank,
     label_transfer_davies_bouldin,
     rank_against_random_gene_sets,
     transfer_labels,
@@ -45,6 +46,7 @@ __all__ = [
     "energy_statistic",
     "explain",
     "g_squared",
+    "gene_set_rank",
     "ipf",
     "jensen_shannon",
     "label_transfer_davies_bouldin",

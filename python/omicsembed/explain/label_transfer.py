@@ -30,6 +30,7 @@ from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
 __all__ = [
     "LabelTransferRanking",
     "davies_bouldin",
+    "gene_set_rank",
     "label_transfer_davies_bouldin",
     "principal_components_joint",
     "rank_against_random_gene_sets",

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from omicsembed.evaluate._checks import check_count
 from omicsembed.exceptions import InvalidInputError, OmicsEmbedError
 from omicsembed.explain.loglinear import (
     LoglinearSelection,
@@ -255,16 +256,19 @@ class SelectionMonitor:
         return table[["epoch", *[c for c in table.columns if c != "epoch"]]]
 
     def pattern_table(self) -> pd.DataFrame:
-        """Tidy table of the top patterns of every monitored epoch.
+        """Tidy table of the top patterns of every monitored epoch that occur.
+
+        The pattern maps keep, as the authors, every pattern when fewer than ``n_patterns``
+        occur, unobserved ones included (count 0); this table lists the observed ones only.
 
         Returns
         -------
         pandas.DataFrame
-            One row per epoch and top pattern: ``epoch``; ``rank`` (1-based, in the order of
-            :func:`~omicsembed.explain.top_patterns`: count, most frequent first);
+            One row per epoch and observed top pattern: ``epoch``; ``rank`` (1-based, in the
+            order of :func:`~omicsembed.explain.top_patterns`: count, most frequent first);
             ``pattern`` (0/1 string over that epoch's selected features, in selection order);
             ``features`` (those features' names, comma-separated: the selection changes with
-            the epoch); ``count`` (synthetic cells with exactly that pattern).
+            the epoch); ``count`` (synthetic cells with exactly that pattern, ≥ 1).
 
         """
         rows = [
@@ -279,6 +283,7 @@ class SelectionMonitor:
             for rank, (pattern, count) in enumerate(
                 zip(explanation.map.patterns, explanation.map.counts, strict=True), start=1
             )
+            if count > 0
         ]
         columns = ["epoch", "rank", "pattern", "features", "count"]
         return pd.DataFrame(rows, columns=columns)
@@ -289,18 +294,26 @@ class SelectionMonitor:
 
         return pl.selection_heatmap(self.table(), ax=ax)
 
-    def pattern_maps(self, *, columns: int = 4) -> Figure:
-        """Pattern map of every monitored epoch, one panel each (Hess et al. 2020, Fig. 4).
+    def pattern_maps(self, *, columns: int = 4, max_panels: int = 24) -> Figure:
+        """Pattern map of the monitored epochs, one panel each (Hess et al. 2020, Fig. 4).
+
+        At most ``max_panels`` epochs, evenly spaced over the monitored ones, the first and
+        the last included (a long training would give an unreadable figure).
 
         Raises
         ------
         InvalidInputError
-            If no epoch was monitored.
+            If no epoch was monitored, or ``columns`` or ``max_panels`` is below 1.
 
         """
         if not self.explanations:
             raise InvalidInputError("no epoch was monitored yet")
+        check_count("columns", columns, 1)
+        check_count("max_panels", max_panels, 1)
         epochs = sorted(self.explanations)
+        if len(epochs) > max_panels:
+            picks = np.unique(np.linspace(0, len(epochs) - 1, max_panels).round().astype(int))
+            epochs = [epochs[i] for i in picks]
         n_rows = -(-len(epochs) // columns)
         figure = Figure(
             figsize=(4.0 * min(columns, len(epochs)), 3.8 * n_rows), layout="constrained"
