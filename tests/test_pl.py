@@ -272,3 +272,12 @@ def test_selection_heatmap_of_one_epoch_has_room(tmp_path) -> None:
         {"epoch": [4, 4, 4], "step": [1, 2, 3], "feature": [7, 2, 5], "feature_name": names}
     )
     save_figure(pl.selection_heatmap(table), tmp_path / "one_epoch.png")
+
+
+def test_panel_grid_hides_the_unused_axes() -> None:
+    fig, axes = pl.panel_grid(5, 3, (2.0, 1.5))
+    assert len(axes) == 5 and len(fig.axes) == 6
+    assert [ax.get_visible() for ax in fig.axes] == [True] * 5 + [False]
+    assert tuple(fig.get_size_inches()) == (6.0, 3.0)
+    _, single = pl.panel_grid(1, 4, (2.0, 1.5))  # fewer panels than columns: one column
+    assert single[0].get_figure().get_size_inches().tolist() == [2.0, 1.5]

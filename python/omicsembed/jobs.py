@@ -599,19 +599,14 @@ def _ranking_figure(rankings: dict[tuple[str, int, str], list[Any]]) -> Figure:
     # the models first, NMF (the baseline) last; as many panels a row as fit 20 inches
     panels = sorted(rankings.items(), key=lambda item: item[0][0] == "nmf")
     width = 1.6 + 1.1 * max(len(runs) for runs in rankings.values())
-    columns = max(1, min(4, len(panels), int(20 // width)))
-    rows = -(-len(panels) // columns)
-    figure = Figure(figsize=(width * columns, 4.2 * rows), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    for ax, ((method, size, column), runs) in zip(axes, panels, strict=False):
+    figure, axes = pl.panel_grid(len(panels), min(4, max(1, int(20 // width))), (width, 4.2))
+    for ax, ((method, size, column), runs) in zip(axes, panels, strict=True):
         pl.gene_set_ranking(
             [r.selected_index for r in runs],
             np.stack([r.random_indices for r in runs]),
             title=f"{method}, {size} genes, {column}",
             ax=ax,
         )
-    for ax in axes[len(panels) :]:
-        ax.set_visible(False)
     return figure
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "gene_set_ranking",
     "latent_density",
     "loadings_scatter",
+    "panel_grid",
     "pattern_map",
     "reconstruction",
     "selection_heatmap",
@@ -52,6 +53,37 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
         return root, ax
     fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.add_subplot()
+
+
+def panel_grid(
+    n_panels: int, columns: int, panel_size: tuple[float, float]
+) -> tuple[Figure, list[Axes]]:
+    """Return a Figure of ``n_panels`` Axes in rows of at most ``columns`` (others hidden).
+
+    Parameters
+    ----------
+    n_panels
+        Number of panels (≥ 1).
+    columns
+        Panels per row at most (≥ 1).
+    panel_size
+        (width, height) of one panel in inches.
+
+    Returns
+    -------
+    figure, axes
+        The Figure and its ``n_panels`` visible Axes, row by row.
+
+    """
+    from matplotlib.figure import Figure
+
+    columns = max(1, min(columns, n_panels))
+    rows = -(-n_panels // columns)
+    figure = Figure(figsize=(panel_size[0] * columns, panel_size[1] * rows), layout="constrained")
+    axes = list(figure.subplots(rows, columns, squeeze=False).ravel())
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return figure, axes[:n_panels]
 
 
 def _categories(labels: Any, n: int) -> tuple[list[str], np.ndarray, np.ndarray]:

@@ -314,14 +314,10 @@ class SelectionMonitor:
         if len(epochs) > max_panels:
             picks = np.unique(np.linspace(0, len(epochs) - 1, max_panels).round().astype(int))
             epochs = [epochs[i] for i in picks]
-        n_rows = -(-len(epochs) // columns)
-        figure = Figure(
-            figsize=(4.0 * min(columns, len(epochs)), 3.8 * n_rows), layout="constrained"
-        )
-        axes = figure.subplots(n_rows, min(columns, len(epochs)), squeeze=False).ravel()
-        for ax, epoch in zip(axes, epochs, strict=False):
+        from omicsembed import pl
+
+        figure, axes = pl.panel_grid(len(epochs), columns, (4.0, 3.8))
+        for ax, epoch in zip(axes, epochs, strict=True):
             self.explanations[epoch].plot_map(ax=ax)
             ax.set_title(f"epoch {epoch}")
-        for ax in axes[len(epochs) :]:
-            ax.set_visible(False)
         return figure
