@@ -281,3 +281,5 @@ def test_panel_grid_hides_the_unused_axes() -> None:
     assert tuple(fig.get_size_inches()) == (6.0, 3.0)
     _, single = pl.panel_grid(1, 4, (2.0, 1.5))  # fewer panels than columns: one column
     assert single[0].get_figure().get_size_inches().tolist() == [2.0, 1.5]
+    with pytest.raises(InvalidInputError, match="n_panels"):
+        pl.panel_grid(0, 3, (2.0, 1.5))

@@ -74,10 +74,17 @@ def panel_grid(
     figure, axes
         The Figure and its ``n_panels`` visible Axes, row by row.
 
+    Raises
+    ------
+    InvalidInputError
+        If ``n_panels`` or ``columns`` is below 1.
+
     """
     from matplotlib.figure import Figure
 
-    columns = max(1, min(columns, n_panels))
+    if n_panels < 1 or columns < 1:
+        raise InvalidInputError(f"need n_panels ≥ 1 and columns ≥ 1, got {n_panels}, {columns}")
+    columns = min(columns, n_panels)
     rows = -(-n_panels // columns)
     figure = Figure(figsize=(panel_size[0] * columns, panel_size[1] * rows), layout="constrained")
     axes = list(figure.subplots(rows, columns, squeeze=False).ravel())
