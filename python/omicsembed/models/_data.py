@@ -104,7 +104,7 @@ def check_values(
     checks: Sequence[ValueCheck],
     *,
     what: str,
-    names: Sequence[str] | None = None,
+    names: Sequence[Any] | None = None,
     kind: str = "feature",
     cells: Sequence[Any] | None = None,
 ) -> None:
@@ -128,7 +128,7 @@ def check_values(
             k = start + int(np.flatnonzero(bad)[0])
             row, column = _locate(matrix, k)
             cell = f" (cell {str(cells[row])!r})" if cells is not None else ""
-            name = f" ({kind} {names[column]!r})" if names else ""
+            name = f" ({kind} {str(names[column])!r})" if names is not None else ""
             n_bad = sum(np.count_nonzero(check(values[b : b + _CHECK_BLOCK])) for b in blocks)
             raise InvalidInputError(
                 f"{n_bad} {label} in {what}, the first {values[k].item()!r} at row {row}{cell}, "
@@ -136,12 +136,12 @@ def check_values(
             )
 
 
-def _names(data: Any) -> list[str] | None:
-    return [str(name) for name in data.var_names] if isinstance(data, AnnData) else None
+# the indexes themselves: only an offending gene's or cell's name is made a string
+def _names(data: Any) -> Sequence[Any] | None:
+    return data.var_names if isinstance(data, AnnData) else None
 
 
 def _cell_names(data: Any) -> Sequence[Any] | None:
-    # the index itself: only the offending cell's name is made a string
     return data.obs_names if isinstance(data, AnnData) else None
 
 
