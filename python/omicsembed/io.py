@@ -134,12 +134,11 @@ def _read_h5ad(p: Path, groups: tuple[str, ...]) -> ad.AnnData:
     except Exception as exc:
         raise InvalidInputError(f"cannot read {str(p)!r} as .h5ad: {exc}") from exc
     for groupby in groups:
-        if groupby in adata.obs.columns:
-            continue
-        raise InvalidInputError(
-            f"groupby column {groupby!r} is not in .obs of {str(p)!r}; available .obs "
-            f"columns: {list(map(str, adata.obs.columns))}"
-        )
+        if groupby not in adata.obs.columns:
+            raise InvalidInputError(
+                f"groupby column {groupby!r} is not in .obs of {str(p)!r}; available .obs "
+                f"columns: {list(map(str, adata.obs.columns))}"
+            )
     return adata
 
 
@@ -162,12 +161,11 @@ def _table_to_anndata(df: pl.DataFrame, p: Path, groups: tuple[str, ...]) -> ad.
         raise InvalidInputError(f"{str(p)!r} has duplicated column names: {dup_cols[:10]}")
     id_col, *rest = df.columns
     for groupby in groups:
-        if groupby in rest:
-            continue
-        raise InvalidInputError(
-            f"groupby column {groupby!r} is not in {str(p)!r}; available columns (after the "
-            f"sample id column {id_col!r}): {rest[:50]}{' ...' if len(rest) > 50 else ''}"
-        )
+        if groupby not in rest:
+            raise InvalidInputError(
+                f"groupby column {groupby!r} is not in {str(p)!r}; available columns (after the "
+                f"sample id column {id_col!r}): {rest[:50]}{' ...' if len(rest) > 50 else ''}"
+            )
 
     ids = df.get_column(id_col).cast(pl.String)
     if ids.null_count():
