@@ -6,9 +6,10 @@ import os
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 from omicsembed import julia
-from omicsembed.exceptions import InvalidInputError
+from omicsembed.exceptions import InvalidInputError, OmicsEmbedError, ShapeMismatchError
 
 os.environ.setdefault("PYTHON_JULIAPKG_OFFLINE", "yes")
 
@@ -83,8 +84,9 @@ def test_julia_sampling_takes_the_arguments_and_defaults_of_ours(
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: julia.sample_dbm(None, 5, clamped={0: 1}), "without clamped units"),
-        (lambda: julia.generate_bernoulli_vae(None, 5, from_cells=np.ones((2, 3))), "prior"),
+        (lambda: julia.sample_dbm(None, 0), "n_samples"),
+        (lambda: julia.generate_bernoulli_vae(None, 2.5), "n_samples"),
+        (lambda: julia.generate_bernoulli_vae(None, 5, layer="counts"), "give from_cells"),
         (lambda: julia.generate_bernoulli_vae(None, 5, dichotomize_latent="mean"), "'mean'"),
         (lambda: julia.fit_bernoulli_vae(np.zeros((4, 3)), hidden_sizes=()), "at least one"),
         (lambda: julia.fit_dbm(np.zeros((4, 3)), hidden_sizes=(3, 0)), "hidden_sizes"),
@@ -134,7 +136,7 @@ def test_latent_codes_from_julia_are_dichotomised_at_zero_or_the_median(monkeypa
     features = np.array([[1.0, 0.0, 1.0]] * 4)
 
     class Reference:
-        def generate_bernoulli_vae(self, vae, n_samples, *, seed):
+        def generate_bernoulli_vae(self, vae, n_samples, *, seed, cells):
             return features, codes
 
     monkeypatch.setattr(julia, "_reference", lambda: Reference())
@@ -155,3 +157,113 @@ def test_hidden_sizes_reach_julia_as_an_int64_vector(monkeypatch) -> None:
     monkeypatch.setattr(julia, "_reference", lambda: Reference())
     julia.fit_bernoulli_vae(np.zeros((4, 3)), hidden_sizes=(8, 4))
     assert seen["hidden_sizes"].dtype == np.int64 and seen["hidden_sizes"].tolist() == [8, 4]
+
+
+class FakeReference:
+    """Records what the Python wrappers hand to Julia (a model of ``n_features`` features)."""
+
+    def __init__(self, n_features: int) -> None:
+        self.features = n_features
+        self.calls: list[dict] = []
+
+    def n_features(self, model):
+        return self.features
+
+    def sample_dbm(self, dbm, n_samples, **options):
+        self.calls.append(options)
+        return [np.zeros((n_samples, self.features)), np.zeros((n_samples, 2))]
+
+    def generate_bernoulli_vae(self, vae, n_samples, **options):
+        self.calls.append(options)
+        return np.zeros((n_samples, self.features)), np.zeros((n_samples, 2))
+
+
+def test_clamped_units_reach_gibbssamplecond_as_a_mask_and_values(monkeypatch) -> None:
+    fake = FakeReference(4)
+    monkeypatch.setattr(julia, "_reference", lambda: fake)
+    julia.sample_dbm(None, 3, burn_in=7, seed=2)
+    assert fake.calls[-1] == {"burn_in": 7, "seed": 2}  # no clamp: gibbssample!
+    julia.sample_dbm(None, 3, clamped={1: 1, 3: 0})
+    sent = fake.calls[-1]
+    assert sent["clamp_mask"].dtype == bool
+    np.testing.assert_array_equal(sent["clamp_mask"], [False, True, False, True])
+    assert sent["clamp_values"].dtype == np.float64 and sent["clamp_values"].shape == (3, 4)
+    np.testing.assert_array_equal(sent["clamp_values"][:, [1, 3]], [[1.0, 0.0]] * 3)
+    values = np.array([[0, 1, 0, 0], [0, 0, 0, 1], [1, 1, 1, 1]])
+    julia.sample_dbm(None, 3, clamped=(np.array([True, False, False, True]), values))
+    np.testing.assert_array_equal(fake.calls[-1]["clamp_values"], values)
+
+
+@pytest.mark.parametrize(
+    ("clamped", "error", "message"),
+    [
+        ({"Gad1": 1}, InvalidInputError, "no feature names"),
+        ({4: 1}, InvalidInputError, r"outside 0\.\.3"),
+        ({0: 2}, InvalidInputError, "0 or 1"),
+        ((np.ones(3, bool), np.ones(4)), ShapeMismatchError, "mask"),
+    ],
+)
+def test_bad_clamps_of_a_julia_dbm_are_refused(monkeypatch, clamped, error, message) -> None:
+    fake = FakeReference(4)
+    monkeypatch.setattr(julia, "_reference", lambda: fake)
+    with pytest.raises(error, match=message):
+        julia.sample_dbm(None, 3, clamped=clamped)
+    assert fake.calls == []
+
+
+def test_posterior_draws_send_the_cells_to_julia(monkeypatch) -> None:
+    import anndata
+
+    fake = FakeReference(3)
+    monkeypatch.setattr(julia, "_reference", lambda: fake)
+    julia.generate_bernoulli_vae(None, 5)
+    assert fake.calls[-1]["cells"] is None  # prior draws
+    cells = np.array([[1, 0, 1], [0, 0, 1]], dtype=np.uint8)
+    julia.generate_bernoulli_vae(None, 5, from_cells=cells)
+    sent = fake.calls[-1]["cells"]
+    assert sent.dtype == np.float64
+    np.testing.assert_array_equal(sent, cells)
+    layers = {"binary": sparse.csr_matrix(cells)}
+    data = anndata.AnnData(np.zeros((2, 3), np.float32), layers=layers)
+    julia.generate_bernoulli_vae(None, 5, from_cells=data, layer="binary")
+    np.testing.assert_array_equal(fake.calls[-1]["cells"], cells)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"from_cells": np.ones((2, 4))}, ShapeMismatchError, "4 features"),
+        ({"from_cells": np.ones((0, 3))}, InvalidInputError, "no cells"),
+        ({"from_cells": np.full((2, 3), 0.5)}, OmicsEmbedError, "0/1"),
+        ({"from_cells": np.ones((2, 3)), "layer": "binary"}, InvalidInputError, "AnnData"),
+    ],
+)
+def test_bad_cells_for_posterior_draws_are_refused(monkeypatch, options, error, message) -> None:
+    fake = FakeReference(3)
+    monkeypatch.setattr(julia, "_reference", lambda: fake)
+    with pytest.raises(error, match=message):
+        julia.generate_bernoulli_vae(None, 5, **options)
+    assert fake.calls == []
+
+
+@pytest.mark.skipif(
+    not julia.julia_available(), reason="no Julia here (juliacall is not installed)"
+)
+def test_julia_clamped_units_stay_fixed() -> None:  # pragma: no cover - needs Julia
+    rng = np.random.default_rng(0)
+    X = (rng.random((200, 12)) < 0.3).astype(float)
+    dbm = julia.fit_dbm(X, hidden_sizes=[6, 3], epochs=2, seed=0)
+    visible, *_ = julia.sample_dbm(dbm, 50, burn_in=5, clamped={0: 1, 5: 0})
+    assert (visible[:, 0] == 1).all() and (visible[:, 5] == 0).all()
+    assert 0 < visible[:, 1:5].mean() < 1
+
+
+@pytest.mark.skipif(
+    not julia.julia_available(), reason="no Julia here (juliacall is not installed)"
+)
+def test_julia_vae_draws_from_the_posterior_of_cells() -> None:  # pragma: no cover - needs Julia
+    rng = np.random.default_rng(0)
+    X = (rng.random((200, 12)) < 0.3).astype(float)
+    vae = julia.fit_bernoulli_vae(X, n_latent=3, hidden_sizes=(8,), max_epochs=2, seed=0)
+    features, latent = julia.generate_bernoulli_vae(vae, 40, seed=1, from_cells=X[:7])
+    assert features.shape == (40, 12) and latent.shape == (40, 3)

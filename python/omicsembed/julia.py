@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from anndata import AnnData
 from numpy.typing import ArrayLike
+from scipy import sparse
 
-from omicsembed.exceptions import InvalidInputError, OmicsEmbedError
+from omicsembed._clamping import Clamped, clamp_arrays
+from omicsembed.exceptions import InvalidInputError, OmicsEmbedError, ShapeMismatchError
 
 __all__ = [
     "JuliaUnavailableError",
@@ -95,6 +98,41 @@ def _binary_matrix(X: ArrayLike) -> np.ndarray:
     if matrix.ndim != 2 or not np.isin(matrix, (0.0, 1.0)).all():
         raise OmicsEmbedError("the Julia reference models need a 2-D 0/1 matrix")
     return matrix
+
+
+def _check_n_samples(n_samples: int) -> None:
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer):
+        raise InvalidInputError(f"n_samples must be an integer ≥ 1, got {n_samples!r}")
+    if n_samples < 1:
+        raise InvalidInputError(f"n_samples must be ≥ 1, got {n_samples}")
+
+
+def _cells(from_cells: AnnData | ArrayLike, layer: str | None, n_features: int) -> np.ndarray:
+    """Return ``from_cells`` as a dense 0/1 float64 matrix of ``n_features`` columns.
+
+    ``.X`` or ``.layers[layer]`` of AnnData, or an array; the columns are taken in order (the
+    Julia models have no gene names).
+    """
+    if isinstance(from_cells, AnnData):
+        if layer is not None and layer not in from_cells.layers:
+            raise InvalidInputError(
+                f"layer {layer!r} not found; available layers: {sorted(from_cells.layers)}"
+            )
+        matrix: Any = from_cells.layers[layer] if layer is not None else from_cells.X
+        if matrix is None:
+            raise InvalidInputError("the AnnData object has no .X; pass layer=")
+    elif layer is not None:
+        raise InvalidInputError("layer= is only meaningful for AnnData input")
+    else:
+        matrix = from_cells
+    cells = _binary_matrix(matrix.toarray() if sparse.issparse(matrix) else matrix)
+    if cells.shape[0] == 0:
+        raise InvalidInputError("from_cells has no cells (rows)")
+    if cells.shape[1] != n_features:
+        raise ShapeMismatchError(
+            f"from_cells has {cells.shape[1]} features (columns); the model has {n_features}"
+        )
+    return cells
 
 
 def _layer_sizes(hidden_sizes: Sequence[int]) -> np.ndarray:
@@ -175,27 +213,46 @@ def fit_dbm(
 
 
 def sample_dbm(
-    dbm: Any, n_samples: int, *, burn_in: int = 50, seed: int = 0, clamped: Any = None
+    dbm: Any, n_samples: int, *, burn_in: int = 50, seed: int = 0, clamped: Clamped | None = None
 ) -> list[np.ndarray]:
     """Gibbs samples of all layers of a Julia DBM (visible first), as numpy arrays.
 
-    The arguments of :meth:`omicsembed.models.DeepBoltzmannMachine.sample`.
+    The arguments of :meth:`omicsembed.models.DeepBoltzmannMachine.sample`: fresh particles
+    (``initparticles``) and ``burn_in`` sweeps of ``gibbssample!``, or of
+    ``gibbssamplecond!`` with ``clamped`` visible units (conditional sampling). The Julia
+    DBM knows its features by index only, so ``clamped`` names them by index.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        float64 0/1 arrays, (n_samples, p) for the visible layer then (n_samples, n_l) per
+        hidden layer.
 
     Raises
     ------
     InvalidInputError
-        With ``clamped``: the reference path (``initparticles`` + ``gibbssample!``) samples
-        without clamped units; use omicsembed's model for that.
+        ``n_samples`` not an integer ≥ 1, or a bad ``clamped`` (a feature name, an index
+        outside the visible units, a value other than 0/1).
+    ShapeMismatchError
+        A clamp mask or values of the wrong shape.
     JuliaUnavailableError
         Without Julia.
 
     """
-    if clamped is not None:
-        raise InvalidInputError(
-            "the Julia reference samples without clamped units; use "
-            "omicsembed.models.DeepBoltzmannMachine.sample(clamped=...)"
+    _check_n_samples(n_samples)
+    reference = _reference()
+    if clamped is None:
+        layers = reference.sample_dbm(dbm, n_samples, burn_in=burn_in, seed=seed)
+    else:
+        mask, values = clamp_arrays(clamped, int(n_samples), reference.n_features(dbm), None)
+        layers = reference.sample_dbm(
+            dbm,
+            n_samples,
+            burn_in=burn_in,
+            seed=seed,
+            clamp_mask=mask,
+            clamp_values=np.ascontiguousarray(values, dtype=np.float64),
         )
-    layers = _reference().sample_dbm(dbm, n_samples, burn_in=burn_in, seed=seed)
     return [np.asarray(layer) for layer in layers]
 
 
@@ -245,14 +302,17 @@ def generate_bernoulli_vae(
     n_samples: int,
     *,
     seed: int = 0,
+    from_cells: AnnData | ArrayLike | None = None,
+    layer: str | None = None,
     dichotomize_latent: str = "zero",
-    from_cells: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Synthetic binary cells and binary latent codes from a Flux Bernoulli VAE.
 
-    The arguments of :meth:`omicsembed.models.BernoulliVAE.generate`: z from the prior, the
-    cells Bernoulli draws from the decoder mean, the latent codes dichotomised at 0
-    (``"zero"``) or at each unit's median over the draws (``"median"``).
+    The arguments of :meth:`omicsembed.models.BernoulliVAE.generate`: z from the prior N(0, I)
+    or, with ``from_cells``, from the posterior q(z | x) of cell ``i mod n_cells`` for sample
+    ``i``; the cells Bernoulli draws from the decoder mean; the latent codes dichotomised at 0
+    (``"zero"``) or at each unit's median over the draws (``"median"``). The Flux model has
+    no gene names: the columns of ``from_cells`` are taken in the order of the training data.
 
     Returns
     -------
@@ -262,22 +322,28 @@ def generate_bernoulli_vae(
     Raises
     ------
     InvalidInputError
-        An unknown ``dichotomize_latent``, or ``from_cells`` (the reference draws z from the
-        prior only; use omicsembed's model for posterior draws).
+        ``n_samples`` not an integer ≥ 1, an unknown ``dichotomize_latent``, an unknown
+        ``layer`` or ``layer`` without AnnData, or ``from_cells`` without rows.
+    OmicsEmbedError
+        ``from_cells`` that is not a 2-D 0/1 matrix.
+    ShapeMismatchError
+        ``from_cells`` with another number of features than the model.
     JuliaUnavailableError
         Without Julia.
 
     """
+    _check_n_samples(n_samples)
     if dichotomize_latent not in ("zero", "median"):
         raise InvalidInputError(
             f"dichotomize_latent must be 'zero' or 'median', got {dichotomize_latent!r}"
         )
+    if from_cells is None and layer is not None:
+        raise InvalidInputError("layer= selects the matrix of from_cells; give from_cells")
+    reference = _reference()
+    cells = None
     if from_cells is not None:
-        raise InvalidInputError(
-            "the Julia reference draws z from the prior only; use "
-            "omicsembed.models.BernoulliVAE.generate(from_cells=...)"
-        )
-    features, codes = _reference().generate_bernoulli_vae(vae, n_samples, seed=seed)
+        cells = _cells(from_cells, layer, reference.n_features(vae))
+    features, codes = reference.generate_bernoulli_vae(vae, n_samples, seed=seed, cells=cells)
     z = np.asarray(codes, dtype=np.float64)
     threshold = np.median(z, axis=0) if dichotomize_latent == "median" else 0.0
     return np.asarray(features, dtype=np.uint8), (z > threshold).astype(np.uint8)

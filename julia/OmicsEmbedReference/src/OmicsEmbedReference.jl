@@ -13,7 +13,7 @@ import BoltzmannMachines
 import Flux
 import Random
 
-export fit_dbm, sample_dbm, fit_bernoulli_vae, generate_bernoulli_vae
+export fit_dbm, sample_dbm, fit_bernoulli_vae, generate_bernoulli_vae, n_features
 
 """
     fit_dbm(x; hidden_sizes, pretraining_epochs, epochs, learning_rate,
@@ -46,17 +46,34 @@ function fit_dbm(x::AbstractMatrix{<:Real};
 end
 
 """
-    sample_dbm(dbm, n_samples; burn_in, seed) -> Vector{Matrix{Float64}}
+    sample_dbm(dbm, n_samples; burn_in, seed, clamp_mask, clamp_values) -> Vector{Matrix{Float64}}
 
 Gibbs samples of all layers (visible first) after `burn_in` sweeps from fresh particles
-(`initparticles` + `gibbssample!`).
+(`initparticles` + `gibbssample!`). With `clamp_mask` (a Bool vector over the visible units)
+the masked visible units start at `clamp_values` (samples × units, 0.0/1.0) and stay there
+(`gibbssamplecond!`, conditional sampling).
 """
-function sample_dbm(dbm, n_samples::Integer; burn_in::Integer = 50, seed::Integer = 0)
+function sample_dbm(dbm, n_samples::Integer; burn_in::Integer = 50, seed::Integer = 0,
+        clamp_mask::Union{Nothing, AbstractVector{Bool}} = nothing,
+        clamp_values::Union{Nothing, AbstractMatrix{<:Real}} = nothing)
     Random.seed!(seed)
     particles = BoltzmannMachines.initparticles(dbm, Int(n_samples))
-    BoltzmannMachines.gibbssample!(particles, dbm, Int(burn_in))
+    if clamp_mask === nothing
+        BoltzmannMachines.gibbssample!(particles, dbm, Int(burn_in))
+    else
+        mask = Vector{Bool}(clamp_mask)
+        particles[1][:, mask] .= Matrix{Float64}(clamp_values)[:, mask]
+        BoltzmannMachines.gibbssamplecond!(particles, dbm, mask, Int(burn_in))
+    end
     return [Matrix{Float64}(layer) for layer in particles]
 end
+
+"""
+    n_features(model) -> Int
+
+Number of visible units of a DBM, or of input features of a Bernoulli VAE.
+"""
+n_features(dbm::BoltzmannMachines.MultimodalDBM) = BoltzmannMachines.nvisiblenodes(dbm[1])
 
 struct BernoulliVAE
     encoder
@@ -120,15 +137,27 @@ function fit_bernoulli_vae(x::AbstractMatrix{<:Real};
     return vae
 end
 
-"""
-    generate_bernoulli_vae(vae, n_samples; seed) -> (features, latent)
+n_features(vae::BernoulliVAE) = size(vae.encoder[1].weight, 2)
 
-Synthetic binary cells (Bernoulli draws from the decoder mean for z from the prior) and their
-latent codes z, both samples × units (the caller dichotomises z).
 """
-function generate_bernoulli_vae(vae::BernoulliVAE, n_samples::Integer; seed::Integer = 0)
+    generate_bernoulli_vae(vae, n_samples; seed, cells) -> (features, latent)
+
+Synthetic binary cells (Bernoulli draws from the decoder mean) and their latent codes z, both
+samples × units (the caller dichotomises z). z is drawn from the prior N(0, I), or with `cells`
+(cells × genes, 0.0/1.0) from the posterior q(z | x) of cell `1 + (i - 1) mod n_cells` for
+sample `i`.
+"""
+function generate_bernoulli_vae(vae::BernoulliVAE, n_samples::Integer; seed::Integer = 0,
+        cells::Union{Nothing, AbstractMatrix{<:Real}} = nothing)
     Random.seed!(seed)
-    z = randn(Float32, size(vae.mean.weight, 1), Int(n_samples))
+    noise = randn(Float32, size(vae.mean.weight, 1), Int(n_samples))
+    if cells === nothing
+        z = noise
+    else
+        mu, log_sd = _encode(vae, Matrix{Float32}(permutedims(cells)))
+        rows = mod1.(1:Int(n_samples), size(mu, 2))
+        z = mu[:, rows] .+ exp.(log_sd[:, rows]) .* noise
+    end
     means = Flux.sigmoid.(vae.decoder(z))
     features = Float64.(rand(Float32, size(means)) .< means)
     return permutedims(features), permutedims(Float64.(z))

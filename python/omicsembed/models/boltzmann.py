@@ -43,6 +43,7 @@ from safetensors.numpy import load_file, save_file
 from scipy import sparse
 
 from omicsembed import _core
+from omicsembed._clamping import Clamped, clamp_arrays
 from omicsembed._memory import check_memory
 from omicsembed._seeds import RUST_SEEDS, Seed, seed_int
 from omicsembed._settings import settings
@@ -228,7 +229,7 @@ class _BoltzmannMachine:
         *,
         burn_in: int = 50,
         seed: Seed = None,
-        clamped: Mapping[int | str, int] | tuple[np.ndarray, np.ndarray] | None = None,
+        clamped: Clamped | None = None,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Draw samples of all layers by blocked Gibbs sampling.
 
@@ -274,7 +275,9 @@ class _BoltzmannMachine:
         init: list[np.ndarray] | None = None
         mask_array: np.ndarray | None = None
         if clamped is not None:
-            mask, values = self._clamp(clamped, n_samples)
+            mask, values = clamp_arrays(
+                clamped, n_samples, self.n_features_in_, self.feature_names_
+            )
             rng = np.random.default_rng(stream_seed)
             init = [rng.integers(0, 2, size=(n_samples, n), dtype=np.uint8) for n in sizes]
             init[0] = np.where(mask[None, :], values, init[0]).astype(np.uint8)
@@ -288,51 +291,6 @@ class _BoltzmannMachine:
             clamp_mask=mask_array,
         )
         return layers[0], list(layers[1:])
-
-    def _clamp(
-        self,
-        clamped: Mapping[int | str, int] | tuple[np.ndarray, np.ndarray],
-        n_samples: int,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        p = self.n_features_in_
-        if isinstance(clamped, Mapping):
-            mask = np.zeros(p, dtype=bool)
-            values = np.zeros(p, dtype=np.uint8)
-            lookup = {name: j for j, name in enumerate(self.feature_names_)}
-            for key, value in clamped.items():
-                if isinstance(key, str):
-                    if key not in lookup:
-                        raise InvalidInputError(f"clamped feature {key!r} is not a model feature")
-                    j = lookup[key]
-                else:
-                    if isinstance(key, bool) or not isinstance(key, int | np.integer):
-                        raise InvalidInputError(
-                            f"clamped features are gene names or integer indices, got {key!r}"
-                        )
-                    j = int(key)
-                    if not 0 <= j < p:
-                        raise InvalidInputError(f"clamped feature index {j} is outside 0..{p - 1}")
-                if value not in (0, 1):
-                    raise InvalidInputError(
-                        f"clamped value of {key!r} must be 0 or 1, got {value!r}"
-                    )
-                mask[j] = True
-                values[j] = value
-            return mask, np.broadcast_to(values, (n_samples, p))
-        if not isinstance(clamped, tuple) or len(clamped) != 2:
-            raise InvalidInputError("clamped must be a dict {feature: value} or (mask, values)")
-        mask = np.asarray(clamped[0], dtype=bool)
-        if mask.shape != (p,):
-            raise ShapeMismatchError(f"clamp mask has shape {mask.shape}, expected ({p},)")
-        raw = np.asarray(clamped[1])
-        if raw.shape not in ((p,), (n_samples, p)):
-            raise ShapeMismatchError(
-                f"clamp values have shape {raw.shape}, expected ({p},) or ({n_samples}, {p})"
-            )
-        used = np.broadcast_to(raw, (n_samples, p))[:, mask]
-        if used.size and not np.isin(used, (0, 1)).all():
-            raise InvalidInputError("clamped values must be 0 or 1")
-        return mask, np.broadcast_to(raw, (n_samples, p)).astype(np.uint8)
 
     def generate(
         self, n_samples: int, *, seed: Seed = None, burn_in: int = 50
