@@ -7,6 +7,12 @@
 //! the states of the kept layers, with the alternate layers summed out analytically; then
 //! `burn_in` Gibbs sweeps at `β_k` (summed-out layers sampled first). RBMs (two layers) sum out
 //! the visible layer, deeper models the odd layers (h1, h3, …).
+//!
+//! Two departures from the Julia package, so that each transition leaves its intermediate
+//! distribution invariant: the sweeps are blocked (Julia's `gibbssample!` updates all layers at
+//! once), and the base model's bias of a layer between two weight matrices is the sum of both
+//! RBMs' biases, from which the chains start exactly (Julia: `initparticles(...; biased = true)`,
+//! one RBM's bias).
 
 use rayon::prelude::*;
 

@@ -344,6 +344,14 @@ class _BoltzmannMachine:
         odd layers (DBM) analytically. Exact enumeration runs over the smaller of the two
         alternate layer sets (≤ 28 units).
 
+        Two details differ from BoltzmannMachines.jl's ``aislogimpweights``, both so that every
+        transition leaves its intermediate distribution invariant: the sweeps at each
+        temperature are blocked (summed-out layers first; the Julia package updates all layers
+        at once, see the module notes), and the chains start as exact samples of the base
+        model, whose biases for a layer between two weight matrices are the sum of both RBMs'
+        (Julia starts them from ``initparticles(...; biased = true)``, one RBM's bias, which its
+        source marks as a to-do). The estimates agree with exact log Z within AIS noise.
+
         Parameters
         ----------
         method
@@ -650,7 +658,10 @@ class BernoulliRBM(_BoltzmannMachine):
     BoltzmannMachines.jl ``fitrbm`` (defaults: learning rate 0.005, batch size 1, PCD, one Gibbs
     step): per minibatch, the positive phase uses P(h | v) of the data; the persistent chains take
     ``cd_steps`` Gibbs steps, the last without sampling; the gradient is the difference of the
-    minibatch means of v hᵀ.
+    minibatch means of v hᵀ (as the package's ``LoglikelihoodOptimizer``; its releases before
+    the optimizer interface summed v hᵀ over the minibatch, a step ``batch_size`` times larger for
+    the weights; the two agree at the default batch size 1). ``n_hidden`` defaults to 100;
+    ``fitrbm`` uses as many hidden units as features.
 
     Parameters
     ----------
@@ -794,7 +805,8 @@ class DeepBoltzmannMachine(_BoltzmannMachine):
     Parameters
     ----------
     hidden_sizes
-        Units per hidden layer, bottom first (the authors' Tasic cortex DBM: (100, 20, 10)).
+        Units per hidden layer, bottom first. The default is the authors' Tasic cortex DBM
+        (Hess et al. 2020); ``fitdbm``'s default is two layers as wide as the data.
     pretraining_epochs
         Epochs of every RBM in pretraining (None: ``epochs``).
     epochs
