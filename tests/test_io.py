@@ -362,3 +362,21 @@ def test_repeated_sample_names_of_an_h5ad_are_refused(tmp_path):
     adata.write_h5ad(path)
     with pytest.raises(InvalidInputError, match="not unique"):
         read_anndata(path)
+
+
+def test_anndata_matrix_reads_x_or_a_layer_and_refuses_what_it_cannot() -> None:
+    import anndata as ad
+
+    from omicsembed.io import anndata_matrix
+
+    counts = np.arange(6.0).reshape(2, 3)
+    data = ad.AnnData(np.zeros((2, 3)), layers={"counts": counts})
+    np.testing.assert_array_equal(anndata_matrix(data, "counts"), counts)
+    np.testing.assert_array_equal(anndata_matrix(data, None), np.zeros((2, 3)))
+    assert anndata_matrix(counts, None) is counts
+    with pytest.raises(InvalidInputError, match=r"'raw' not found; available layers: \['counts'\]"):
+        anndata_matrix(data, "raw")
+    with pytest.raises(InvalidInputError, match="only meaningful for AnnData"):
+        anndata_matrix(counts, "counts")
+    with pytest.raises(InvalidInputError, match=r"no \.X"):
+        anndata_matrix(ad.AnnData(obs=data.obs, var=data.var), None)

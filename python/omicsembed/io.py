@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ResultFolder",
+    "anndata_matrix",
     "atomic_path",
     "read_anndata",
     "save_figure",
@@ -49,6 +50,40 @@ _NULL_VALUES = ["", "NA", "NaN", "nan", "N/A", "NULL", "null"]
 # --------------------------------------------------------------------------------------------
 # reading
 # --------------------------------------------------------------------------------------------
+def anndata_matrix(data: Any, layer: str | None) -> Any:
+    """Return the matrix a function reads: ``.X`` or ``.layers[layer]`` of AnnData, else ``data``.
+
+    Parameters
+    ----------
+    data
+        AnnData, or a matrix (array or scipy sparse), returned as it is.
+    layer
+        Layer of AnnData ``data`` to read instead of ``.X``; only for AnnData.
+
+    Raises
+    ------
+    InvalidInputError
+        An unknown layer (the message lists the layers), AnnData without ``.X`` and no
+        ``layer``, or ``layer`` with a matrix.
+
+    """
+    import anndata as ad
+
+    if not isinstance(data, ad.AnnData):
+        if layer is not None:
+            raise InvalidInputError("layer= is only meaningful for AnnData input")
+        return data
+    if layer is None:
+        if data.X is None:
+            raise InvalidInputError("the AnnData object has no .X; pass layer= to use a layer")
+        return data.X
+    if layer not in data.layers:
+        raise InvalidInputError(
+            f"layer {layer!r} not found; available layers: {sorted(data.layers)}"
+        )
+    return data.layers[layer]
+
+
 def _suffix(path: Path) -> str:
     name = path.name.lower()
     for suf in (".csv.gz", ".tsv.gz"):

@@ -28,6 +28,7 @@ from scipy import sparse
 
 from omicsembed._clamping import Clamped, clamp_arrays
 from omicsembed.exceptions import InvalidInputError, OmicsEmbedError, ShapeMismatchError
+from omicsembed.io import anndata_matrix
 
 __all__ = [
     "JuliaUnavailableError",
@@ -113,18 +114,7 @@ def _cells(from_cells: AnnData | ArrayLike, layer: str | None, n_features: int) 
     ``.X`` or ``.layers[layer]`` of AnnData, or an array; the columns are taken in order (the
     Julia models have no gene names).
     """
-    if isinstance(from_cells, AnnData):
-        if layer is not None and layer not in from_cells.layers:
-            raise InvalidInputError(
-                f"layer {layer!r} not found; available layers: {sorted(from_cells.layers)}"
-            )
-        matrix: Any = from_cells.layers[layer] if layer is not None else from_cells.X
-        if matrix is None:
-            raise InvalidInputError("the AnnData object has no .X; pass layer=")
-    elif layer is not None:
-        raise InvalidInputError("layer= is only meaningful for AnnData input")
-    else:
-        matrix = from_cells
+    matrix = anndata_matrix(from_cells, layer)
     cells = _binary_matrix(matrix.toarray() if sparse.issparse(matrix) else matrix)
     if cells.shape[0] == 0:
         raise InvalidInputError("from_cells has no cells (rows)")

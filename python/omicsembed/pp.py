@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
+from omicsembed.io import anndata_matrix
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -35,18 +36,6 @@ def _is_anndata(data: object) -> bool:
     except ImportError:  # pragma: no cover - anndata is a dependency
         return False
     return isinstance(data, ad.AnnData)
-
-
-def _get_matrix(adata: ad.AnnData, layer: str | None) -> Any:
-    if layer is None:
-        if adata.X is None:
-            raise InvalidInputError("adata.X is empty; pass layer= to use a layer")
-        return adata.X
-    if layer not in adata.layers:
-        raise InvalidInputError(
-            f"layer {layer!r} not found; available layers: {list(adata.layers.keys())}"
-        )
-    return adata.layers[layer]
 
 
 def _set_matrix(adata: ad.AnnData, layer: str | None, value: Any) -> None:
@@ -170,7 +159,7 @@ def log_transform(
 
     adata = data.copy() if copy else data
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-    x = _get_matrix(adata, layer)
+    x = anndata_matrix(adata, layer)
     if sp.issparse(x):
         if pseudocount != 1.0:
             raise InvalidInputError(
@@ -241,7 +230,7 @@ def highly_variable(
 
     """
     if _is_anndata(data):
-        x: Any = _get_matrix(data, layer)  # type: ignore[arg-type]
+        x: Any = anndata_matrix(data, layer)
     else:
         if layer is not None:
             raise InvalidInputError("layer= only applies to AnnData input")
@@ -327,7 +316,7 @@ def standardize(data: Any, *, ddof: int = 0, layer: str | None = None, copy: boo
 
     adata = data.copy() if copy else data
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-    x = _get_matrix(adata, layer)
+    x = anndata_matrix(adata, layer)
     if sp.issparse(x):
         raise InvalidInputError(f"{where} is sparse; standardize needs a dense matrix")
     arr = _as_float_2d(x, where)
@@ -356,7 +345,7 @@ def _where(data: Any, layer: str | None) -> str:
 
 def _count_matrix(data: Any, layer: str | None, what: str) -> Any:
     """Return validated counts: float64 ndarray or scipy sparse (no NaN, inf or negatives)."""
-    x = _get_matrix(data, layer) if _is_anndata(data) else data
+    x = anndata_matrix(data, layer) if _is_anndata(data) else data
     if not _is_anndata(data) and layer is not None:
         raise InvalidInputError("layer= only applies to AnnData input")
     if sp.issparse(x):
@@ -774,7 +763,7 @@ def dichotomize(
         return _binarize(x, _column_quantiles(x, q))
     adata = data.copy() if copy else data
     where = _where(adata, layer)
-    x = _dichotomize_input(_get_matrix(adata, layer), where)
+    x = _dichotomize_input(anndata_matrix(adata, layer), where)
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise InvalidInputError(f"{where} is empty (shape {x.shape})")
     thresholds = _column_quantiles(x, q)

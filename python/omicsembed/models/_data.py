@@ -19,6 +19,7 @@ from scipy import sparse
 
 from omicsembed._seeds import TORCH_SEEDS, Seed, seed_int
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
+from omicsembed.io import anndata_matrix
 
 __all__ = [
     "RowMatrix",
@@ -60,18 +61,7 @@ def row_matrix(
         is not 2-D or is empty.
 
     """
-    if isinstance(data, AnnData):
-        if layer is not None and layer not in data.layers:
-            raise InvalidInputError(
-                f"layer {layer!r} not found; available layers: {sorted(data.layers)}"
-            )
-        matrix: Any = data.layers[layer] if layer is not None else data.X
-        if matrix is None:
-            raise InvalidInputError("the AnnData object has no .X; pass layer=")
-    else:
-        if layer is not None:
-            raise InvalidInputError("layer= is only meaningful for AnnData input")
-        matrix = data
+    matrix = anndata_matrix(data, layer)
     result: RowMatrix
     if sparse.issparse(matrix):
         if matrix.dtype.kind not in "biuf":
