@@ -104,30 +104,59 @@ def test_without_julia_the_error_says_how_to_get_it() -> None:
         julia.fit_dbm(np.zeros((4, 3)))
 
 
-@pytest.mark.skipif(
+needs_julia = pytest.mark.skipif(
     not julia.julia_available(), reason="no Julia here (juliacall is not installed)"
 )
-def test_julia_dbm_samples_have_the_layer_shapes() -> None:  # pragma: no cover - needs Julia
-    rng = np.random.default_rng(0)
-    X = (rng.random((200, 12)) < 0.3).astype(float)
-    dbm = julia.fit_dbm(X, hidden_sizes=[6, 3], epochs=2, seed=0)
-    layers = julia.sample_dbm(dbm, 50, burn_in=5)
+
+
+@pytest.fixture(scope="module")
+def binary_cells() -> np.ndarray:
+    return (np.random.default_rng(0).random((200, 12)) < 0.3).astype(float)
+
+
+@pytest.fixture(scope="module")
+def julia_dbm(binary_cells):  # pragma: no cover - needs Julia
+    return julia.fit_dbm(binary_cells, hidden_sizes=[6, 3], epochs=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def julia_vae(binary_cells):  # pragma: no cover - needs Julia
+    return julia.fit_bernoulli_vae(
+        binary_cells, n_latent=3, hidden_sizes=(8,), max_epochs=2, seed=0
+    )
+
+
+@needs_julia
+def test_julia_dbm_samples_have_the_layer_shapes(julia_dbm) -> None:  # pragma: no cover
+    layers = julia.sample_dbm(julia_dbm, 50, burn_in=5)
     assert [layer.shape for layer in layers] == [(50, 12), (50, 6), (50, 3)]
     assert all(np.isin(layer, (0.0, 1.0)).all() for layer in layers)
 
 
-@pytest.mark.skipif(
-    not julia.julia_available(), reason="no Julia here (juliacall is not installed)"
-)
-def test_julia_vae_generates_binary_cells_and_codes() -> None:  # pragma: no cover - needs Julia
-    rng = np.random.default_rng(0)
-    X = (rng.random((200, 12)) < 0.3).astype(float)
-    vae = julia.fit_bernoulli_vae(X, n_latent=3, hidden_sizes=(8,), max_epochs=2, seed=0)
-    features, latent = julia.generate_bernoulli_vae(vae, 40, seed=1)
+@needs_julia
+def test_julia_clamped_units_stay_fixed(julia_dbm) -> None:  # pragma: no cover - needs Julia
+    visible, *_ = julia.sample_dbm(julia_dbm, 50, burn_in=5, clamped={0: 1, 5: 0})
+    assert (visible[:, 0] == 1).all() and (visible[:, 5] == 0).all()
+    assert 0 < visible[:, 1:5].mean() < 1
+
+
+@needs_julia
+def test_julia_vae_generates_binary_cells_and_codes(julia_vae) -> None:  # pragma: no cover
+    features, latent = julia.generate_bernoulli_vae(julia_vae, 40, seed=1)
     assert features.shape == (40, 12) and latent.shape == (40, 3)
     assert np.isin(features, (0.0, 1.0)).all() and np.isin(latent, (0.0, 1.0)).all()
-    _, median = julia.generate_bernoulli_vae(vae, 40, seed=1, dichotomize_latent="median")
+    _, median = julia.generate_bernoulli_vae(julia_vae, 40, seed=1, dichotomize_latent="median")
     assert (median.sum(axis=0) == 20).all()
+
+
+@needs_julia
+def test_julia_vae_draws_from_the_posterior_of_cells(
+    julia_vae, binary_cells
+) -> None:  # pragma: no cover - needs Julia
+    features, latent = julia.generate_bernoulli_vae(
+        julia_vae, 40, seed=1, from_cells=binary_cells[:7]
+    )
+    assert features.shape == (40, 12) and latent.shape == (40, 3)
 
 
 def test_latent_codes_from_julia_are_dichotomised_at_zero_or_the_median(monkeypatch) -> None:
@@ -244,26 +273,3 @@ def test_bad_cells_for_posterior_draws_are_refused(monkeypatch, options, error, 
     with pytest.raises(error, match=message):
         julia.generate_bernoulli_vae(None, 5, **options)
     assert fake.calls == []
-
-
-@pytest.mark.skipif(
-    not julia.julia_available(), reason="no Julia here (juliacall is not installed)"
-)
-def test_julia_clamped_units_stay_fixed() -> None:  # pragma: no cover - needs Julia
-    rng = np.random.default_rng(0)
-    X = (rng.random((200, 12)) < 0.3).astype(float)
-    dbm = julia.fit_dbm(X, hidden_sizes=[6, 3], epochs=2, seed=0)
-    visible, *_ = julia.sample_dbm(dbm, 50, burn_in=5, clamped={0: 1, 5: 0})
-    assert (visible[:, 0] == 1).all() and (visible[:, 5] == 0).all()
-    assert 0 < visible[:, 1:5].mean() < 1
-
-
-@pytest.mark.skipif(
-    not julia.julia_available(), reason="no Julia here (juliacall is not installed)"
-)
-def test_julia_vae_draws_from_the_posterior_of_cells() -> None:  # pragma: no cover - needs Julia
-    rng = np.random.default_rng(0)
-    X = (rng.random((200, 12)) < 0.3).astype(float)
-    vae = julia.fit_bernoulli_vae(X, n_latent=3, hidden_sizes=(8,), max_epochs=2, seed=0)
-    features, latent = julia.generate_bernoulli_vae(vae, 40, seed=1, from_cells=X[:7])
-    assert features.shape == (40, 12) and latent.shape == (40, 3)
