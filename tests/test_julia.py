@@ -138,6 +138,12 @@ def test_julia_clamped_units_stay_fixed(julia_dbm) -> None:  # pragma: no cover 
     visible, *_ = julia.sample_dbm(julia_dbm, 50, burn_in=5, clamped={0: 1, 5: 0})
     assert (visible[:, 0] == 1).all() and (visible[:, 5] == 0).all()
     assert 0 < visible[:, 1:5].mean() < 1
+    mask = np.zeros(12, bool)
+    mask[[2, 7]] = True
+    values = np.zeros((50, 12))
+    values[::2, 2] = values[1::2, 7] = 1  # different per chain
+    visible, *_ = julia.sample_dbm(julia_dbm, 50, burn_in=5, clamped=(mask, values))
+    np.testing.assert_array_equal(visible[:, mask], values[:, mask])
 
 
 @needs_julia
@@ -157,6 +163,17 @@ def test_julia_vae_draws_from_the_posterior_of_cells(
         julia_vae, 40, seed=1, from_cells=binary_cells[:7]
     )
     assert features.shape == (40, 12) and latent.shape == (40, 3)
+    # the same noise (drawn first) with cells [a, b] and [a, a]: sample i uses cell i mod 2
+    reference, a, b = julia._reference(), binary_cells[0], binary_cells[1]
+    assert not np.array_equal(a, b)
+
+    def codes(cells):
+        return np.asarray(reference.generate_bernoulli_vae(julia_vae, 6, seed=1, cells=cells)[1])
+
+    two, same, prior = codes(np.stack([a, b])), codes(np.stack([a, a])), codes(None)
+    np.testing.assert_array_equal(two[::2], same[::2])
+    assert not np.isclose(two[1::2], same[1::2]).all()
+    assert not np.isclose(two, prior).all()
 
 
 def test_latent_codes_from_julia_are_dichotomised_at_zero_or_the_median(monkeypatch) -> None:
@@ -218,9 +235,12 @@ def test_clamped_units_reach_gibbssamplecond_as_a_mask_and_values(monkeypatch) -
     np.testing.assert_array_equal(sent["clamp_mask"], [False, True, False, True])
     assert sent["clamp_values"].dtype == np.float64 and sent["clamp_values"].shape == (3, 4)
     np.testing.assert_array_equal(sent["clamp_values"][:, [1, 3]], [[1.0, 0.0]] * 3)
-    values = np.array([[0, 1, 0, 0], [0, 0, 0, 1], [1, 1, 1, 1]])
+    # per-chain values; unmasked entries are not read (NaN there is no error) and sent as 0
+    values = np.array([[0, np.nan, 0, 0], [0, 0, 0, 1], [1, 1, 1, 1]])
     julia.sample_dbm(None, 3, clamped=(np.array([True, False, False, True]), values))
-    np.testing.assert_array_equal(fake.calls[-1]["clamp_values"], values)
+    np.testing.assert_array_equal(
+        fake.calls[-1]["clamp_values"], [[0, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 1]]
+    )
 
 
 @pytest.mark.parametrize(

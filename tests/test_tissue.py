@@ -345,7 +345,7 @@ def test_anndata_round_trip(tmp_path):
 
     with _raises(InvalidInputError, "not a column of adata.obs"):
         stats.tau_index(adata, "organ")
-    with _raises(InvalidInputError, "not in adata.layers"):
+    with _raises(InvalidInputError, "not found; available layers"):
         stats.tissue_wasserstein(adata, "tissue", layer="raw")
 
 

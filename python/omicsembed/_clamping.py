@@ -42,8 +42,8 @@ def clamp_arrays(
     Returns
     -------
     mask, values
-        bool ``(p,)`` and uint8 ``(n_samples, p)`` (a read-only broadcast view when the values
-        are the same for every chain).
+        bool ``(p,)`` and uint8 ``(n_samples, p)``, 0 where the mask is False (read-only: a
+        broadcast view for the dict form).
 
     Raises
     ------
@@ -95,4 +95,4 @@ def clamp_arrays(
     used = np.broadcast_to(raw, (n_samples, p))[:, mask]
     if used.size and not np.isin(used, (0, 1)).all():
         raise InvalidInputError("clamped values must be 0 or 1")
-    return mask, np.broadcast_to(raw, (n_samples, p)).astype(np.uint8)
+    return mask, np.where(mask, np.broadcast_to(raw, (n_samples, p)), 0).astype(np.uint8)

@@ -108,8 +108,8 @@ def _check_n_samples(n_samples: int) -> None:
         raise InvalidInputError(f"n_samples must be ≥ 1, got {n_samples}")
 
 
-def _cells(from_cells: AnnData | ArrayLike, layer: str | None, n_features: int) -> np.ndarray:
-    """Return ``from_cells`` as a dense 0/1 float64 matrix of ``n_features`` columns.
+def _cells(from_cells: AnnData | ArrayLike, layer: str | None) -> np.ndarray:
+    """Return ``from_cells`` as a dense 0/1 float64 matrix with at least one row.
 
     ``.X`` or ``.layers[layer]`` of AnnData, or an array; the columns are taken in order (the
     Julia models have no gene names).
@@ -118,10 +118,6 @@ def _cells(from_cells: AnnData | ArrayLike, layer: str | None, n_features: int) 
     cells = _binary_matrix(matrix.toarray() if sparse.issparse(matrix) else matrix)
     if cells.shape[0] == 0:
         raise InvalidInputError("from_cells has no cells (rows)")
-    if cells.shape[1] != n_features:
-        raise ShapeMismatchError(
-            f"from_cells has {cells.shape[1]} features (columns); the model has {n_features}"
-        )
     return cells
 
 
@@ -230,16 +226,17 @@ def sample_dbm(
 
     """
     _check_n_samples(n_samples)
-    reference = _reference()
+    # Python ints: a numpy scalar may reach Julia as a 0-d array under older juliacall
+    n, options = int(n_samples), {"burn_in": int(burn_in), "seed": int(seed)}
+    reference = _reference()  # a Julia DBM exists only once Julia runs
     if clamped is None:
-        layers = reference.sample_dbm(dbm, n_samples, burn_in=burn_in, seed=seed)
+        layers = reference.sample_dbm(dbm, n, **options)
     else:
-        mask, values = clamp_arrays(clamped, int(n_samples), reference.n_features(dbm), None)
+        mask, values = clamp_arrays(clamped, n, reference.n_features(dbm), None)
         layers = reference.sample_dbm(
             dbm,
-            n_samples,
-            burn_in=burn_in,
-            seed=seed,
+            n,
+            **options,
             clamp_mask=mask,
             clamp_values=np.ascontiguousarray(values, dtype=np.float64),
         )
@@ -329,11 +326,15 @@ def generate_bernoulli_vae(
         )
     if from_cells is None and layer is not None:
         raise InvalidInputError("layer= selects the matrix of from_cells; give from_cells")
+    cells = None if from_cells is None else _cells(from_cells, layer)  # before Julia starts
     reference = _reference()
-    cells = None
-    if from_cells is not None:
-        cells = _cells(from_cells, layer, reference.n_features(vae))
-    features, codes = reference.generate_bernoulli_vae(vae, n_samples, seed=seed, cells=cells)
+    if cells is not None and cells.shape[1] != (n_features := reference.n_features(vae)):
+        raise ShapeMismatchError(
+            f"from_cells has {cells.shape[1]} features (columns); the model has {n_features}"
+        )
+    features, codes = reference.generate_bernoulli_vae(
+        vae, int(n_samples), seed=int(seed), cells=cells
+    )
     z = np.asarray(codes, dtype=np.float64)
     threshold = np.median(z, axis=0) if dichotomize_latent == "median" else 0.0
     return np.asarray(features, dtype=np.uint8), (z > threshold).astype(np.uint8)

@@ -29,6 +29,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from omicsembed import _core
 from omicsembed.exceptions import InvalidInputError, ShapeMismatchError
+from omicsembed.io import anndata_matrix
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -211,16 +212,7 @@ def _prepare(
         else:
             labels = groups
             groupby = "<labels>"
-        if layer is None:
-            matrix = X.X
-        elif layer in X.layers:
-            matrix = X.layers[layer]
-        else:
-            raise InvalidInputError(
-                f"layer {layer!r} is not in adata.layers (layers: {list(X.layers.keys())})"
-            )
-        if matrix is None:
-            raise InvalidInputError("adata.X is None; pass layer= naming a layer with data")
+        matrix = anndata_matrix(X, layer)
     else:
         if isinstance(groups, str):
             raise InvalidInputError(
