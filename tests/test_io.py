@@ -376,7 +376,7 @@ def test_anndata_matrix_reads_x_or_a_layer_and_refuses_what_it_cannot() -> None:
     assert anndata_matrix(counts, None) is counts
     with pytest.raises(InvalidInputError, match=r"'raw' not found; available layers: \['counts'\]"):
         anndata_matrix(data, "raw")
-    with pytest.raises(InvalidInputError, match="only meaningful for AnnData"):
+    with pytest.raises(InvalidInputError, match="only applies to AnnData"):
         anndata_matrix(counts, "counts")
     with pytest.raises(InvalidInputError, match=r"no \.X"):
         anndata_matrix(ad.AnnData(obs=data.obs, var=data.var), None)

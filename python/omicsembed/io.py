@@ -71,7 +71,7 @@ def anndata_matrix(data: Any, layer: str | None) -> Any:
 
     if not isinstance(data, ad.AnnData):
         if layer is not None:
-            raise InvalidInputError("layer= is only meaningful for AnnData input")
+            raise InvalidInputError("layer= only applies to AnnData input")
         return data
     if layer is None:
         if data.X is None:

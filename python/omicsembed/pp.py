@@ -345,9 +345,7 @@ def _where(data: Any, layer: str | None) -> str:
 
 def _count_matrix(data: Any, layer: str | None, what: str) -> Any:
     """Return validated counts: float64 ndarray or scipy sparse (no NaN, inf or negatives)."""
-    x = anndata_matrix(data, layer) if _is_anndata(data) else data
-    if not _is_anndata(data) and layer is not None:
-        raise InvalidInputError("layer= only applies to AnnData input")
+    x = anndata_matrix(data, layer)
     if sp.issparse(x):
         if x.ndim != 2:
             raise InvalidInputError(f"{what} must be a 2-D samples x genes matrix")
